@@ -1,0 +1,176 @@
+"""Configuration: the ``ARKA_*`` environment variables and ``arka-os.config.json``.
+
+This is the only module that reads ``os.environ``. Everything else receives a :class:`Settings`
+object, so tests build one explicitly and nothing reads files or the environment at import time.
+An invalid configuration stops the program with a message naming the field (contract section 1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .jsonio import canonical_bytes, parse_json
+
+__all__ = [
+    "CONFIG_FILE_NAME",
+    "FileConfig",
+    "Settings",
+    "default_file_config",
+    "load_settings",
+]
+
+CONFIG_FILE_NAME = "arka-os.config.json"
+Environment = Literal["development", "staging", "production"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CommitterConfig(_Strict):
+    name: str = Field("Arka HCM", min_length=1, max_length=200)
+    email: str = Field("hcm@arka-os.local", min_length=3, max_length=200)
+
+
+class StoreConfig(_Strict):
+    branch: str = Field("main", pattern=r"^[a-z0-9][a-z0-9._/-]{0,99}$")
+    durability: Literal["full", "fast"] = "full"
+    external_edits: Literal["adopt", "refuse"] = "adopt"
+    committer: CommitterConfig = CommitterConfig()
+    batch_max: int = Field(32, ge=1, le=1024)
+    lock_timeout_s: float = Field(10.0, gt=0, le=600)
+    index_refresh_delay_s: float = Field(0.2, ge=0, le=60)
+
+
+class LimitsConfig(_Strict):
+    max_envelope_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_journal_line_bytes: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024)
+    max_document_bytes: int = Field(512 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_json_depth: int = Field(64, ge=4, le=512)
+    max_last_entries: int = Field(500, ge=1, le=100_000)
+
+
+class ServerConfig(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+
+
+class LoggingConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    max_bytes: int = Field(10 * 1024 * 1024, ge=4096)
+    backups: int = Field(5, ge=0, le=100)
+
+
+class TokenRecord(_Strict):
+    id: str
+    type: Literal["agent", "human", "system"]
+    roles: list[Literal["reader", "writer", "admin"]]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_at: str
+    label: str = ""
+
+
+class FileConfig(_Strict):
+    """The content of ``arka-os.config.json`` (every key is documented in the README)."""
+
+    config_version: Literal[1] = 1
+    tenant_id: str = Field("", max_length=128)
+    store: StoreConfig = StoreConfig()
+    limits: LimitsConfig = LimitsConfig()
+    server: ServerConfig = ServerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    tokens: list[TokenRecord] = []
+
+
+class Settings(BaseModel):
+    """Everything the program needs to run, resolved once at start."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hcm_path: Path
+    config_path: Path
+    log_path: Path
+    env: Environment = "production"
+    file: FileConfig = FileConfig()
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_path / CONFIG_FILE_NAME
+
+    def with_file(self, file: FileConfig) -> Settings:
+        return self.model_copy(update={"file": file})
+
+
+def default_file_config(tenant_id: str = "") -> FileConfig:
+    return FileConfig(tenant_id=tenant_id)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        problems.append(f"{where}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def read_file_config(path: Path) -> FileConfig:
+    """Load and validate ``arka-os.config.json``; a missing file means all defaults."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return FileConfig()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = parse_json(raw, what=str(path))
+        return FileConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration in {path}: {_describe(exc)}") from None
+    except Exception as exc:  # InvalidPayload from the strict parser
+        raise ConfigError(f"invalid configuration in {path}: {exc}") from None
+
+
+def write_file_config(path: Path, config: FileConfig) -> None:
+    """Write the config atomically (temp + fsync + rename): tokens live in it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    data = canonical_bytes(config.model_dump(mode="json"))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def load_settings(
+    *,
+    hcm: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    logs: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build Settings from explicit values, else ``ARKA_*`` variables, else the container defaults."""
+    env = os.environ if environ is None else environ
+    hcm_path = Path(hcm or env.get("ARKA_HCM_PATH") or "/hcm")
+    config_path = Path(config or env.get("ARKA_CONFIG_PATH") or "/config")
+    log_path = Path(logs or env.get("ARKA_LOG_PATH") or "/logs")
+    mode: Any = env.get("ARKA_ENV") or "production"
+    if mode not in ("development", "staging", "production"):
+        raise ConfigError(f"ARKA_ENV={mode!r} is invalid: use development, staging or production")
+    file = read_file_config(config_path / CONFIG_FILE_NAME)
+    return Settings(
+        hcm_path=hcm_path.absolute(),
+        config_path=config_path.absolute(),
+        log_path=log_path.absolute(),
+        env=mode,
+        file=file,
+    )

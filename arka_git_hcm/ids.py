@@ -1,0 +1,61 @@
+"""Ids of the HCM (missions, evidence, actions, decisions, members, snapshots) and request ids.
+
+An id becomes a file or folder name, so the rules are those of a safe path component:
+lower-case ``[a-z0-9._-]``, starting and ending with a letter or digit, at most 128 characters,
+no ``..`` (parent traversal, and Windows' trailing-dot aliasing), and never a Windows device name
+(``con``, ``nul``, ``com1``... open a device instead of a file on a Windows checkout).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from .errors import InvalidPayload
+
+__all__ = ["ID_PATTERN", "is_valid_id", "new_id", "validate_id", "validate_request_id"]
+
+ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$"
+_ID_RE = re.compile(ID_PATTERN)
+# Request ids are chosen by callers (uuids, "req-42", ...): printable, no spaces, one line,
+# because they travel in a commit trailer.
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
+
+WINDOWS_DEVICE_NAMES = frozenset(
+    {"con", "nul", "aux", "prn"} | {f"com{i}" for i in range(1, 10)} | {f"lpt{i}" for i in range(1, 10)}
+)
+
+
+def is_valid_id(value: object) -> bool:
+    """True when ``value`` is a string that may name a mission, evidence, action..."""
+    if not isinstance(value, str) or not _ID_RE.match(value) or ".." in value:
+        return False
+    # "nul.json" opens the device on Windows just like "nul": the stem counts.
+    return value.split(".", 1)[0] not in WINDOWS_DEVICE_NAMES
+
+
+def validate_id(value: object, field: str = "id") -> str:
+    """Return ``value`` if it is a valid id, else raise INVALID_PAYLOAD naming the field."""
+    if not is_valid_id(value):
+        raise InvalidPayload(
+            f"{field} {value!r} is not a valid id: use 1-128 characters among a-z 0-9 . _ -, "
+            "starting and ending with a letter or digit, without '..' or a Windows device name",
+            {"field": field},
+        )
+    assert isinstance(value, str)
+    return value
+
+
+def validate_request_id(value: object) -> str:
+    if not isinstance(value, str) or not _REQUEST_ID_RE.match(value):
+        raise InvalidPayload(
+            "request_id must be 1-128 printable characters (letters, digits, . _ : @ / + = -), "
+            "starting with a letter or digit",
+            {"field": "request_id"},
+        )
+    return value
+
+
+def new_id(prefix: str, token: str | None = None) -> str:
+    """A fresh id such as ``ev-3f9a0c12d4e5`` (``token`` injected by tests for determinism)."""
+    return f"{prefix}-{token or secrets.token_hex(6)}"

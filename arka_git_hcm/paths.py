@@ -1,0 +1,145 @@
+"""The one resolver that turns HCM-relative paths into locations under HCM_ROOT.
+
+Every HCM path the code builds goes through :func:`check_relative` (syntax) and, when it
+touches the disk, :meth:`PathResolver.resolve` (symlinks). Bad paths are *rejected*, never
+"cleaned": cleaning is how traversal bugs are born. Each rule names the attack it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import UnsafePath
+from .ids import WINDOWS_DEVICE_NAMES
+
+__all__ = ["PathResolver", "check_relative", "fold_key", "join", "split"]
+
+MAX_PATH_BYTES = 1024
+MAX_COMPONENT_BYTES = 255
+
+# Code points that HFS+ ignores when comparing names and that render as nothing: ".g\u200cit"
+# is ".git" to macOS (CVE-2014-9390). Stripped before comparing against ".git".
+_IGNORABLE = frozenset(
+    [0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0xFEFF, 0x00AD, 0x034F]
+    + list(range(0x202A, 0x202F))
+    + list(range(0x2066, 0x2070))
+)
+
+
+def _reject(path: str, why: str) -> UnsafePath:
+    return UnsafePath(f"unsafe path {path[:200]!r}: {why}", {"path": path[:200], "reason": why})
+
+
+def fold_key(name: str) -> str:
+    """The key under which two names are "the same file" on a case-insensitive or NFD filesystem."""
+    stripped = "".join(ch for ch in name if ord(ch) not in _IGNORABLE)
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", stripped).casefold())
+
+
+def _looks_like_dot_git(component: str) -> bool:
+    folded = fold_key(component)
+    # Windows drops trailing dots and spaces (".git. " is ".git"), NTFS keeps the 8.3 alias "git~1"
+    # (CVE-2019-1353), and any ".git*" name is refused: .gitattributes can declare filters that run
+    # programs, .gitmodules points at other repositories, .gitignore hides files from review.
+    trimmed = folded.rstrip(". ")
+    return trimmed.startswith(".git") or trimmed.startswith("git~") or trimmed == "git~1"
+
+
+def check_component(component: str, path: str) -> None:
+    if component in ("", ".", ".."):
+        raise _reject(path, "empty, '.' or '..' component (parent traversal)")
+    if len(component.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
+        raise _reject(path, f"a component is longer than {MAX_COMPONENT_BYTES} bytes")
+    if _looks_like_dot_git(component):
+        raise _reject(path, "names .git or a disguise of it (the repository itself is never reachable)")
+    stem = fold_key(component).split(".", 1)[0].rstrip(" ")
+    if stem in WINDOWS_DEVICE_NAMES:
+        raise _reject(path, "Windows device name (opens a device on a Windows checkout)")
+    if component != component.strip() or component.endswith("."):
+        raise _reject(path, "leading/trailing space or trailing dot (Windows silently drops them)")
+
+
+def check_relative(path: str) -> str:
+    """Validate an HCM-relative POSIX path and return it unchanged, or raise UnsafePath."""
+    if not isinstance(path, str) or path == "":
+        raise _reject(str(path), "empty path")
+    try:
+        encoded = path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _reject(path, "contains a lone surrogate (not representable as UTF-8)") from None
+    if len(encoded) > MAX_PATH_BYTES:
+        raise _reject(path, f"longer than {MAX_PATH_BYTES} bytes")
+    if path.startswith("/") or path.startswith("~"):
+        raise _reject(path, "absolute path (must be relative to HCM_ROOT)")
+    if "\\" in path:
+        raise _reject(path, "backslash (a separator on Windows: 'a\\..\\b' escapes there)")
+    if ":" in path:
+        raise _reject(path, "colon (drive letters and NTFS alternate streams such as '.git::$INDEX_ALLOCATION')")
+    for ch in path:
+        code = ord(ch)
+        if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0:
+            raise _reject(path, "NUL or control character (truncates paths in C code, forges log lines)")
+        if unicodedata.category(ch) in ("Zl", "Zp"):
+            raise _reject(path, "line or paragraph separator")
+    if path != unicodedata.normalize("NFC", path):
+        raise _reject(path, "not in Unicode NFC form (would alias another name on macOS)")
+    for component in path.split("/"):
+        check_component(component, path)
+    return path
+
+
+def join(*parts: str) -> str:
+    """Join HCM-relative parts and validate the result (the only way the code builds paths)."""
+    return check_relative("/".join(parts))
+
+
+def split(path: str) -> list[str]:
+    return check_relative(path).split("/")
+
+
+def find_fold_collision(name: str, existing: Iterable[str]) -> str | None:
+    """An existing sibling that ``name`` would alias on a case-insensitive or NFD filesystem."""
+    key = fold_key(name)
+    for other in existing:
+        if other != name and fold_key(other) == key:
+            return other
+    return None
+
+
+class PathResolver:
+    """Turns validated relative paths into absolute paths under ``root``, refusing symlinks."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.abspath(root))
+
+    def resolve(self, path: str) -> Path:
+        """The absolute location of ``path``; every existing component on the way must be a plain
+        directory (last: plain file or absent). A symlink anywhere would let a hand-made link
+        ``state/missions/m1 -> /etc`` turn a journal append into a write outside HCM_ROOT."""
+        parts = split(path)
+        current = self.root
+        for index, part in enumerate(parts):
+            current = current / part
+            try:
+                info = os.lstat(current)
+            except FileNotFoundError:
+                return self.root.joinpath(*parts)
+            except NotADirectoryError:
+                raise _reject(path, "a component on the way is a file, not a folder") from None
+            if stat.S_ISLNK(info.st_mode):
+                raise _reject(path, "a symlink on the way (it could point outside HCM_ROOT)")
+            last = index == len(parts) - 1
+            if not last and not stat.S_ISDIR(info.st_mode):
+                raise _reject(path, "a component on the way is not a folder")
+            if last and not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                raise _reject(path, "not a regular file (device, fifo or socket)")
+        return current
+
+    def relative(self, absolute: Path) -> str:
+        """The HCM-relative path of a location found by walking the root (validated)."""
+        rel = os.path.relpath(absolute, self.root)
+        return check_relative(rel.replace(os.sep, "/"))

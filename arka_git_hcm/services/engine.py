@@ -1,0 +1,487 @@
+"""The commit engine: one successful write operation = exactly one commit (contract section 5).
+
+How a write lands, and which failure each step stops:
+
+1. Writers queue in-process; one leader thread takes a batch of waiting writes (group commit)
+   and the inter-process lock (flock), so threads and server workers and the CLI are serialized
+   on one machine without ever losing each other's commits.
+2. Each operation runs against the tree of the previous commit of the chain (the branch tip for
+   the first), producing its own commit; an operation that fails leaves no commit.
+3. Paths an operation is about to overwrite are compared with the work tree first: a hand edit
+   is adopted as an ``HCM_EXTERNAL_EDIT`` commit of its own, or refused (config), never lost.
+4. The intent (old tip, new tip, changed paths) is recorded, objects and intent are synced
+   (``durability: full``), then the branch moves by compare-and-swap from the tip the chain was
+   built on. If someone else moved it (plain git, another tool) the batch is rebuilt on the new tip.
+5. The work tree is brought to the new tip for the changed paths, synced, the intent is cleared,
+   and only then is each write acknowledged.
+
+A crash anywhere leaves objects that fsck accepts and an intent that :meth:`CommitEngine.recover`
+uses to make the work tree equal HEAD again. Git's index is refreshed off the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..clock import Clock
+from ..config import Settings
+from ..domain.commit_message import OperationTrailers, build_message, parse_trailers
+from ..errors import Busy, ConflictingUpdate, HcmError, InternalError, ReadOnly, from_os_error
+from ..gitrepo import GitRepo, Signature, sync_filesystem
+from ..jsonio import compact_dumps, parse_json
+from ..paths import PathResolver
+from .views import Draft, TreeView
+from .worktree import StoreLock, WorkTree
+
+__all__ = ["CommitEngine", "WriteOutcome", "WriteRequest", "WriteResult", "payload_digest"]
+
+log = logging.getLogger("arka_git_hcm.engine")
+MAX_CAS_ATTEMPTS = 8
+EXTERNAL_EDIT_OP = "HCM_EXTERNAL_EDIT"
+
+
+def payload_digest(op: str, caller: str, payload: Any) -> str:
+    return hashlib.sha256(compact_dumps({"op": op, "caller": caller, "payload": payload}).encode()).hexdigest()
+
+
+@dataclass
+class WriteOutcome:
+    """What an operation returns after editing its draft."""
+
+    data: dict[str, Any]
+    target: str
+    summary: str
+    mission_id: str | None = None
+    # What a replay answers. None: the operation's replay() rebuilds it from the commit's tree.
+    stored_result: dict[str, Any] | None = None
+
+
+@dataclass
+class WriteRequest:
+    op: str
+    request_id: str
+    caller_type: str
+    caller_id: str
+    payload_sha256: str
+    apply: Callable[[Draft], WriteOutcome]
+    replay: Callable[[dict[str, Any] | None, TreeView], dict[str, Any]]
+    # filled in by the engine
+    result: WriteResult | None = None
+    error: HcmError | None = None
+    done: bool = False
+
+
+@dataclass
+class WriteResult:
+    data: dict[str, Any]
+    revision: str
+    replayed: bool = False
+
+
+@dataclass
+class _Planned:
+    request: WriteRequest
+    commit: str
+    outcome: WriteOutcome
+
+
+@dataclass
+class _Chain:
+    tip: str | None
+    tip_tree: str | None
+    parent: str | None
+    tree: str | None
+    planned: list[_Planned] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)
+    seen_requests: dict[str, str] = field(default_factory=dict)
+
+
+class CommitEngine:
+    def __init__(self, settings: Settings, repo: GitRepo, clock: Clock) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.clock = clock
+        store = settings.file.store
+        self.ref = f"refs/heads/{store.branch}"
+        self.durable = store.durability == "full"
+        self.resolver = PathResolver(settings.hcm_path)
+        state_dir = repo.git_dir / "arka-hcm"
+        self.worktree = WorkTree(self.resolver, state_dir)
+        self.lock = StoreLock(state_dir / "write.lock")
+        self.committer = Signature(store.committer.name, store.committer.email, 0)
+        self._cond = threading.Condition()
+        self._queue: list[WriteRequest] = []
+        self._leader = False
+        self._repo_lock = threading.RLock()  # pygit2 objects (index) are not shared across threads
+        self._requests: dict[str, str] = {}
+        self._indexed_tip: str | None = None
+        self._stat_cache: dict[str, tuple[int, int, int]] = {}
+        self._index_dirty: set[str] = set()
+        self._index_timer: threading.Timer | None = None
+        self.broken: str | None = None  # a reason once the store must refuse writes
+
+    # --- public ---------------------------------------------------------------------------
+    def tip(self) -> str | None:
+        return self.repo.read_ref(self.ref)
+
+    def submit(self, request: WriteRequest) -> WriteResult:
+        """Run one write (possibly batched with others waiting) and return its result or raise."""
+        if self.broken:
+            raise ReadOnly(self.broken)
+        with self._cond:
+            self._queue.append(request)
+            while not request.done:
+                if self._leader:
+                    self._cond.wait()
+                    continue
+                self._leader = True
+                batch = self._queue[: self.settings.file.store.batch_max]
+                del self._queue[: len(batch)]
+                self._cond.release()
+                try:
+                    self._run_batch(batch)
+                finally:
+                    self._cond.acquire()
+                    self._leader = False
+                    self._cond.notify_all()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def find_request(self, request_id: str) -> str | None:
+        """The commit that recorded ``request_id``, if any (reads the history since last time)."""
+        tip = self.tip()
+        if tip is not None:
+            self._catch_up(tip)
+        return self._requests.get(request_id)
+
+    # --- batches --------------------------------------------------------------------------
+    def _run_batch(self, batch: list[WriteRequest]) -> None:
+        try:
+            with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
+                self._recover_locked()
+                self._commit_batch(batch)
+        except HcmError as exc:
+            for request in batch:
+                if not request.done:
+                    request.error, request.done = exc, True
+        except OSError as exc:
+            err = from_os_error(exc, "committing")
+            for request in batch:
+                if not request.done:
+                    request.error, request.done = err, True
+        except Exception:
+            log.exception("unexpected failure while committing a batch")
+            for request in batch:
+                if not request.done:
+                    request.error = InternalError("the write failed unexpectedly; nothing was committed")
+                    request.done = True
+
+    def _commit_batch(self, batch: list[WriteRequest]) -> None:
+        for _attempt in range(MAX_CAS_ATTEMPTS):
+            pending = [r for r in batch if not r.done]
+            if not pending:
+                return
+            tip = self.tip()
+            if tip is not None:
+                self._catch_up(tip)
+            tip_tree = self.repo.commit_tree(tip) if tip else None
+            chain = _Chain(tip=tip, tip_tree=tip_tree, parent=tip, tree=tip_tree)
+            for request in pending:
+                self._plan(chain, request)
+            if not chain.planned:
+                self._finish_unplanned(pending)
+                return
+            if self._land(chain):
+                for planned in chain.planned:
+                    req = planned.request
+                    if req.op != EXTERNAL_EDIT_OP:
+                        req.result = WriteResult(planned.outcome.data, planned.commit)
+                        req.done = True
+                self._finish_unplanned(pending)
+                return
+            # the branch moved under us (plain git, another tool): rebuild on the new tip
+            time.sleep(0.002 * (_attempt + 1))
+        for request in batch:
+            if not request.done:
+                request.error = Busy("the HCM branch kept moving during the write; retry", retry_after=1)
+                request.done = True
+
+    def _finish_unplanned(self, pending: list[WriteRequest]) -> None:
+        for request in pending:
+            if request.error is not None or request.result is not None:
+                request.done = True
+
+    def _plan(self, chain: _Chain, request: WriteRequest) -> None:
+        """Add ``request``'s commit to the chain, or settle it as a replay or an error."""
+        request.error = None
+        request.result = None
+        known = self._requests.get(request.request_id) or chain.seen_requests.get(request.request_id)
+        if known is not None:
+            try:
+                request.result = self._replay(known, request)
+            except HcmError as exc:
+                request.error = exc
+            return
+        for _ in range(2):
+            draft = Draft(self.repo, chain.tree, chain.parent)
+            try:
+                outcome = request.apply(draft)
+            except HcmError as exc:
+                request.error = exc
+                return
+            edited = self._hand_edited(chain, list(draft.changes))
+            if not edited:
+                break
+            if self.settings.file.store.external_edits == "refuse":
+                request.error = ConflictingUpdate(
+                    "files were edited by hand and not committed: "
+                    + ", ".join(sorted(edited)[:10])
+                    + "; run `arka-hcm adopt` to commit them or `git checkout -- <path>` to drop them",
+                    {"paths": sorted(edited)},
+                )
+                return
+            self._plan_external_edit(chain, edited)
+        else:  # pragma: no cover - the second pass sees the adopted content
+            request.error = ConflictingUpdate("the files kept changing on disk during the write")
+            return
+        self._append(chain, request, draft, outcome)
+
+    def _append(self, chain: _Chain, request: WriteRequest, draft: Draft, outcome: WriteOutcome) -> None:
+        blobs = {p: (None if d is None else self.repo.write_blob(d)) for p, d in draft.changes.items()}
+        tree = self.repo.build_tree(chain.tree, blobs)
+        trailers = OperationTrailers(
+            op=request.op,
+            request_id=request.request_id,
+            caller=f"{request.caller_type}/{request.caller_id}",
+            mission=outcome.mission_id,
+            payload_sha256=request.payload_sha256,
+            result=None if outcome.stored_result is None else compact_dumps(outcome.stored_result),
+        )
+        now = int(self.clock.now().timestamp())
+        author = Signature(request.caller_id, f"{request.caller_id}@{request.caller_type}.arka", now)
+        committer = Signature(self.committer.name, self.committer.email, now)
+        message = build_message(outcome.target, outcome.summary, trailers)
+        parents = [chain.parent] if chain.parent else []
+        commit = self.repo.write_commit(tree, parents, author, committer, message)
+        chain.planned.append(_Planned(request, commit, outcome))
+        chain.changed.update(draft.changes)
+        chain.parent, chain.tree = commit, tree
+        chain.seen_requests[request.request_id] = commit
+
+    # --- hand edits -----------------------------------------------------------------------
+    def _hand_edited(self, chain: _Chain, paths: list[str]) -> list[str]:
+        """Paths whose file on disk differs from the branch tip (the disk holds the tip until
+        this batch lands), checked by stat first and by content hash when stat changed."""
+        edited = []
+        for path in paths:
+            if path in chain.changed:
+                continue  # already rewritten by this chain: the disk holds the tip's version
+            expected = self.repo.entry_id(chain.tip_tree, path)
+            info = self.worktree.stat(path)
+            if info is None:
+                if expected is not None:
+                    edited.append(path)
+                continue
+            key = (info.st_ino, info.st_size, info.st_mtime_ns)
+            if expected is not None and self._stat_cache.get(path) == key:
+                continue
+            actual = self.repo.hash_file(self.resolver.resolve(path))
+            if actual != expected:
+                edited.append(path)
+            else:
+                self._stat_cache[path] = key
+        return edited
+
+    def _plan_external_edit(self, chain: _Chain, paths: list[str]) -> None:
+        draft = Draft(self.repo, chain.tree, chain.parent)
+        for path in paths:
+            location = self.resolver.resolve(path)
+            try:
+                draft.write(path, location.read_bytes())
+            except FileNotFoundError:
+                draft.delete(path)
+        summary = f"adopted hand edits of {len(paths)} file(s)"
+        target = paths[0] if len(paths) == 1 else "."
+        request = WriteRequest(
+            op=EXTERNAL_EDIT_OP,
+            request_id=f"external-{uuid.uuid4().hex[:16]}",
+            caller_type="system",
+            caller_id="arka-hcm",
+            payload_sha256="",
+            apply=lambda d: WriteOutcome({}, target, summary),
+            replay=lambda stored, view: {},
+        )
+        outcome = WriteOutcome({"paths": sorted(paths)}, target, summary, stored_result={"paths": sorted(paths)})
+        self._append(chain, request, draft, outcome)
+        log.warning("adopted hand edits: %s", ", ".join(sorted(paths)[:20]))
+        # The disk already holds these bytes: nothing to rewrite, but they are now "ours".
+        chain.changed.update(paths)
+
+    # --- landing --------------------------------------------------------------------------
+    def _land(self, chain: _Chain) -> bool:
+        """Move the branch to the chain's last commit and bring the work tree along."""
+        assert chain.parent is not None
+        paths = sorted(chain.changed)
+        self.worktree.write_intent(self.ref, chain.tip, chain.parent, paths)
+        if self.durable:
+            sync_filesystem(self.repo.git_dir)
+        who = Signature(self.committer.name, self.committer.email, int(self.clock.now().timestamp()))
+        first = chain.planned[0].outcome
+        moved = self.repo.compare_and_swap_ref(
+            self.ref, chain.tip, chain.parent, who=who,
+            message=f"{chain.planned[0].request.op} {first.target}", durable=False,
+        )
+        if not moved:
+            self.worktree.clear_intent()
+            return False
+        try:
+            self._checkout_paths(chain.tree, paths)
+        except HcmError as exc:
+            # The commit landed; the intent stays so the next open repairs the work tree.
+            self.broken = f"the work tree could not follow the branch ({exc.message}); restart the service"
+            log.error("work tree update failed after the branch moved: %s", exc.message)
+            if self.durable:
+                sync_filesystem(self.repo.git_dir)
+            return True
+        if self.durable:
+            sync_filesystem(self.settings.hcm_path)
+        self.worktree.clear_intent()
+        for planned in chain.planned:
+            self._requests[planned.request.request_id] = planned.commit
+        self._indexed_tip = chain.parent
+        self._mark_index_dirty(paths)
+        return True
+
+    def _checkout_paths(self, tree: str | None, paths: list[str]) -> None:
+        for path in paths:
+            data = self.repo.read_blob(tree, path)
+            if data is None:
+                self.worktree.delete_file(path)
+                self._stat_cache.pop(path, None)
+            else:
+                info = self.worktree.write_file(path, data)
+                self._stat_cache[path] = (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    # --- idempotency ----------------------------------------------------------------------
+    def _catch_up(self, tip: str) -> None:
+        if tip == self._indexed_tip:
+            return
+        found_stop = False
+        fresh: dict[str, str] = {}
+        for info in self.repo.walk(tip):
+            if info.id == self._indexed_tip:
+                found_stop = True
+                break
+            rid = parse_trailers(info.message).get("Hcm-Request-Id")
+            if rid:
+                fresh[rid] = info.id  # walking newest-first: the oldest commit of an id wins
+        if found_stop:
+            for rid, commit in fresh.items():
+                self._requests.setdefault(rid, commit)
+        else:
+            self._requests = fresh  # first look, or history rewritten below us: start over
+        self._indexed_tip = tip
+
+    def _replay(self, commit: str, request: WriteRequest) -> WriteResult:
+        info = self.repo.commit_info(commit)
+        trailers = parse_trailers(info.message)
+        if trailers.get("Hcm-Payload-Sha256") != request.payload_sha256 or trailers.get("Hcm-Op") != request.op:
+            raise_mismatch(request.request_id, commit)
+        stored_raw = trailers.get("Hcm-Result")
+        stored = parse_json(stored_raw) if stored_raw else None
+        data = request.replay(stored, TreeView(self.repo, info.tree, commit))
+        return WriteResult(data, commit, replayed=True)
+
+    # --- recovery and git's index ---------------------------------------------------------
+    def recover(self) -> dict[str, Any]:
+        """Finish or undo an interrupted write (call at open; takes the lock)."""
+        with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
+            return self._recover_locked()
+
+    def _recover_locked(self) -> dict[str, Any]:
+        intent = self.worktree.read_intent()
+        if intent is None:
+            return {"recovered": False}
+        # Our lock is held, so a leftover ref lock is from the crashed writer of this intent.
+        self.repo.remove_stale_lock(self.ref)
+        tip = self.tip()
+        tree = self.repo.commit_tree(tip) if tip else None
+        paths = [p for p in intent.get("paths", []) if isinstance(p, str)]
+        self._checkout_paths(tree, paths)
+        if self.durable:
+            sync_filesystem(self.settings.hcm_path)
+        self.worktree.clear_intent()
+        self._mark_index_dirty(paths)
+        outcome = "rolled forward" if tip == intent.get("new") else "rolled back"
+        log.warning("recovered an interrupted write (%s, %d path(s))", outcome, len(paths))
+        return {"recovered": True, "outcome": outcome, "paths": paths}
+
+    def _mark_index_dirty(self, paths: list[str]) -> None:
+        self._index_dirty.update(paths)
+        delay = self.settings.file.store.index_refresh_delay_s
+        if self._index_timer is None:
+            timer = threading.Timer(delay, self._refresh_index_in_background)
+            timer.daemon = True
+            self._index_timer = timer
+            timer.start()
+
+    def _refresh_index_in_background(self) -> None:
+        try:
+            self.refresh_index()
+        except Exception:  # the index is derived state; the next refresh or open repairs it
+            log.warning("refreshing git's index failed; it will be retried", exc_info=True)
+
+    def refresh_index(self) -> None:
+        """Bring git's index to HEAD for the paths this process changed (coalesced)."""
+        with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
+            self._index_timer = None
+            if not self._index_dirty:
+                return
+            tip = self.tip()
+            if tip is None:
+                return
+            paths = sorted(self._index_dirty)
+            self._index_dirty.clear()
+            try:
+                self.repo.refresh_index(paths, self.repo.commit_tree(tip))
+            except Exception:
+                self._index_dirty.update(paths)
+                raise
+
+    def repair_index(self) -> list[str]:
+        """At open: entries of git's index that disagree with HEAD (a process died before its
+        deferred refresh) are refreshed. Returns the repaired paths."""
+        with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
+            tip = self.tip()
+            if tip is None:
+                return []
+            paths = self.repo.index_differences(self.repo.commit_tree(tip))
+            if paths:
+                self.repo.refresh_index(paths, self.repo.commit_tree(tip))
+            return paths
+
+    def close(self) -> None:
+        timer = self._index_timer
+        if timer is not None:
+            timer.cancel()
+        if self._index_dirty:
+            self.refresh_index()
+
+
+def raise_mismatch(request_id: str, commit: str) -> None:
+    from ..errors import IdempotencyMismatch
+
+    raise IdempotencyMismatch(
+        f"request_id {request_id!r} was already used for a different operation or payload "
+        f"(commit {commit[:12]}); use a new request_id for a new write",
+        {"request_id": request_id, "revision": commit},
+    )

@@ -1,0 +1,159 @@
+"""The HCM folder as files: atomic writes, the write intent, crash recovery.
+
+The work tree is derived state: git history is the truth. Before the branch moves, the engine
+records *which* paths the batch changes in an intent file inside ``.git``; after a crash anywhere,
+:func:`recover` rewrites exactly those paths from HEAD, whether the branch moved or not, so the
+work tree equals HEAD again (roll forward if the commit landed, roll back if it did not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import Busy, from_os_error
+from ..jsonio import compact_dumps, parse_json
+from ..paths import PathResolver
+
+__all__ = ["StoreLock", "WorkTree"]
+
+
+class StoreLock:
+    """The inter-process write lock (flock on ``.git/arka-hcm/write.lock``).
+
+    flock is released by the kernel when a process dies, so a killed writer never leaves the
+    store locked; the lock is advisory and only store processes take it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise Busy(
+                        f"the HCM is busy (write lock held for more than {timeout:g}s); retry shortly",
+                        retry_after=1,
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @contextlib.contextmanager
+    def held(self, timeout: float) -> Any:
+        self.acquire(timeout)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+class WorkTree:
+    def __init__(self, resolver: PathResolver, state_dir: Path) -> None:
+        self.resolver = resolver
+        self.root = resolver.root
+        self.intent_path = state_dir / "intent.json"
+
+    # --- files ----------------------------------------------------------------------------
+    def write_file(self, rel: str, data: bytes) -> os.stat_result:
+        """Replace a file atomically (temp file in the same folder + rename): a reader or a crash
+        sees the old bytes or the new ones, never a torn file. Durability comes from the engine's
+        filesystem sync after the batch, not from one fsync per file."""
+        target = self.resolver.resolve(rel)
+        self._make_parents(rel)
+        tmp = target.with_name(f".{target.name}.arka-tmp-{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+            return os.lstat(target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise from_os_error(exc, f"writing {rel}") from None
+
+    def _make_parents(self, rel: str) -> None:
+        parts = rel.split("/")[:-1]
+        current = self.root
+        for part in parts:
+            current = current / part
+            try:
+                os.mkdir(current, 0o755)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise from_os_error(exc, f"creating folder for {rel}") from None
+        # resolve() again: refuses a symlink planted on the way between checks
+        self.resolver.resolve(rel)
+
+    def delete_file(self, rel: str) -> None:
+        target = self.resolver.resolve(rel)
+        try:
+            os.unlink(target)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise from_os_error(exc, f"deleting {rel}") from None
+        # git tracks no folders: drop the ones this deletion emptied, as git checkout would
+        parent = target.parent
+        while parent != self.root:
+            try:
+                os.rmdir(parent)
+            except OSError:
+                break
+            parent = parent.parent
+
+    def stat(self, rel: str) -> os.stat_result | None:
+        try:
+            return os.lstat(self.resolver.resolve(rel))
+        except FileNotFoundError:
+            return None
+
+    # --- the intent -----------------------------------------------------------------------
+    def write_intent(self, ref: str, old: str | None, new: str, paths: list[str]) -> None:
+        self.intent_path.parent.mkdir(parents=True, exist_ok=True)
+        body = compact_dumps({"ref": ref, "old": old, "new": new, "paths": sorted(paths)})
+        tmp = self.intent_path.with_suffix(".tmp")
+        tmp.write_text(body + "\n", encoding="utf-8")
+        os.replace(tmp, self.intent_path)
+
+    def read_intent(self) -> dict[str, Any] | None:
+        try:
+            raw = self.intent_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            value = parse_json(raw, what="intent")
+        except Exception:
+            # A torn intent can only come from a crash before its rename: the branch never moved.
+            return {"paths": [], "torn": True}
+        return value if isinstance(value, dict) else None
+
+    def clear_intent(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.intent_path)
