@@ -153,13 +153,20 @@ def write_file_config(path: Path, config: FileConfig) -> None:
 
 def load_settings(
     *,
+    client: str | os.PathLike[str] | None = None,
     hcm: str | os.PathLike[str] | None = None,
     config: str | os.PathLike[str] | None = None,
     logs: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build Settings from explicit values, else ``ARKA_*`` variables, else the container defaults."""
+    """Build Settings from explicit values (or a client folder), else ``ARKA_*`` variables, else the
+    container defaults (/hcm, /config, /logs)."""
     env = os.environ if environ is None else environ
+    if client is not None:
+        # a client folder as laid out by `arka-hcm init DIR`: DIR/hcm, DIR/config, DIR/logs
+        hcm = hcm or Path(client) / "hcm"
+        config = config or Path(client) / "config"
+        logs = logs or Path(client) / "logs"
     hcm_path = Path(hcm or env.get("ARKA_HCM_PATH") or "/hcm")
     config_path = Path(config or env.get("ARKA_CONFIG_PATH") or "/config")
     log_path = Path(logs or env.get("ARKA_LOG_PATH") or "/logs")

@@ -16,6 +16,8 @@ from .errors import InvalidPayload
 __all__ = ["ID_PATTERN", "is_valid_id", "new_id", "validate_id", "validate_request_id"]
 
 ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$"
+# Matched with ``fullmatch``: with ``match``, ``$`` also matches before a final newline, so
+# "m1\n" passed as an id and "req-1\n" could end a commit trailer early.
 _ID_RE = re.compile(ID_PATTERN)
 # Request ids are chosen by callers (uuids, "req-42", ...): printable, no spaces, one line,
 # because they travel in a commit trailer.
@@ -28,7 +30,7 @@ WINDOWS_DEVICE_NAMES = frozenset(
 
 def is_valid_id(value: object) -> bool:
     """True when ``value`` is a string that may name a mission, evidence, action..."""
-    if not isinstance(value, str) or not _ID_RE.match(value) or ".." in value:
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value) or ".." in value:
         return False
     # "nul.json" opens the device on Windows just like "nul": the stem counts.
     return value.split(".", 1)[0] not in WINDOWS_DEVICE_NAMES
@@ -47,7 +49,7 @@ def validate_id(value: object, field: str = "id") -> str:
 
 
 def validate_request_id(value: object) -> str:
-    if not isinstance(value, str) or not _REQUEST_ID_RE.match(value):
+    if not isinstance(value, str) or not _REQUEST_ID_RE.fullmatch(value):
         raise InvalidPayload(
             "request_id must be 1-128 printable characters (letters, digits, . _ : @ / + = -), "
             "starting with a letter or digit",
@@ -57,5 +59,7 @@ def validate_request_id(value: object) -> str:
 
 
 def new_id(prefix: str, token: str | None = None) -> str:
-    """A fresh id such as ``ev-3f9a0c12d4e5`` (``token`` injected by tests for determinism)."""
-    return f"{prefix}-{token or secrets.token_hex(6)}"
+    """A fresh id such as ``ev-3f9a0c12d4e5`` (``token`` injected by tests for determinism).
+
+    The result is validated: a bad prefix or injected token must fail here, not as a path later."""
+    return validate_id(f"{prefix}-{token or secrets.token_hex(6)}", f"new {prefix} id")

@@ -49,6 +49,8 @@ def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _nesting_depth_exceeds(text: str, max_depth: int) -> bool:
     """Scan brackets outside strings; cheaper than recursing and immune to RecursionError."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return False  # cannot nest deeper than the brackets it has: skip the per-character scan
     depth = 0
     in_string = False
     escaped = False
@@ -96,6 +98,9 @@ def parse_json(
     what: str = "request",
 ) -> Any:
     """Parse one JSON document strictly (see module docstring) or raise INVALID_PAYLOAD."""
+    if isinstance(data, bytearray | memoryview):
+        # json.loads would take these as bytes and guess UTF-16/32, skipping the checks below.
+        data = bytes(data)
     size = len(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
     if max_bytes is not None and size > max_bytes:
         raise PayloadTooLarge(

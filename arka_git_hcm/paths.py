@@ -8,6 +8,7 @@ touches the disk, :meth:`PathResolver.resolve` (symlinks). Bad paths are *reject
 from __future__ import annotations
 
 import os
+import re
 import stat
 import unicodedata
 from collections.abc import Iterable
@@ -16,7 +17,15 @@ from pathlib import Path
 from .errors import UnsafePath
 from .ids import WINDOWS_DEVICE_NAMES
 
-__all__ = ["PathResolver", "check_relative", "fold_key", "join", "split"]
+__all__ = [
+    "PathResolver",
+    "check_component",
+    "check_relative",
+    "find_fold_collision",
+    "fold_key",
+    "join",
+    "split",
+]
 
 MAX_PATH_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
@@ -30,23 +39,45 @@ _IGNORABLE = frozenset(
 )
 
 
+# Windows opens a device for these stems whatever the extension. Beyond the contract's list (which
+# ids.py enforces), paths also refuse the console and clock devices, and the superscript-digit
+# forms "COM\u00b9".."LPT\u00b3" that Windows also reserves (they reach us through NFKC below).
+_DEVICE_NAMES = WINDOWS_DEVICE_NAMES | frozenset({"conin$", "conout$", "clock$"})
+
+# NTFS 8.3 short names of any ".git*" entry: "GIT~1" (.git), "GITMOD~1" (.gitmodules) and the
+# hashed fallback "GI7EBA~1" all start with "gi" once the leading dot is dropped (CVE-2019-1353,
+# CVE-2014-9390 NTFS variant). We refuse every such shape rather than compute the hashes.
+_SHORT_NAME_OF_DOT_GIT = re.compile(r"^gi[^~]{0,4}~[0-9]+(?:\..*)?$")
+
+
 def _reject(path: str, why: str) -> UnsafePath:
     return UnsafePath(f"unsafe path {path[:200]!r}: {why}", {"path": path[:200], "reason": why})
 
 
 def fold_key(name: str) -> str:
-    """The key under which two names are "the same file" on a case-insensitive or NFD filesystem."""
+    """The key under which two names are "the same file" on a case-insensitive or NFD filesystem.
+
+    Unicode's canonical caseless match, NFD(casefold(NFD(x))), returned in NFC; code points that
+    HFS+ ignores are dropped first. Deliberately broader than any one filesystem's folding."""
     stripped = "".join(ch for ch in name if ord(ch) not in _IGNORABLE)
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", stripped).casefold())
+    nfd = unicodedata.normalize("NFD", unicodedata.normalize("NFD", stripped).casefold())
+    return unicodedata.normalize("NFC", nfd)
+
+
+def _compat_key(component: str) -> str:
+    """``fold_key`` after compatibility folding: fullwidth ".ｇｉｔ" or "COM¹" show their plain form."""
+    return fold_key(unicodedata.normalize("NFKC", fold_key(component)))
 
 
 def _looks_like_dot_git(component: str) -> bool:
-    folded = fold_key(component)
-    # Windows drops trailing dots and spaces (".git. " is ".git"), NTFS keeps the 8.3 alias "git~1"
-    # (CVE-2019-1353), and any ".git*" name is refused: .gitattributes can declare filters that run
-    # programs, .gitmodules points at other repositories, .gitignore hides files from review.
-    trimmed = folded.rstrip(". ")
-    return trimmed.startswith(".git") or trimmed.startswith("git~") or trimmed == "git~1"
+    for folded in (fold_key(component), _compat_key(component)):
+        # Windows drops trailing dots and spaces (".git. " is ".git"), NTFS keeps 8.3 aliases such
+        # as "git~1", and any ".git*" name is refused: .gitattributes can declare filters that run
+        # programs, .gitmodules points at other repositories, .gitignore hides files from review.
+        trimmed = folded.rstrip(". ")
+        if trimmed.startswith(".git") or trimmed.startswith("git~") or _SHORT_NAME_OF_DOT_GIT.match(trimmed):
+            return True
+    return False
 
 
 def check_component(component: str, path: str) -> None:
@@ -56,9 +87,14 @@ def check_component(component: str, path: str) -> None:
         raise _reject(path, f"a component is longer than {MAX_COMPONENT_BYTES} bytes")
     if _looks_like_dot_git(component):
         raise _reject(path, "names .git or a disguise of it (the repository itself is never reachable)")
-    stem = fold_key(component).split(".", 1)[0].rstrip(" ")
-    if stem in WINDOWS_DEVICE_NAMES:
-        raise _reject(path, "Windows device name (opens a device on a Windows checkout)")
+    compat = _compat_key(component)
+    if compat in (".", "..") or any(sep in compat for sep in "/\\:"):
+        # "．．" or "a／b": tools that map names through Windows "best fit" code pages turn them
+        # into a real traversal or separator.
+        raise _reject(path, "a compatibility form of '.', '..', '/', '\\' or ':'")
+    for key in (fold_key(component), compat):
+        if key.split(".", 1)[0].rstrip(" ") in _DEVICE_NAMES:
+            raise _reject(path, "Windows device name (opens a device on a Windows checkout)")
     if component != component.strip() or component.endswith("."):
         raise _reject(path, "leading/trailing space or trailing dot (Windows silently drops them)")
 
@@ -78,7 +114,9 @@ def check_relative(path: str) -> str:
     if "\\" in path:
         raise _reject(path, "backslash (a separator on Windows: 'a\\..\\b' escapes there)")
     if ":" in path:
-        raise _reject(path, "colon (drive letters and NTFS alternate streams such as '.git::$INDEX_ALLOCATION')")
+        raise _reject(
+            path, "colon (drive letters and NTFS alternate streams such as '.git::$INDEX_ALLOCATION')"
+        )
     for ch in path:
         code = ord(ch)
         if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0:
@@ -119,14 +157,18 @@ class PathResolver:
     def resolve(self, path: str) -> Path:
         """The absolute location of ``path``; every existing component on the way must be a plain
         directory (last: plain file or absent). A symlink anywhere would let a hand-made link
-        ``state/missions/m1 -> /etc`` turn a journal append into a write outside HCM_ROOT."""
+        ``state/missions/m1 -> /etc`` turn a journal append into a write outside HCM_ROOT.
+        The first absent component must not alias an existing sibling after case folding and NFC:
+        ``Stable/x.json`` next to ``stable/`` is two folders here but one on a macOS or Windows
+        checkout, where the later file silently overwrites or hides the other (CVE-2021-21300)."""
         parts = split(path)
         current = self.root
         for index, part in enumerate(parts):
-            current = current / part
+            parent, current = current, current / part
             try:
                 info = os.lstat(current)
             except FileNotFoundError:
+                self._refuse_fold_collision(path, parent, part)
                 return self.root.joinpath(*parts)
             except NotADirectoryError:
                 raise _reject(path, "a component on the way is a file, not a folder") from None
@@ -138,6 +180,16 @@ class PathResolver:
             if last and not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
                 raise _reject(path, "not a regular file (device, fifo or socket)")
         return current
+
+    @staticmethod
+    def _refuse_fold_collision(path: str, parent: Path, name: str) -> None:
+        try:
+            siblings = os.listdir(parent)
+        except FileNotFoundError:
+            return
+        other = find_fold_collision(name, siblings)
+        if other is not None:
+            raise _reject(path, f"{name!r} differs from the existing {other!r} only by case or Unicode form")
 
     def relative(self, absolute: Path) -> str:
         """The HCM-relative path of a location found by walking the root (validated)."""

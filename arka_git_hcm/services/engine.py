@@ -72,6 +72,8 @@ class WriteRequest:
     payload_sha256: str
     apply: Callable[[Draft], WriteOutcome]
     replay: Callable[[dict[str, Any] | None, TreeView], dict[str, Any]]
+    # True only for the store's own adoption of hand edits: those paths differ from HEAD on purpose
+    adopts_hand_edits: bool = False
     # filled in by the engine
     result: WriteResult | None = None
     error: HcmError | None = None
@@ -156,6 +158,11 @@ class CommitEngine:
         assert request.result is not None
         return request.result
 
+    def submit_adoption(self, request: WriteRequest) -> str:
+        """Commit files as they are on disk (hand edits, an adopted HCM); returns the revision."""
+        request.adopts_hand_edits = True
+        return self.submit(request).revision
+
     def find_request(self, request_id: str) -> str | None:
         """The commit that recorded ``request_id``, if any (reads the history since last time)."""
         tip = self.tip()
@@ -202,10 +209,8 @@ class CommitEngine:
                 return
             if self._land(chain):
                 for planned in chain.planned:
-                    req = planned.request
-                    if req.op != EXTERNAL_EDIT_OP:
-                        req.result = WriteResult(planned.outcome.data, planned.commit)
-                        req.done = True
+                    planned.request.result = WriteResult(planned.outcome.data, planned.commit)
+                    planned.request.done = True
                 self._finish_unplanned(pending)
                 return
             # the branch moved under us (plain git, another tool): rebuild on the new tip
@@ -238,7 +243,7 @@ class CommitEngine:
             except HcmError as exc:
                 request.error = exc
                 return
-            edited = self._hand_edited(chain, list(draft.changes))
+            edited = [] if request.adopts_hand_edits else self._hand_edited(chain, list(draft.changes))
             if not edited:
                 break
             if self.settings.file.store.external_edits == "refuse":

@@ -1,0 +1,85 @@
+"""The `arka-hcm` command line: thin commands over the operation layer and the services.
+
+Exit codes: 0 ok; 1 `verify` found damage; 2 usage or configuration error; 3-14 the contract's
+error codes (see arka_git_hcm.errors: INVALID_PAYLOAD 3 ... INTERNAL_ERROR 14).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..config import Settings, load_settings
+from ..errors import HcmError
+
+__all__ = ["main"]
+
+EPILOG = """\b
+Examples:
+  arka-hcm init ./arka-client --tenant-id acme
+  arka-hcm --client ./arka-client missions list
+  echo '{"op":"HCM_LIST_MISSIONS","request_id":"r1","caller":{"type":"human","id":"ops","roles":["reader"]},"payload":{}}' \\
+    | arka-hcm --client ./arka-client exec
+  arka-hcm --client ./arka-client serve --port 8080
+"""
+
+
+class HcmGroup(click.Group):
+    """Translates HcmError once: a clear message on stderr and the error's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HcmError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(exc.exit_code)
+
+
+class Context:
+    """What the global options resolve to; commands ask for settings lazily."""
+
+    def __init__(self, client: str | None, hcm: str | None, config: str | None, logs: str | None) -> None:
+        self._args = {"client": client, "hcm": hcm, "config": config, "logs": logs}
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(**self._args)
+        return self._settings
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def emit(value: Any, as_json: bool, human: Any = None) -> None:
+    """Print JSON for scripts, or the human rendering (a string or a callable that prints)."""
+    if as_json or human is None:
+        click.echo(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False))
+    elif callable(human):
+        human()
+    else:
+        click.echo(human)
+
+
+@click.group(cls=HcmGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--client", type=click.Path(file_okay=False), help="A client folder holding hcm/, config/, logs/.")
+@click.option("--hcm", type=click.Path(file_okay=False), help="HCM folder [env ARKA_HCM_PATH, default /hcm].")
+@click.option("--config", type=click.Path(file_okay=False),
+              help="Config folder [env ARKA_CONFIG_PATH, default /config].")
+@click.option("--logs", type=click.Path(file_okay=False), help="Log folder [env ARKA_LOG_PATH, default /logs].")
+@click.version_option(package_name="arka-git-hcm")
+@click.pass_context
+def main(ctx: click.Context, client: str | None, hcm: str | None, config: str | None, logs: str | None) -> None:
+    """Arka HCM: the client's shared memory as a git-backed versioned store.
+
+    Every write operation is exactly one git commit in the HCM folder.
+    """
+    ctx.obj = Context(client, hcm, config, logs)
+
+
+from . import store_cmds  # noqa: E402,F401  (registers commands on main)
+from . import service_cmds  # noqa: E402,F401

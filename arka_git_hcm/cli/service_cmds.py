@@ -1,0 +1,88 @@
+"""Commands of the service: serve, token create/list/revoke."""
+
+from __future__ import annotations
+
+import click
+
+from ..services import tokens
+from . import Context, emit, main, pass_context
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on [config server.host, default 0.0.0.0].")
+@click.option("--port", type=int, default=None, help="Port [config server.port, default 8080].")
+@click.option("--workers", type=int, default=None, help="Worker processes [config server.workers, default 1].")
+@pass_context
+def serve(obj: Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the HCM over HTTP: the operations at POST /v1/hcm/execute, /health, /ready,
+    OpenAPI at /docs, and the history read-only at /git/hcm.git.
+
+    \b
+    Example:
+      arka-hcm --client ./arka-client serve --port 8080 --workers 2
+    """
+    from ..server.run import run_server
+
+    run_server(obj.settings, host=host, port=port, workers=workers)
+
+
+@main.group()
+def token() -> None:
+    """Create, list and revoke the bearer tokens of HTTP callers."""
+
+
+@token.command("create")
+@click.option("--id", "id_", required=True, help="The caller id the token stands for (e.g. arka-pmo-01).")
+@click.option("--type", "type_", type=click.Choice(["agent", "human", "system"]), required=True)
+@click.option("--roles", default="reader", show_default=True, help="Comma-separated: reader, writer, admin.")
+@click.option("--label", default="", help="A note for admins (who holds it).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def token_create(obj: Context, id_: str, type_: str, roles: str, label: str, as_json: bool) -> None:
+    """Create a token; it is printed once and only its hash is stored in the config.
+
+    \b
+    Example:
+      arka-hcm --client ./arka-client token create --id arka-pmo-01 --type agent --roles writer
+    """
+    role_list = [r.strip() for r in roles.split(",") if r.strip()]
+    secret, record = tokens.create_token(obj.settings, id_, type_, role_list, label)
+    info = {"token": secret, "id": record.id, "type": record.type, "roles": list(record.roles)}
+    emit(info, as_json, f"token for {record.type}/{record.id} ({','.join(record.roles)}), shown once:\n{secret}")
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def token_list(obj: Context, as_json: bool) -> None:
+    """List tokens (ids, types, roles; never the tokens themselves).
+
+    \b
+    Example:
+      arka-hcm --client ./arka-client token list
+    """
+    rows = tokens.list_tokens(obj.settings)
+
+    def human() -> None:
+        if not rows:
+            click.echo("no tokens")
+        for row in rows:
+            click.echo(f"{row['type']}/{row['id']}  roles={','.join(row['roles'])}  created {row['created_at']}"
+                       + (f"  ({row['label']})" if row.get("label") else ""))
+
+    emit({"tokens": rows}, as_json, human)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def token_revoke(obj: Context, token_id: str, as_json: bool) -> None:
+    """Revoke the token of a caller id; requests with it are refused from then on.
+
+    \b
+    Example:
+      arka-hcm --client ./arka-client token revoke arka-pmo-01
+    """
+    tokens.revoke_token(obj.settings, token_id)
+    emit({"revoked": token_id}, as_json, f"revoked {token_id}")

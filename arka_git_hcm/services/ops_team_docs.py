@@ -1,0 +1,103 @@
+"""Team members and documents of stable/, domain/ and hindex/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..domain import envelope as p
+from ..domain.envelope import describe_validation_error
+from ..domain.layout import AGENTS, DOCUMENT_LAYERS, HUMANS, model_for_path
+from ..domain.models import Agent, AgentsFile, Human, HumansFile
+from ..errors import InvalidPayload, NotFound, PayloadTooLarge
+from ..ids import validate_id
+from ..jsonio import canonical_bytes
+from ..paths import check_relative
+from .engine import WriteOutcome
+from .ops_base import OpContext, OpSpec
+from .views import Draft, TreeView
+
+__all__ = ["TEAM_DOC_OPS", "document_path"]
+
+
+def get_team(ctx: OpContext, view: TreeView, payload: p.GetTeam) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if payload.kind in (None, "agent"):
+        data["agents"] = (view.load(AGENTS, AgentsFile) if view.exists(AGENTS) else AgentsFile()).to_json()["agents"]
+    if payload.kind in (None, "human"):
+        data["humans"] = (view.load(HUMANS, HumansFile) if view.exists(HUMANS) else HumansFile()).to_json()["humans"]
+    return data
+
+
+def upsert_team_member(ctx: OpContext, draft: Draft, payload: p.UpsertTeamMember) -> WriteOutcome:
+    model, path, key, id_field = (
+        (Agent, AGENTS, "agents", "agent_id") if payload.kind == "agent" else (Human, HUMANS, "humans", "human_id")
+    )
+    try:
+        member = model.model_validate(payload.member)
+    except ValidationError as exc:
+        raise describe_validation_error(exc, "member") from None
+    member_id = validate_id(getattr(member, id_field), f"member.{id_field}")
+    current = draft.read_json(path) or {key: []}
+    rows = list(current.get(key, []))
+    position = next((i for i, r in enumerate(rows) if isinstance(r, dict) and r.get(id_field) == member_id), None)
+    if position is None:
+        rows.append(member.to_json())
+        verb = "add"
+    else:
+        rows[position] = rows[position] | member.model_dump(mode="json", exclude_unset=True)
+        verb = "update"
+    draft.write_json(path, current | {key: rows})
+    result = rows[-1] if position is None else rows[position]
+    return WriteOutcome({"member": result}, path, f"{verb} {payload.kind} {member_id}",
+                        stored_result={"member": result})
+
+
+def document_path(path: str) -> str:
+    check_relative(path)
+    if path.split("/")[0] not in DOCUMENT_LAYERS or "/" not in path or not path.endswith(".json"):
+        raise InvalidPayload(
+            "documents are .json files under stable/, domain/ or hindex/ (e.g. stable/glossary/core.json)",
+            {"field": "path"},
+        )
+    return path
+
+
+def get_document(ctx: OpContext, view: TreeView, payload: p.GetDocument) -> dict[str, Any]:
+    path = document_path(payload.path)
+    content = view.read_json(path)
+    if content is None:
+        raise NotFound(f"document {path} does not exist", {"path": path})
+    return {"path": path, "content": content}
+
+
+def put_document(ctx: OpContext, draft: Draft, payload: p.PutDocument) -> WriteOutcome:
+    path = document_path(payload.path)
+    data = canonical_bytes(payload.content)
+    limit = ctx.limits.max_document_bytes
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the document is {len(data)} bytes; the limit is {limit}", {"limit": limit})
+    model = model_for_path(path)
+    if model is not None:
+        try:
+            model.model_validate(payload.content)
+        except ValidationError as exc:
+            raise describe_validation_error(exc, "content") from None
+    verb = "update" if draft.exists(path) else "add"
+    draft.write(path, data)
+    return WriteOutcome({"path": path, "content": payload.content}, path, f"{verb} document",
+                        stored_result={"path": path})
+
+
+def replay_document(stored: dict[str, Any] | None, view: TreeView) -> dict[str, Any]:
+    assert stored is not None
+    return {"path": stored["path"], "content": view.read_json(stored["path"])}
+
+
+TEAM_DOC_OPS = [
+    OpSpec("HCM_GET_TEAM", "read", p.GetTeam, get_team, zone="agent_ok"),
+    OpSpec("HCM_UPSERT_TEAM_MEMBER", "write", p.UpsertTeamMember, upsert_team_member),
+    OpSpec("HCM_GET_DOCUMENT", "read", p.GetDocument, get_document, zone="agent_ok"),
+    OpSpec("HCM_PUT_DOCUMENT", "write", p.PutDocument, put_document, replay=replay_document, zone="admin"),
+]

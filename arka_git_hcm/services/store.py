@@ -1,0 +1,270 @@
+"""The operation layer: one envelope in, one response out, the same for the CLI and the server.
+
+    store = HcmStore.open(settings)
+    response = store.execute({"op": "HCM_APPEND_JOURNAL", "request_id": "r1", "caller": {...},
+                              "payload": {...}})
+    store.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..clock import Clock, SystemClock, parse_iso
+from ..config import Settings
+from ..domain.envelope import Caller, Envelope, describe_validation_error, parse_envelope
+from ..errors import HcmError, InternalError, InvalidPayload, NotFound
+from ..gitrepo import GitRepo
+from ..jsonio import parse_json
+from .access import authorize
+from .engine import EXTERNAL_EDIT_OP, CommitEngine, WriteOutcome, WriteRequest, payload_digest
+from .ops_base import OpContext, OpSpec
+from .ops_days import DAY_OPS
+from .ops_missions import MISSION_OPS
+from .ops_records import RECORD_OPS
+from .ops_team_docs import TEAM_DOC_OPS
+from .oplog import JsonLinesLog
+from .views import Draft, TreeView
+
+__all__ = ["OPERATIONS", "HcmStore", "error_response"]
+
+log = logging.getLogger("arka_git_hcm.store")
+
+OPERATIONS: dict[str, OpSpec] = {spec.name: spec for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS}
+_AT_REVISION = re.compile(r"^(?:[0-9a-f]{4,40}|HEAD(?:~\d{1,6})?)$")
+_AT_SNAPSHOT = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
+
+
+def error_response(envelope: Any, error: HcmError, revision: str | None) -> dict[str, Any]:
+    request_id = envelope.get("request_id") if isinstance(envelope, dict) else None
+    op = envelope.get("op") if isinstance(envelope, dict) else None
+    return {
+        "request_id": request_id if isinstance(request_id, str) else None,
+        "op": op if isinstance(op, str) else None,
+        "status": "error",
+        "data": None,
+        "error": error.to_dict(),
+        "revision": revision,
+    }
+
+
+class HcmStore:
+    def __init__(self, settings: Settings, repo: GitRepo, clock: Clock,
+                 id_token: Callable[[], str | None] | None = None) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.clock = clock
+        self.id_token = id_token or (lambda: None)
+        self.engine = CommitEngine(settings, repo, clock)
+        log_cfg = settings.file.logging
+        self.oplog = JsonLinesLog(settings.log_path / "operations.jsonl", log_cfg.max_bytes, log_cfg.backups)
+        self.open_report: dict[str, Any] = {}
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Clock | None = None,
+             id_token: Callable[[], str | None] | None = None, scan_hand_edits: bool = True) -> HcmStore:
+        """Open the HCM at ``settings.hcm_path``: finish an interrupted write, repair git's index,
+        and detect (then adopt or report) files edited by hand while the store was not looking."""
+        git_dir = Path(settings.hcm_path) / ".git"
+        if not git_dir.is_dir():
+            raise NotFound(
+                f"no HCM repository at {settings.hcm_path}; create one with "
+                f"`arka-hcm init {settings.hcm_path} --tenant-id <id>`",
+                {"path": str(settings.hcm_path)},
+            )
+        store = cls(settings, GitRepo(settings.hcm_path), clock or SystemClock(), id_token)
+        store.open_report["recovery"] = store.engine.recover()
+        store.open_report["index_repaired"] = store.engine.repair_index()
+        if scan_hand_edits:
+            store.open_report["hand_edits"] = store.scan_hand_edits(
+                adopt=settings.file.store.external_edits == "adopt"
+            )
+        return store
+
+    def close(self) -> None:
+        self.engine.close()
+
+    # --- the operation layer --------------------------------------------------------------
+    def execute(self, request: Any, *, caller: Caller | None = None) -> dict[str, Any]:
+        """Run one envelope (dict, or raw JSON bytes) and return the contract's response.
+        ``caller`` (the token's identity over HTTP) must match a caller the envelope claims."""
+        started = time.perf_counter()
+        envelope_dict: Any = request
+        response: dict[str, Any]
+        try:
+            if isinstance(request, (bytes, str)):
+                limits = self.settings.file.limits
+                envelope_dict = parse_json(request, max_bytes=limits.max_envelope_bytes,
+                                           max_depth=limits.max_json_depth, what="envelope")
+            envelope = parse_envelope(envelope_dict)
+            if caller is not None:
+                envelope = self._bind_caller(envelope, caller)
+            response = self._run(envelope)
+        except HcmError as exc:
+            response = error_response(envelope_dict, exc, self._safe_tip())
+        except Exception:
+            log.exception("operation failed unexpectedly")
+            response = error_response(envelope_dict, InternalError("the operation failed unexpectedly"),
+                                      self._safe_tip())
+        self._log(envelope_dict, response, started)
+        return response
+
+    def _bind_caller(self, envelope: Envelope, caller: Caller) -> Envelope:
+        claimed = envelope.caller
+        if (claimed.type, claimed.id) != (caller.type, caller.id):
+            from ..errors import AccessDenied
+
+            raise AccessDenied(
+                f"the envelope claims caller {claimed.label} but the token belongs to {caller.label}",
+                {"claimed": claimed.label, "token": caller.label},
+            )
+        return envelope.model_copy(update={"caller": caller})
+
+    def _run(self, envelope: Envelope) -> dict[str, Any]:
+        spec = OPERATIONS.get(envelope.op)
+        if spec is None:
+            raise InvalidPayload(f"unknown op {envelope.op!r}; known: {', '.join(sorted(OPERATIONS))}",
+                                 {"field": "op"})
+        try:
+            payload = spec.payload.model_validate(envelope.payload)
+        except ValidationError as exc:
+            raise describe_validation_error(exc, "payload") from None
+        authorize(spec, envelope.caller)
+        ctx = OpContext(caller=envelope.caller, clock=self.clock, limits=self.settings.file.limits,
+                        state_at=self.state_at, id_token=self.id_token)
+        if spec.kind == "read":
+            commit = self.resolve_at(getattr(payload, "at", None))
+            view = self.view(commit)
+            data = spec.handler(ctx, view, payload)
+            return self._ok(envelope, data, commit)
+        write = WriteRequest(
+            op=spec.name, request_id=envelope.request_id, caller_type=envelope.caller.type,
+            caller_id=envelope.caller.id,
+            payload_sha256=payload_digest(spec.name, envelope.caller.label, envelope.payload),
+            apply=lambda draft: spec.handler(ctx, draft, payload), replay=spec.replay,
+        )
+        result = self.engine.submit(write)
+        response = self._ok(envelope, result.data, result.revision)
+        if result.replayed:
+            response["replayed"] = True
+        return response
+
+    @staticmethod
+    def _ok(envelope: Envelope, data: dict[str, Any], revision: str | None) -> dict[str, Any]:
+        return {"request_id": envelope.request_id, "op": envelope.op, "status": "ok", "data": data,
+                "error": None, "revision": revision}
+
+    def _log(self, envelope: Any, response: dict[str, Any], started: float) -> None:
+        caller = envelope.get("caller") if isinstance(envelope, dict) else None
+        self.oplog.write({
+            "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+            "op": response.get("op"),
+            "request_id": response.get("request_id"),
+            "caller": f"{caller.get('type')}/{caller.get('id')}" if isinstance(caller, dict) else None,
+            "status": response["status"],
+            "error_code": (response.get("error") or {}).get("code"),
+            "replayed": bool(response.get("replayed")),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "revision": response.get("revision"),
+        })
+
+    # --- reading at a point in history ----------------------------------------------------
+    def tip(self) -> str | None:
+        return self.engine.tip()
+
+    def _safe_tip(self) -> str | None:
+        try:
+            return self.tip()
+        except Exception:
+            return None
+
+    def view(self, commit: str | None) -> TreeView:
+        return TreeView(self.repo, self.repo.commit_tree(commit) if commit else None, commit)
+
+    def resolve_at(self, at: str | None) -> str | None:
+        """``at`` as a commit: a revision, a snapshot name, or an ISO date/time (state then)."""
+        if at is None:
+            return self.tip()
+        if _AT_REVISION.match(at):
+            commit = self.repo.resolve_commit(at)
+            if commit is not None:
+                return commit
+        if _AT_SNAPSHOT.match(at):
+            commit = self.repo.resolve_commit(f"refs/tags/snapshot/{at}")
+            if commit is not None:
+                return commit
+        try:
+            moment = parse_iso(at)
+        except ValueError:
+            raise NotFound(f"'at' {at!r} is neither a revision, a snapshot name nor an ISO date/time",
+                           {"at": at}) from None
+        commit = self.commit_at(moment)
+        if commit is None:
+            raise NotFound(f"the HCM has no history at {at}", {"at": at})
+        return commit
+
+    def commit_at(self, moment: datetime) -> str | None:
+        tip = self.tip()
+        if tip is None:
+            return None
+        limit = moment.timestamp()
+        for info in self.repo.walk(tip):
+            if info.commit_time <= limit:
+                return info.id
+        return None
+
+    def state_at(self, moment: datetime) -> TreeView | None:
+        commit = self.commit_at(moment)
+        return None if commit is None else self.view(commit)
+
+    # --- hand edits -----------------------------------------------------------------------
+    def scan_hand_edits(self, *, adopt: bool) -> dict[str, Any]:
+        """Compare the work tree with HEAD (through git's index, so it costs stat calls, not
+        hashing) and adopt the differences as one HCM_EXTERNAL_EDIT commit, or just report them."""
+        from ..paths import check_relative
+
+        changes = self.repo.worktree_status()
+        adoptable, unsafe = [], []
+        for path in sorted(changes):
+            if ".arka-tmp-" in path:
+                continue  # a temp file of a killed writer; never part of the HCM
+            try:
+                check_relative(path)
+                self.engine.resolver.resolve(path)
+                adoptable.append(path)
+            except HcmError:
+                unsafe.append(path)
+        report: dict[str, Any] = {"paths": adoptable, "unsafe": unsafe, "adopted": None}
+        if adoptable and adopt:
+            report["adopted"] = self._adopt(adoptable)
+        if adoptable or unsafe:
+            log.warning("hand edits found: %d adoptable, %d unsafe", len(adoptable), len(unsafe))
+        return report
+
+    def _adopt(self, paths: list[str]) -> str:
+        def apply(draft: Draft) -> WriteOutcome:
+            for path in paths:
+                location = self.engine.resolver.resolve(path)
+                try:
+                    draft.write(path, location.read_bytes())
+                except (FileNotFoundError, IsADirectoryError):
+                    draft.delete(path)
+            target = paths[0] if len(paths) == 1 else "."
+            return WriteOutcome({"paths": paths}, target, f"adopted hand edits of {len(paths)} file(s)",
+                                stored_result={"paths": paths})
+
+        request = WriteRequest(
+            op=EXTERNAL_EDIT_OP, request_id=f"external-{int(time.time() * 1000)}-{len(paths)}",
+            caller_type="system", caller_id="arka-hcm", payload_sha256=payload_digest(EXTERNAL_EDIT_OP, "", paths),
+            apply=apply, replay=lambda stored, view: dict(stored or {}),
+        )
+        # These paths differ from HEAD on purpose: the engine's hand-edit check must not refuse them.
+        return self.engine.submit_adoption(request)
