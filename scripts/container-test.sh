@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# Container test of the Arka OS HCM service: Dockerfile + docker-compose.yml + docker/entrypoint.sh,
+# end to end, as a client runs it. Run by CI (.ci/run) as root from a clean clone; also usable by hand.
+#
+#   1. installs docker.io, docker-compose (v1), mmdebstrap, curl with apt if missing
+#   2. starts dockerd if it is not answering (host firewall untouched: no iptables, no docker0 bridge)
+#   3. builds a local debian:bookworm-slim base image with mmdebstrap if missing (no registry here;
+#      the machine's extra CA certificates are baked into that local base, never into the Dockerfile)
+#   4. builds the app image with `docker-compose build`
+#   5. entrypoint refuses a volume it cannot write, with the fix (exit 2)
+#   6. compose up with a TEMPORARY client folder (owned by 10001) on a free port, waits for /health
+#   7. creates a token inside the container, writes over HTTP (create mission, append journal entries)
+#   8. git clone over HTTP with the token; host-side checks of <client>/hcm/.git (commits, fsck, clean tree)
+#   9. restarts the container, waits healthy, checks nothing was lost (commits, journal), writes again
+#  10. compose down -v; on failure prints the container logs (and dockerd/build logs)
+# If Docker cannot be installed or started, it says so loudly and exits non-zero: it never skips.
+#
+# Environment knobs: ARKA_TEST_KEEP=1 keeps the temp folder; ARKA_KEEP_DOCKERD=1 leaves a dockerd this
+# script started running; BASE_IMAGE (default debian:bookworm-slim); ARKA_IMAGE (default arka-labs/os:1.0.0).
+set -euo pipefail
+
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BASE_IMAGE=${BASE_IMAGE:-debian:bookworm-slim}
+LOCAL_BASE=${LOCAL_BASE:-local/debian:bookworm}
+export ARKA_IMAGE=${ARKA_IMAGE:-arka-labs/os:1.0.0}
+DEBIAN_SOURCES=${DEBIAN_SOURCES:-/etc/apt/sources.list.d/debian.sources}
+HEALTH_TRIES=${HEALTH_TRIES:-90}     # seconds
+export DEBIAN_FRONTEND=noninteractive
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/arka-container-test.XXXXXX")
+CLIENT="$WORK/arka-client"
+PROJECT="arkact$$"
+STARTED_DOCKERD_PID=""
+COMPOSE_UP=""
+T0=$(date +%s)
+PHASE=""
+PHASE_T=$T0
+TIMINGS=()
+
+say()  { echo "[container-test] $(date +%T) $*"; }
+loud() {
+  echo "" >&2
+  echo "######################################################################" >&2
+  echo "## CONTAINER TEST FAILED: $*" >&2
+  echo "######################################################################" >&2
+}
+die()  { loud "$*"; exit 1; }
+phase() {  # phase NAME: closes the previous phase (records its duration) and opens a new one
+  local now; now=$(date +%s)
+  if [ -n "$PHASE" ]; then TIMINGS+=("$(printf '%-28s %4ss' "$PHASE" $((now - PHASE_T)))"); fi
+  PHASE=$1; PHASE_T=$now
+  [ -z "$PHASE" ] || say "=== $PHASE"
+}
+print_timings() {
+  echo "[container-test] timings:"
+  local t; for t in "${TIMINGS[@]}"; do echo "    $t"; done
+  echo "    $(printf '%-28s %4ss' total $(( $(date +%s) - T0 )))"
+}
+
+server_up()     { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+dockerd_alive() { ps -C dockerd -o stat= 2>/dev/null | grep -qv '^Z'; }   # zombies do not count
+
+dc() {
+  docker-compose -p "$PROJECT" -f "$REPO_DIR/docker-compose.yml" --project-directory "$REPO_DIR" "$@"
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [ $rc -ne 0 ]; then
+    [ -n "$PHASE" ] && say "failed during phase: $PHASE"
+    if [ -n "$COMPOSE_UP" ]; then
+      say "--- container logs (last 200 lines)"
+      dc logs --no-color --tail=200 2>&1
+      say "--- container state"
+      docker inspect -f 'status={{.State.Status}} exit={{.State.ExitCode}} restarts={{.RestartCount}} health={{if .State.Health}}{{.State.Health.Status}}{{end}}' "$CONTAINER" 2>&1
+      if [ -d "$CLIENT/logs" ]; then
+        say "--- $CLIENT/logs (tails)"
+        find "$CLIENT/logs" -type f | head -5 | while read -r f; do echo "== $f"; tail -20 "$f"; done
+      fi
+    fi
+    [ -f "$WORK/build.log" ] && { say "--- build log (last 40 lines)"; tail -40 "$WORK/build.log"; }
+    [ -f "$WORK/dockerd.log" ] && { say "--- dockerd log (last 20 lines)"; tail -20 "$WORK/dockerd.log"; }
+  fi
+  if [ -n "$COMPOSE_UP" ]; then
+    dc down -v --remove-orphans >/dev/null 2>&1 || say "WARNING: compose down failed"
+  fi
+  if [ -n "$STARTED_DOCKERD_PID" ] && [ "${ARKA_KEEP_DOCKERD:-0}" != 1 ]; then
+    say "stopping the dockerd this script started (pid $STARTED_DOCKERD_PID)"
+    kill "$STARTED_DOCKERD_PID" 2>/dev/null
+    for _ in $(seq 1 30); do kill -0 "$STARTED_DOCKERD_PID" 2>/dev/null || break; sleep 1; done
+  fi
+  phase ""
+  print_timings
+  if [ $rc -ne 0 ]; then
+    loud "exit code $rc (see above); work folder kept: $WORK"
+  elif [ "${ARKA_TEST_KEEP:-0}" = 1 ] || { [ -n "$STARTED_DOCKERD_PID" ] && [ "${ARKA_KEEP_DOCKERD:-0}" = 1 ]; }; then
+    say "PASSED (work folder kept: $WORK)"
+  else
+    rm -rf "$WORK"
+    say "PASSED"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------------
+phase "packages"
+pkgs=()
+command -v dockerd        >/dev/null || pkgs+=(docker.io)
+command -v docker-compose >/dev/null || pkgs+=(docker-compose)
+command -v curl           >/dev/null || pkgs+=(curl)
+command -v git            >/dev/null || pkgs+=(git)
+command -v python3        >/dev/null || pkgs+=(python3)
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && ! command -v mmdebstrap >/dev/null; then
+  pkgs+=(mmdebstrap)
+fi
+if [ ${#pkgs[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "missing ${pkgs[*]} and not root: cannot apt-get install them"
+  say "apt-get install ${pkgs[*]}"
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; } >"$WORK/apt.log" 2>&1 \
+    || { tail -30 "$WORK/apt.log"; die "DOCKER NOT AVAILABLE: apt-get install ${pkgs[*]} failed"; }
+fi
+command -v docker >/dev/null || die "DOCKER NOT AVAILABLE: no docker client after install"
+
+# ---------------------------------------------------------------------------------------------------
+phase "dockerd"
+if ! server_up; then
+  if dockerd_alive; then
+    say "a dockerd process exists but does not answer yet; waiting for it"
+  else
+    [ "$(id -u)" = 0 ] || die "DOCKER NOT AVAILABLE: no Docker daemon answers and we are not root to start one"
+    say "starting dockerd (log: $WORK/dockerd.log)"
+    rm -f /var/run/docker.pid
+    nohup dockerd --iptables=false --ip-forward=false --bridge=none \
+      >"$WORK/dockerd.log" 2>&1 </dev/null &
+    STARTED_DOCKERD_PID=$!
+  fi
+  for _ in $(seq 1 60); do server_up && break; sleep 1; done
+  server_up || die "DOCKER NOT AVAILABLE: dockerd did not come up within 60 s (log: $WORK/dockerd.log)"
+fi
+say "dockerd $(docker version --format '{{.Server.Version}}') storage=$(docker info --format '{{.Driver}}' 2>/dev/null)"
+
+# ---------------------------------------------------------------------------------------------------
+phase "base image"
+if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  say "$BASE_IMAGE present"
+else
+  if ! docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
+    say "$BASE_IMAGE missing (no registry here): making $LOCAL_BASE with mmdebstrap"
+    command -v mmdebstrap >/dev/null || die "mmdebstrap missing"
+    mmdebstrap --variant=minbase --include=ca-certificates \
+      --aptopt='APT::Install-Recommends "false"' \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+      --customize-hook='for c in /usr/local/share/ca-certificates/*.crt; do [ -e "$c" ] && cp "$c" "$1/usr/local/share/ca-certificates/"; done; chroot "$1" update-ca-certificates' \
+      --customize-hook='printf "#!/bin/sh\nexit 101\n" >"$1/usr/sbin/policy-rc.d"; chmod 755 "$1/usr/sbin/policy-rc.d"' \
+      bookworm "$WORK/base.tar" "$DEBIAN_SOURCES" >"$WORK/mmdebstrap.log" 2>&1 \
+      || { tail -30 "$WORK/mmdebstrap.log"; die "mmdebstrap failed"; }
+    docker import --change 'CMD ["bash"]' --change 'ENV LANG=C.UTF-8' "$WORK/base.tar" "$LOCAL_BASE" >/dev/null
+    rm -f "$WORK/base.tar"
+  fi
+  docker tag "$LOCAL_BASE" "$BASE_IMAGE"
+  say "tagged $LOCAL_BASE as $BASE_IMAGE"
+fi
+
+# ---------------------------------------------------------------------------------------------------
+phase "app image build"
+# The temp client folder lives outside the repo, but the compose file still needs these at build time.
+export ARKA_CLIENT_DIR="$CLIENT"
+export ARKA_BIND=127.0.0.1
+export ARKA_PORT
+ARKA_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export ARKA_CONTAINER_NAME="arka-os-test-$$"
+export ARKA_TENANT_ID="ci-tenant"
+export ARKA_UID=10001 ARKA_GID=10001
+CONTAINER=$ARKA_CONTAINER_NAME
+BASE_URL="http://127.0.0.1:$ARKA_PORT"
+dc config -q || die "docker-compose.yml does not validate"
+dc build >"$WORK/build.log" 2>&1 || die "image build failed"
+say "built $ARKA_IMAGE ($(docker image inspect -f '{{.Size}}' "$ARKA_IMAGE" | awk '{printf "%d MB", $1/1000000}'))"
+docker run --rm --entrypoint sh "$ARKA_IMAGE" -c \
+  'test "$(id -u)" = 10001 && test ! -e /hcm/.git && test -z "$(ls -A /hcm)" && command -v git >/dev/null' \
+  || die "image contract: must run as uid 10001 with git installed and hold no HCM data in /hcm"
+
+# ---------------------------------------------------------------------------------------------------
+phase "entrypoint: bad volume"
+mkdir -p "$WORK/rootowned"/{hcm,config,logs}
+chown -R 0:0 "$WORK/rootowned"; chmod -R 755 "$WORK/rootowned"
+set +e
+out=$(docker run --rm --network none -v "$WORK/rootowned/hcm:/hcm" -v "$WORK/rootowned/config:/config" \
+        -v "$WORK/rootowned/logs:/logs" "$ARKA_IMAGE" 2>&1)
+rc=$?
+set -e
+[ $rc -eq 2 ] || { echo "$out"; die "entrypoint should exit 2 on an unwritable /hcm, got $rc"; }
+grep -q 'chown -R 10001:10001' <<<"$out" || { echo "$out"; die "entrypoint message does not say what to chown"; }
+grep -q 'user: "0:0"' <<<"$out" || { echo "$out"; die "entrypoint message does not give the user: alternative"; }
+[ -z "$(ls -A "$WORK/rootowned/hcm")" ] || die "entrypoint wrote into a volume it refused"
+say "unwritable volume refused with exit 2 and the fix"
+
+# ---------------------------------------------------------------------------------------------------
+phase "compose up + health"
+mkdir -p "$CLIENT"/{hcm,config,logs}
+chown -R 10001:10001 "$CLIENT"
+COMPOSE_UP=1
+dc up -d --no-build 2>&1 | sed 's/^/    /'
+
+wait_health() {  # bounded: HEALTH_TRIES seconds; fails fast if the container stops
+  local i body state
+  for i in $(seq 1 "$HEALTH_TRIES"); do
+    if body=$(curl -fsS -m 2 "$BASE_URL/health" 2>/dev/null); then
+      say "healthy after ${i}s: $body"; return 0
+    fi
+    state=$(docker inspect -f '{{.State.Status}}' "$CONTAINER" 2>/dev/null || echo missing)
+    case $state in running|created|restarting) ;; *) die "container is $state";; esac
+    sleep 1
+  done
+  die "no healthy answer from $BASE_URL/health within ${HEALTH_TRIES}s"
+}
+wait_health
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$BASE_URL/ready")
+[ "$code" = 200 ] || die "/ready answered $code"
+
+# ---------------------------------------------------------------------------------------------------
+phase "token + HTTP writes"
+HOST_GIT=(git -c safe.directory='*' -C "$CLIENT/hcm")
+export GIT_OPTIONAL_LOCKS=0     # host-side reads must not rewrite the container's index
+[ -d "$CLIENT/hcm/.git" ] || die "the entrypoint did not initialise $CLIENT/hcm (no .git)"
+grep -q '"ci-tenant"' "$CLIENT/hcm/meta.json" || die "meta.json does not name tenant ci-tenant"
+COUNT0=$("${HOST_GIT[@]}" rev-list --count HEAD)
+say "initialised HCM: $COUNT0 commit(s)"
+
+TOKEN_JSON=$(dc exec -T arka-os arka-hcm token create --id ci-writer --type agent --roles reader,writer --json) \
+  || die "token create failed"
+json_get() { python3 -c 'import json,sys; d=json.load(sys.stdin)
+for k in sys.argv[1].split("."): d = d[int(k)] if isinstance(d, list) else d[k]
+print(d)' "$1"; }
+TOKEN=$(json_get token <<<"$TOKEN_JSON") || die "token create --json did not print a token: $TOKEN_JSON"
+TOKEN_ID=$(json_get id <<<"$TOKEN_JSON")
+[ -n "$TOKEN" ] || die "empty token"
+
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 -X POST -H 'Content-Type: application/json' \
+  --data '{"op":"HCM_LIST_MISSIONS","request_id":"noauth","caller":{"type":"agent","id":"x","roles":["reader"]},"payload":{}}' \
+  "$BASE_URL/v1/hcm/execute")
+[ "$code" = 401 ] || die "a request without token answered $code, expected 401"
+
+execute() {  # execute OP REQUEST_ID PAYLOAD_JSON -> prints the response, fails unless status ok
+  local body resp code
+  body=$(printf '{"op":"%s","request_id":"%s","caller":{"type":"agent","id":"%s","roles":["reader","writer"]},"payload":%s}' \
+    "$1" "$2" "$TOKEN_ID" "$3")
+  resp=$(curl -sS -m 30 -w '\n%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' --data "$body" "$BASE_URL/v1/hcm/execute") || die "$1: curl failed"
+  code=${resp##*$'\n'}; resp=${resp%$'\n'*}
+  if [ "$code" != 200 ] || [ "$(json_get status <<<"$resp")" != ok ]; then
+    echo "$resp" >&2; die "$1 ($2) answered HTTP $code"
+  fi
+  printf '%s\n' "$resp"
+}
+R=$(execute HCM_CREATE_MISSION r-create '{"mission_id":"m-ci","meta":{"title":"Container test","mission_type":"audit"}}')
+REV1=$(json_get revision <<<"$R")
+for n in 1 2 3; do
+  R=$(execute HCM_APPEND_JOURNAL "r-journal-$n" \
+    "{\"mission_id\":\"m-ci\",\"entry\":{\"author_type\":\"agent\",\"author_id\":\"$TOKEN_ID\",\"entry_type\":\"note\",\"message\":\"container test entry $n\"}}")
+done
+REV4=$(json_get revision <<<"$R")
+say "4 writes acknowledged: first revision $REV1, last $REV4"
+# Idempotency over HTTP: the same request again must not add a commit.
+execute HCM_APPEND_JOURNAL r-journal-3 \
+  "{\"mission_id\":\"m-ci\",\"entry\":{\"author_type\":\"agent\",\"author_id\":\"$TOKEN_ID\",\"entry_type\":\"note\",\"message\":\"container test entry 3\"}}" >/dev/null
+
+check_journal() {  # the mission context must return the 3 journal entries in order
+  local ctx msgs
+  ctx=$(execute HCM_GET_MISSION_CONTEXT "r-read-$1" '{"mission_id":"m-ci","options":{"include_last_entries":10}}')
+  msgs=$(python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]
+print("|".join(e["message"] for e in d["last_journal_entries"]))' <<<"$ctx")
+  [ "$msgs" = "container test entry 1|container test entry 2|container test entry 3" ] \
+    || die "journal read back wrong: '$msgs'"
+}
+check_journal before
+
+# ---------------------------------------------------------------------------------------------------
+phase "git clone + host checks"
+HEAD_HOST=$("${HOST_GIT[@]}" rev-parse HEAD)
+[ "$HEAD_HOST" = "$REV4" ] || die "host HEAD $HEAD_HOST is not the last acknowledged revision $REV4"
+COUNT1=$("${HOST_GIT[@]}" rev-list --count HEAD)
+[ "$COUNT1" -eq $((COUNT0 + 4)) ] || die "expected $((COUNT0 + 4)) commits on the host side, found $COUNT1"
+"${HOST_GIT[@]}" fsck --strict --no-progress >"$WORK/fsck.log" 2>&1 || { cat "$WORK/fsck.log"; die "git fsck --strict failed"; }
+dirty=$("${HOST_GIT[@]}" status --porcelain)
+[ -z "$dirty" ] || { echo "$dirty"; die "git status --porcelain is not empty in the HCM work tree"; }
+[ -z "$(find "$CLIENT" ! -uid 10001 -print -quit)" ] || die "files not owned by 10001 in the client folder: $(find "$CLIENT" ! -uid 10001 | head -3)"
+"${HOST_GIT[@]}" log --oneline | sed 's/^/    /'
+
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 "$BASE_URL/git/hcm.git/info/refs?service=git-upload-pack")
+[ "$code" = 401 ] || die "git over HTTP without a token answered $code, expected 401"
+GIT_TERMINAL_PROMPT=0 git clone -q "http://$TOKEN_ID:$TOKEN@127.0.0.1:$ARKA_PORT/git/hcm.git" "$WORK/clone" \
+  2>"$WORK/clone.err" || { sed "s/$TOKEN/<token>/g" "$WORK/clone.err"; die "git clone over HTTP failed"; }
+[ "$(git -C "$WORK/clone" rev-parse HEAD)" = "$REV4" ] || die "the clone's HEAD is not $REV4"
+[ "$(git -C "$WORK/clone" rev-list --count HEAD)" -eq "$COUNT1" ] || die "the clone does not hold all $COUNT1 commits"
+git -C "$WORK/clone" fsck --strict --no-progress >/dev/null 2>&1 || die "git fsck of the clone failed"
+[ "$(wc -l <"$WORK/clone/state/missions/m-ci/journal.jsonl")" -eq 3 ] || die "the clone's journal does not hold 3 lines"
+say "clone over HTTP holds the $COUNT1 commits"
+if grep -rqF "$TOKEN" "$CLIENT/logs" 2>/dev/null; then die "the token appears in the logs"; fi
+
+# ---------------------------------------------------------------------------------------------------
+phase "restart + persistence"
+dc restart 2>&1 | sed 's/^/    /'
+wait_health
+[ "$("${HOST_GIT[@]}" rev-list --count HEAD)" -eq "$COUNT1" ] || die "commit count changed across the restart"
+[ "$("${HOST_GIT[@]}" rev-parse HEAD)" = "$REV4" ] || die "HEAD changed across the restart (re-initialised?)"
+check_journal after
+R=$(execute HCM_APPEND_JOURNAL r-journal-after-restart \
+  "{\"mission_id\":\"m-ci\",\"entry\":{\"author_type\":\"agent\",\"author_id\":\"$TOKEN_ID\",\"entry_type\":\"note\",\"message\":\"after restart\"}}")
+[ "$("${HOST_GIT[@]}" rev-list --count HEAD)" -eq $((COUNT1 + 1)) ] || die "write after restart did not add one commit"
+[ -z "$("${HOST_GIT[@]}" status --porcelain)" ] || die "work tree dirty after the write following the restart"
+say "restart kept all $COUNT1 commits and the journal; writes still work"
+
+# ---------------------------------------------------------------------------------------------------
+phase "docker healthcheck"
+for _ in $(seq 1 40); do
+  h=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$CONTAINER")
+  [ "$h" = healthy ] && break
+  [ "$h" = unhealthy ] && die "Docker reports the container unhealthy"
+  sleep 1
+done
+[ "$h" = healthy ] || die "Docker health status is '$h' after 40 s"
+say "Docker reports the container healthy"
+
+# ---------------------------------------------------------------------------------------------------
+phase "compose down"
+dc down -v --remove-orphans 2>&1 | sed 's/^/    /'
+COMPOSE_UP=""
+[ "$("${HOST_GIT[@]}" rev-list --count HEAD)" -eq $((COUNT1 + 1)) ] || die "the HCM on the host changed after compose down"
+phase ""
