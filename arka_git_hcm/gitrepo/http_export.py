@@ -172,7 +172,9 @@ _END = object()
 def upload_pack(repo_path: Path, request: bytes) -> Generator[bytes, None, None]:
     """The chunks of the ``POST git-upload-pack`` answer to ``request`` (already decoded).
 
-    The repository is opened now, so a missing one is an error before any byte is sent.
+    The repository is opened now, so a missing one is an error before any byte is sent
+    (opening holds no file descriptor, packs open lazily: an answer never iterated leaks
+    nothing).
     dulwich writes through a callback; it runs in its own thread and hands chunks over a
     bounded queue, so the answer streams and memory stays flat whatever the pack size.
     """

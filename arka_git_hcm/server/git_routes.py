@@ -95,6 +95,8 @@ async def _caller(request: Request, authenticate: RequestAuthenticator) -> Token
     record: TokenRecord = await outcome if inspect.isawaitable(outcome) else outcome
     if not _FETCH_ROLES.intersection(record.roles):
         raise AccessDenied(f"token {record.id!r} has no role that may fetch (reader, writer or admin)")
+    # For the request log: who fetched, never with what token.
+    request.state.caller_id = record.id
     return record
 
 
