@@ -90,9 +90,9 @@ def test_roles_are_deduplicated(settings: Settings) -> None:
 def test_list_never_shows_hashes(settings: Settings) -> None:
     _, record = tokens.create_token(settings, "arka-pmo-01", "agent", ["writer"], label="PMO")
     listed = tokens.list_tokens(settings)
-    assert [info.id for info in listed] == ["arka-pmo-01"]
-    dumped = listed[0].model_dump()
-    assert set(dumped) == {"id", "type", "roles", "created_at", "label"}
+    assert [info["id"] for info in listed] == ["arka-pmo-01"]
+    assert set(listed[0]) == {"id", "type", "roles", "created_at", "label"}
+    assert listed[0]["label"] == "PMO" and listed[0]["roles"] == ["writer"]
     assert record.sha256 not in repr(listed)
 
 
@@ -106,8 +106,8 @@ def test_revoke(settings: Settings) -> None:
     tokens.create_token(settings, "a2", "agent", ["reader"])
     assert tokens.authenticate(tokens.load_tokens(settings), token).id == "a1"
     info = tokens.revoke_token(settings, "a1")
-    assert info.id == "a1"
-    assert [i.id for i in tokens.list_tokens(settings)] == ["a2"]
+    assert info["id"] == "a1"
+    assert [i["id"] for i in tokens.list_tokens(settings)] == ["a2"]
     # A running server re-reads the file: the revoked token fails at once.
     with pytest.raises(Unauthenticated):
         tokens.authenticate(tokens.load_tokens(settings), token)
@@ -178,4 +178,4 @@ def test_concurrent_creates_lose_nothing(settings: Settings) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert sorted(i.id for i in tokens.list_tokens(settings)) == sorted(f"agent-{i}" for i in range(12))
+    assert sorted(i["id"] for i in tokens.list_tokens(settings)) == sorted(f"agent-{i}" for i in range(12))

@@ -18,9 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal, cast, get_args
-
-from pydantic import BaseModel, ConfigDict
+from typing import Literal, TypedDict, cast, get_args
 
 from ..clock import Clock, SystemClock, iso
 from ..config import FileConfig, Settings, TokenRecord, read_file_config, write_file_config
@@ -52,16 +50,14 @@ _MAX_PRESENTED = 1024
 _RACY_WINDOW_S = 2.0
 
 
-class TokenInfo(BaseModel):
-    """What may be shown about a token: everything but its hash."""
-
-    model_config = ConfigDict(frozen=True)
+class TokenInfo(TypedDict):
+    """What may be shown about a token: everything but its hash (a plain dict, ready for JSON)."""
 
     id: str
     type: CallerType
     roles: list[Role]
     created_at: str
-    label: str = ""
+    label: str
 
 
 def hash_token(token: str) -> str:
