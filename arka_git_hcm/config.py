@@ -151,6 +151,15 @@ def write_file_config(path: Path, config: FileConfig) -> None:
     os.replace(tmp, path)
 
 
+def export_to_environment(settings: Settings) -> None:
+    """Put the resolved roots in ``ARKA_*`` variables so worker processes started by uvicorn
+    (which re-import the app) load the same settings as the command that started them."""
+    os.environ["ARKA_HCM_PATH"] = str(settings.hcm_path)
+    os.environ["ARKA_CONFIG_PATH"] = str(settings.config_path)
+    os.environ["ARKA_LOG_PATH"] = str(settings.log_path)
+    os.environ["ARKA_ENV"] = settings.env
+
+
 def load_settings(
     *,
     client: str | os.PathLike[str] | None = None,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from ..config import export_to_environment
 from ..services import tokens
+from ..services.store import HcmStore
 from . import Context, emit, main, pass_context
 
 
@@ -21,9 +23,18 @@ def serve(obj: Context, host: str | None, port: int | None, workers: int | None)
     Example:
       arka-hcm --client ./arka-client serve --port 8080 --workers 2
     """
-    from ..server.run import run_server
+    import uvicorn
 
-    run_server(obj.settings, host=host, port=port, workers=workers)
+    settings = obj.settings
+    HcmStore.open(settings).close()  # fail here, with a clear message, if the HCM is not usable
+    export_to_environment(settings)  # worker processes rebuild the same settings from ARKA_*
+    server = settings.file.server
+    uvicorn.run(
+        "arka_git_hcm.server.app:app_from_environment", factory=True,
+        host=host or server.host, port=port or server.port, workers=workers or server.workers,
+        access_log=False,  # the service writes its own request log, without tokens
+        log_level=settings.file.logging.level, timeout_graceful_shutdown=10,
+    )
 
 
 @main.group()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -421,6 +422,7 @@ class CommitEngine:
         tip = self.tip()
         tree = self.repo.commit_tree(tip) if tip else None
         paths = [p for p in intent.get("paths", []) if isinstance(p, str)]
+        self.worktree.remove_temp_files(paths)
         self._checkout_paths(tree, paths)
         if self.durable:
             sync_filesystem(self.settings.hcm_path)
@@ -457,21 +459,36 @@ class CommitEngine:
             paths = sorted(self._index_dirty)
             self._index_dirty.clear()
             try:
-                self.repo.refresh_index(paths, self.repo.commit_tree(tip))
+                self._refresh_index_locked(paths, tip)
             except Exception:
                 self._index_dirty.update(paths)
                 raise
+
+    def _refresh_index_locked(self, paths: list[str], tip: str) -> None:
+        """libgit2 writes git's index through ``index.lock``; a marker says the lock is ours, so
+        that after a crash mid-refresh the next open may remove it (nobody else holds our flock)."""
+        marker = self.repo.git_dir / "arka-hcm" / "index-refresh"
+        marker.write_text(str(os.getpid()))
+        self.repo.refresh_index(paths, self.repo.commit_tree(tip))
+        marker.unlink()
+
+    def _remove_our_stale_index_lock(self) -> None:
+        marker = self.repo.git_dir / "arka-hcm" / "index-refresh"
+        if marker.exists():
+            (self.repo.git_dir / "index.lock").unlink(missing_ok=True)
+            marker.unlink()
 
     def repair_index(self) -> list[str]:
         """At open: entries of git's index that disagree with HEAD (a process died before its
         deferred refresh) are refreshed. Returns the repaired paths."""
         with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
+            self._remove_our_stale_index_lock()
             tip = self.tip()
             if tip is None:
                 return []
             paths = self.repo.index_differences(self.repo.commit_tree(tip))
             if paths:
-                self.repo.refresh_index(paths, self.repo.commit_tree(tip))
+                self._refresh_index_locked(paths, tip)
             return paths
 
     def close(self) -> None:

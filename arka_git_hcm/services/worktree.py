@@ -128,6 +128,15 @@ class WorkTree:
                 break
             parent = parent.parent
 
+    def remove_temp_files(self, paths: list[str]) -> None:
+        """Temp files a killed writer left beside the paths it was replacing."""
+        for rel in paths:
+            folder = self.root.joinpath(*rel.split("/")[:-1])
+            name = rel.rsplit("/", 1)[-1]
+            with contextlib.suppress(OSError):
+                for leftover in folder.glob(f".{name}.arka-tmp-*"):
+                    leftover.unlink()
+
     def stat(self, rel: str) -> os.stat_result | None:
         try:
             return os.lstat(self.resolver.resolve(rel))

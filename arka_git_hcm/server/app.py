@@ -1,0 +1,254 @@
+"""The HTTP service: the operation layer on POST /v1/hcm/execute, readable REST reads, health,
+readiness, and the history read-only over git smart HTTP.
+
+Built by :func:`create_app` from explicit Settings (tests pass their own); uvicorn's worker
+processes build it with :func:`app_from_environment`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..clock import Clock
+from ..config import Settings, TokenRecord, load_settings
+from ..domain.envelope import Caller
+from ..errors import (
+    HcmError,
+    InternalError,
+    InvalidPayload,
+    NotFound,
+    PayloadTooLarge,
+    ReadOnly,
+    error_for_code,
+)
+from ..services import tokens
+from ..services.oplog import JsonLinesLog
+from ..services.store import HcmStore, error_response
+from .git_routes import git_router, presented_token
+
+__all__ = ["app_from_environment", "create_app"]
+
+
+def _error_json(error: HcmError, request_id: str | None = None, op: str | None = None,
+                revision: str | None = None) -> JSONResponse:
+    body = error_response({"request_id": request_id, "op": op}, error, revision)
+    headers = {"Retry-After": str(getattr(error, "retry_after", 1))} if error.code == "BUSY" else None
+    if error.code == "UNAUTHENTICATED":
+        headers = {"WWW-Authenticate": 'Bearer realm="arka-hcm"'}
+    return JSONResponse(body, status_code=error.http_status, headers=headers)
+
+
+def _response_json(response: dict[str, Any]) -> JSONResponse:
+    if response["status"] == "ok":
+        return JSONResponse(response)
+    error = error_for_code(response["error"]["code"])
+    headers = None
+    if response["error"]["code"] == "BUSY":
+        headers = {"Retry-After": str(response["error"]["details"].get("retry_after", 1))}
+    return JSONResponse(response, status_code=error.http_status, headers=headers)
+
+
+class _RequestLog:
+    """One JSON line per request: method, route, status, duration, request id, caller id.
+    Never bodies, never tokens, never the Authorization header."""
+
+    def __init__(self, app: Any, log: JsonLinesLog) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+        scope.setdefault("state", {})
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            state = scope.get("state", {})
+            self.log.write({
+                "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+                "method": scope.get("method"),
+                "route": getattr(route, "path", None) or _safe_path(scope.get("path", "")),
+                "status": status["code"],
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "request_id": state.get("request_id"),
+                "caller": state.get("caller_id"),
+            })
+
+
+def _safe_path(path: str) -> str:
+    """Unknown routes are logged by shape only (a path could carry anything, even a token)."""
+    return path[:80].split("?")[0] if path.startswith(("/v1/", "/git/", "/health", "/ready")) else "(other)"
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    holder: dict[str, HcmStore] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        holder["store"] = await run_in_threadpool(HcmStore.open, settings, clock=clock)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(holder["store"].close)
+
+    app = FastAPI(
+        title="Arka HCM", version=__version__, lifespan=lifespan,
+        description="The client's Hybrid Collective Memory: typed operations, one git commit per write.",
+    )
+    limits = settings.file.limits
+
+    def store() -> HcmStore:
+        if "store" not in holder:
+            raise ReadOnly("the HCM is not open yet; retry shortly")
+        return holder["store"]
+
+    def authenticate(request: Request) -> TokenRecord:
+        record = tokens.authenticate(tokens.load_tokens(settings), presented_token(request))
+        request.state.caller_id = f"{record.type}/{record.id}"
+        return record
+
+    def caller_of(record: TokenRecord) -> Caller:
+        return Caller(type=record.type, id=record.id, roles=list(record.roles))
+
+    # --- error rendering: one JSON shape for everything ---------------------------------
+    @app.exception_handler(HcmError)
+    async def on_hcm_error(request: Request, exc: HcmError) -> JSONResponse:
+        return _error_json(exc, getattr(request.state, "request_id", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+        return _error_json(InvalidPayload("invalid request parameters", {"errors": problems}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return _error_json(NotFound(f"no route {request.url.path[:100]}; see /docs"))
+        error = InvalidPayload(f"{request.method} is not allowed here") if exc.status_code == 405 else \
+            InternalError(str(exc.detail))
+        response = _error_json(error)
+        response.status_code = exc.status_code
+        return response
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        return _error_json(InternalError("the request failed unexpectedly; see the server log"))
+
+    # --- health ---------------------------------------------------------------------------
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, Any]:
+        """Alive (no auth)."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/ready", tags=["health"])
+    def ready() -> JSONResponse:
+        """Ready: the repository is open, its branch resolves, and the volume is writable."""
+        try:
+            current = store()
+            if current.engine.broken:
+                raise ReadOnly(current.engine.broken)
+            if not os.access(settings.hcm_path, os.W_OK):
+                raise ReadOnly(f"{settings.hcm_path} is not writable by this process")
+            revision = current.tip()
+            if revision is None:
+                raise ReadOnly("the HCM branch has no commit")
+        except HcmError as exc:
+            return _error_json(exc)
+        return JSONResponse({"status": "ready", "revision": revision})
+
+    # --- operations -----------------------------------------------------------------------
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limits.max_envelope_bytes:
+            raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limits.max_envelope_bytes}",
+                                  {"limit": limits.max_envelope_bytes})
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_envelope_bytes:
+                raise PayloadTooLarge(f"the body exceeds {limits.max_envelope_bytes} bytes",
+                                      {"limit": limits.max_envelope_bytes})
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @app.post("/v1/hcm/execute", tags=["operations"])
+    async def execute(request: Request) -> JSONResponse:
+        """Run one operation envelope `{op, request_id, caller, payload}` as the token's caller;
+        answers `{request_id, op, status, data, error, revision}`."""
+        record = authenticate(request)
+        body = await read_body(request)
+        response = await run_in_threadpool(store().execute, body, caller=caller_of(record))
+        request.state.request_id = response.get("request_id")
+        return _response_json(response)
+
+    async def run_read(request: Request, op: str, payload: dict[str, Any]) -> JSONResponse:
+        record = authenticate(request)
+        caller = caller_of(record)
+        envelope = {"op": op, "request_id": f"http-{uuid.uuid4().hex[:16]}",
+                    "caller": caller.model_dump(), "payload": payload}
+        request.state.request_id = envelope["request_id"]
+        response = await run_in_threadpool(store().execute, envelope, caller=caller)
+        return _response_json(response)
+
+    @app.get("/v1/missions", tags=["reads"])
+    async def list_missions(request: Request, status: str | None = None, client_id: str | None = None,
+                            at: str | None = None) -> JSONResponse:
+        """HCM_LIST_MISSIONS."""
+        filters = {k: v for k, v in {"status": status, "client_id": client_id}.items() if v}
+        payload: dict[str, Any] = {"filters": filters} | ({"at": at} if at else {})
+        return await run_read(request, "HCM_LIST_MISSIONS", payload)
+
+    @app.get("/v1/missions/{mission_id}/context", tags=["reads"])
+    async def mission_context(
+        request: Request, mission_id: str,
+        include_last_entries: int = Query(10, ge=0), include_decisions: bool = False,
+        include_next_actions: bool = False, at: str | None = None,
+    ) -> JSONResponse:
+        """HCM_GET_MISSION_CONTEXT."""
+        payload: dict[str, Any] = {"mission_id": mission_id, "options": {
+            "include_last_entries": include_last_entries, "include_decisions": include_decisions,
+            "include_next_actions": include_next_actions}} | ({"at": at} if at else {})
+        return await run_read(request, "HCM_GET_MISSION_CONTEXT", payload)
+
+    @app.get("/v1/missions/{mission_id}/decisions", tags=["reads"])
+    async def decisions(request: Request, mission_id: str, status: str | None = None,
+                        at: str | None = None) -> JSONResponse:
+        """HCM_GET_DECISIONS."""
+        payload: dict[str, Any] = {"mission_id": mission_id,
+                                   "filters": {"status": status} if status else {}} | ({"at": at} if at else {})
+        return await run_read(request, "HCM_GET_DECISIONS", payload)
+
+    app.include_router(git_router(lambda: settings.hcm_path, authenticate))
+    log = JsonLinesLog(settings.log_path / "server.jsonl", settings.file.logging.max_bytes,
+                       settings.file.logging.backups)
+    app.add_middleware(_RequestLog, log=log)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for uvicorn workers: settings from ARKA_* (exported by `arka-hcm serve`)."""
+    return create_app(load_settings())
+

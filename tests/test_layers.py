@@ -1,0 +1,124 @@
+"""The architecture, enforced: imports only go downward, and a few doors have one key.
+
+    foundation  errors, ids, paths, jsonio, clock, config
+    domain      domain/*            git adapter  gitrepo/*   (the only code importing pygit2/dulwich)
+    services    services/*
+    front-ends  cli/*, server/*     (never import each other)
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "arka_git_hcm"
+FOUNDATION = {"errors", "ids", "paths", "jsonio", "clock", "config", "__init__"}
+LEVEL = {"foundation": 0, "domain": 1, "gitrepo": 1, "services": 2, "cli": 3, "server": 3}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    assert parts[0] == "arka_git_hcm", module
+    if len(parts) == 1 or parts[1] in FOUNDATION:
+        return "foundation"
+    return parts[1]
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    this = module_name(path).split(".")
+    package = this if path.name == "__init__.py" else this[:-1]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if node.module is None:
+                    found += [f"{target}.{alias.name}" for alias in node.names]
+                else:
+                    found.append(target)
+            elif node.module:
+                found.append(node.module)
+    return found
+
+
+def all_modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_belongs_to_a_known_layer() -> None:
+    for path in all_modules():
+        assert layer_of(module_name(path)) in LEVEL, path
+
+
+def test_imports_only_go_downward() -> None:
+    wrong = []
+    for path in all_modules():
+        mine = layer_of(module_name(path))
+        for target in imports_of(path):
+            if not target.startswith("arka_git_hcm"):
+                continue
+            theirs = layer_of(target)
+            if theirs == mine:
+                continue
+            if LEVEL[theirs] >= LEVEL[mine]:
+                wrong.append(f"{module_name(path)} ({mine}) imports {target} ({theirs})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_domain_and_git_adapter_do_not_import_each_other() -> None:
+    for path in all_modules():
+        mine = layer_of(module_name(path))
+        for target in imports_of(path):
+            if target.startswith("arka_git_hcm") and mine in ("domain", "gitrepo"):
+                assert layer_of(target) in (mine, "foundation"), f"{path}: {target}"
+
+
+def test_only_the_git_adapter_imports_pygit2_or_dulwich() -> None:
+    for path in all_modules():
+        if layer_of(module_name(path)) == "gitrepo":
+            continue
+        for target in imports_of(path):
+            assert target.split(".")[0] not in ("pygit2", "dulwich"), f"{path} imports {target}"
+
+
+def test_only_the_config_module_reads_the_environment() -> None:
+    for path in all_modules():
+        if module_name(path) in ("arka_git_hcm.config", "arka_git_hcm.gitrepo.fsck"):
+            continue  # fsck only *scrubs* GIT_* from the environment it gives the git binary
+        source = path.read_text()
+        assert "os.environ" not in source and "getenv" not in source, f"{path} reads the environment"
+
+
+def test_the_front_ends_do_not_import_each_other() -> None:
+    for path in all_modules():
+        mine = layer_of(module_name(path))
+        for target in imports_of(path):
+            # `arka-hcm serve` hands uvicorn an import *string*, so no arrow is needed
+            if mine == "cli":
+                assert not target.startswith("arka_git_hcm.server"), f"{path}: {target}"
+            if mine == "server":
+                assert not target.startswith("arka_git_hcm.cli"), f"{path}: {target}"
+
+
+def test_the_checker_sees_a_wrong_arrow() -> None:
+    """The test above is only worth something if it can fail: feed it a bad module."""
+    bad = PACKAGE / "domain" / "_probe_bad_arrow.py"
+    bad.write_text("from ..services import store\n")
+    try:
+        targets = imports_of(bad)
+        assert targets == ["arka_git_hcm.services"]
+        assert LEVEL[layer_of(targets[0])] > LEVEL[layer_of(module_name(bad))]
+    finally:
+        bad.unlink()
