@@ -21,6 +21,8 @@ def layer_of(module: str) -> str:
     assert parts[0] == "arka_git_hcm", module
     if len(parts) == 1 or parts[1] in FOUNDATION:
         return "foundation"
+    if parts[1] == "__main__":
+        return "cli"
     return parts[1]
 
 

@@ -1,0 +1,39 @@
+# Two commands on a fresh machine:
+#   make run    set up, create ./arka-client if missing, print a dev token once, serve on :8080
+#   make test   set up and run the whole test suite (pytest, then the Docker container test)
+VENV    ?= .venv
+PYTHON  ?= python3
+CLIENT  ?= ./arka-client
+PORT    ?= 8080
+BIN      = $(VENV)/bin
+
+.PHONY: setup run test test-python test-container lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+run: setup
+	ARKA_CLIENT_DIR=$(CLIENT) PORT=$(PORT) BIN=$(BIN) scripts/run-local.sh
+
+test: test-python test-container
+
+test-python: setup
+	$(BIN)/pytest -q -n 2 -p no:cacheprovider
+
+test-container:
+	scripts/container-test.sh
+
+lint: setup
+	$(BIN)/ruff check arka_git_hcm tests bench
+
+bench: setup
+	$(BIN)/python bench/bench_store.py --quick
+	$(BIN)/python bench/bench_http.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,5 @@
+"""`python -m arka_git_hcm` is `arka-hcm`."""
+
+from .cli import main
+
+main()
