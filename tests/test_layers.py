@@ -47,7 +47,10 @@ def imports_of(path: Path) -> list[str]:
                 base = package[: len(package) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
                 if node.module is None:
-                    found += [f"{target}.{alias.name}" for alias in node.names]
+                    for alias in node.names:  # a submodule, or a name defined in the package itself
+                        sub = PACKAGE.parent.joinpath(*target.split("."), alias.name)
+                        is_module = sub.is_dir() or sub.with_suffix(".py").is_file()
+                        found.append(f"{target}.{alias.name}" if is_module else target)
                 else:
                     found.append(target)
             elif node.module:
