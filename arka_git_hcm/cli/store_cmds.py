@@ -78,7 +78,7 @@ def _read_envelopes(source: Any, max_bytes: int, max_depth: int) -> list[Any]:
         raw = raw.encode("utf-8", "surrogateescape")
     lines = [line for line in raw.split(b"\n") if line.strip()]
     if not lines:
-        raise InvalidPayload("no envelope on input: give one JSON object, or JSON lines")
+        return [InvalidPayload("no envelope on input: give one JSON object, or JSON lines")]
 
     def parse(data: bytes, what: str) -> Any:
         try:

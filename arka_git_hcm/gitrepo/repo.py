@@ -97,8 +97,18 @@ class CommitInfo:
     commit_time: int
 
 
+def _damaged(exc: Exception) -> IoError:
+    return IoError(
+        f"the HCM repository is damaged ({exc}); run `arka-hcm verify` and restore from a backup",
+        {"git_error": str(exc)[:300]},
+    )
+
+
 class GitRepo:
-    """A non-bare repository whose work tree is the HCM folder."""
+    """A non-bare repository whose work tree is the HCM folder.
+
+    libgit2 reports a corrupt or missing object as a GitError wherever it is read; the adapter
+    turns those into IO_ERROR so that no pygit2 exception crosses the boundary."""
 
     def __init__(self, workdir: Path) -> None:
         configure_library()
@@ -227,20 +237,33 @@ class GitRepo:
         return str(self._commit(commit_id).tree_id)
 
     def _commit(self, commit_id: str) -> pygit2.Commit:
-        obj = self._repo.get(commit_id)
+        try:
+            obj = self._repo.get(commit_id)
+        except pygit2.GitError as exc:
+            raise _damaged(exc) from None
         if not isinstance(obj, pygit2.Commit):
             raise ConflictingUpdate(f"{commit_id} is not a commit")
         return obj
 
     def _entry(self, tree_id: str, path: str) -> pygit2.Object | None:
-        tree = self._repo.get(tree_id)
-        if not isinstance(tree, pygit2.Tree):
-            return None
         try:
-            entry = tree[path]
+            tree = self._repo.get(tree_id)
+            if not isinstance(tree, pygit2.Tree):
+                return None
+            return tree[path]
         except KeyError:
             return None
-        return entry
+        except pygit2.GitError as exc:
+            raise _damaged(exc) from None
+
+    def _object(self, oid: str | pygit2.Oid) -> pygit2.Object:
+        try:
+            obj = self._repo.get(oid)
+        except pygit2.GitError as exc:
+            raise _damaged(exc) from None
+        if obj is None:
+            raise _damaged(KeyError(f"object {oid} is missing"))
+        return obj
 
     def read_blob(self, tree_id: str | None, path: str) -> bytes | None:
         """The content of the file at ``path`` in ``tree_id`` (None if absent or a folder)."""
@@ -249,7 +272,7 @@ class GitRepo:
         entry = self._entry(tree_id, path)
         if entry is None or entry.type != ObjectType.BLOB:
             return None
-        blob = self._repo.get(entry.id)
+        blob = self._object(entry.id)
         assert isinstance(blob, pygit2.Blob)
         return blob.data
 
@@ -260,7 +283,7 @@ class GitRepo:
         return None if entry is None else str(entry.id)
 
     def blob_data(self, blob_id: str) -> bytes:
-        blob = self._repo.get(blob_id)
+        blob = self._object(blob_id)
         assert isinstance(blob, pygit2.Blob)
         return blob.data
 
@@ -272,9 +295,9 @@ class GitRepo:
             entry = self._entry(tree_id, path)
             if entry is None or entry.type != ObjectType.TREE:
                 return []
-            tree = self._repo.get(entry.id)
+            tree = self._object(entry.id)
         else:
-            tree = self._repo.get(tree_id)
+            tree = self._object(tree_id)
         assert isinstance(tree, pygit2.Tree)
         return [(e.name or "", e.type == ObjectType.TREE) for e in tree]
 
@@ -282,12 +305,12 @@ class GitRepo:
         """Every (path, blob id) under ``prefix`` in ``tree_id``."""
         if tree_id is None:
             return
-        root = self._repo.get(tree_id)
+        root = self._object(tree_id)
         if prefix:
             entry = self._entry(tree_id, prefix)
             if entry is None or entry.type != ObjectType.TREE:
                 return
-            root = self._repo.get(entry.id)
+            root = self._object(entry.id)
         assert isinstance(root, pygit2.Tree)
         stack: list[tuple[str, pygit2.Tree]] = [(prefix, root)]
         while stack:
@@ -295,7 +318,7 @@ class GitRepo:
             for e in tree:
                 name = f"{base}/{e.name}" if base else str(e.name)
                 if e.type == ObjectType.TREE:
-                    sub = self._repo.get(e.id)
+                    sub = self._object(e.id)
                     assert isinstance(sub, pygit2.Tree)
                     stack.append((name, sub))
                 elif e.type == ObjectType.BLOB:
