@@ -109,6 +109,9 @@ def exec_(obj: Context, file_: Any) -> None:
                    "author_id": "arka-pmo-01", "entry_type": "note", "message": "Kick-off done"}}}
     Exit code: 0 when every answer is ok, else the code of the first error
     (3 INVALID_PAYLOAD, 6 NOT_FOUND, 7 CONFLICTING_UPDATE, ... see README).
+    Examples:
+      arka-hcm --client ./arka-client exec --file envelopes.jsonl
+      cat envelope.json | arka-hcm --client ./arka-client exec
     """
     limits = obj.settings.file.limits
     items = _read_envelopes(file_, limits.max_envelope_bytes, limits.max_json_depth)
