@@ -47,7 +47,10 @@ def make_settings(client: Path, **store: Any) -> Settings:
     store.setdefault("durability", "fast")
     store.setdefault("index_refresh_delay_s", 0.0)
     return Settings(
-        hcm_path=client / "hcm", config_path=client / "config", log_path=client / "logs", env="development",
+        hcm_path=client / "hcm",
+        config_path=client / "config",
+        log_path=client / "logs",
+        env="development",
         file=FileConfig(tenant_id="acme", store=StoreConfig(**store), limits=LimitsConfig()),
     )
 
@@ -99,14 +102,24 @@ READER = {"type": "human", "id": "viewer", "roles": ["reader"]}
 _rid = iter(range(1, 10_000_000))
 
 
-def envelope(op: str, payload: dict[str, Any], caller: dict[str, Any] | None = None,
-             request_id: str | None = None) -> dict[str, Any]:
-    return {"op": op, "request_id": request_id or f"req-{next(_rid)}", "caller": caller or HUMAN,
-            "payload": payload}
+def envelope(
+    op: str, payload: dict[str, Any], caller: dict[str, Any] | None = None, request_id: str | None = None
+) -> dict[str, Any]:
+    return {
+        "op": op,
+        "request_id": request_id or f"req-{next(_rid)}",
+        "caller": caller or HUMAN,
+        "payload": payload,
+    }
 
 
-def ok(store: HcmStore, op: str, payload: dict[str, Any], caller: dict[str, Any] | None = None,
-       request_id: str | None = None) -> dict[str, Any]:
+def ok(
+    store: HcmStore,
+    op: str,
+    payload: dict[str, Any],
+    caller: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
     response = store.execute(envelope(op, payload, caller, request_id))
     assert response["status"] == "ok", response
     return response

@@ -35,12 +35,19 @@ def client(tmp_path: Path) -> Path:
 
 
 def env(op: str, payload: dict[str, Any], rid: str, caller: dict[str, Any] | None = None) -> str:
-    return json.dumps({"op": op, "request_id": rid,
-                       "caller": caller or {"type": "human", "id": "alice", "roles": ["writer"]},
-                       "payload": payload})
+    return json.dumps(
+        {
+            "op": op,
+            "request_id": rid,
+            "caller": caller or {"type": "human", "id": "alice", "roles": ["writer"]},
+            "payload": payload,
+        }
+    )
 
 
-CREATE = env("HCM_CREATE_MISSION", {"mission_id": "m1", "meta": {"title": "Audit", "mission_type": "audit"}}, "c1")
+CREATE = env(
+    "HCM_CREATE_MISSION", {"mission_id": "m1", "meta": {"title": "Audit", "mission_type": "audit"}}, "c1"
+)
 
 
 def test_init_lays_out_the_client_folder(client: Path) -> None:
@@ -74,8 +81,14 @@ def test_init_adopts_the_v1_fixture_with_warnings(tmp_path: Path) -> None:
 
 
 def test_exec_runs_a_stream_of_envelopes_and_exits_0(client: Path) -> None:
-    journal = env("HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": {
-        "author_type": "human", "author_id": "alice", "entry_type": "note", "message": "hello"}}, "j1")
+    journal = env(
+        "HCM_APPEND_JOURNAL",
+        {
+            "mission_id": "m1",
+            "entry": {"author_type": "human", "author_id": "alice", "entry_type": "note", "message": "hello"},
+        },
+        "j1",
+    )
     result = run("--client", str(client), "exec", stdin=CREATE + "\n" + journal + "\n")
     assert result.exit_code == 0, result.output
     answers = [json.loads(line) for line in result.output.splitlines()]
@@ -91,14 +104,28 @@ def test_exec_reads_a_pretty_printed_envelope_from_a_file(client: Path, tmp_path
     assert result.exit_code == 0 and json.loads(result.output)["data"] == {"mission_id": "m1"}
 
 
-@pytest.mark.parametrize(("stdin", "code", "exit_code"), [
-    ('{"op": "HCM_NOPE", "request_id": "x", "caller": {"type": "human", "id": "a", "roles": ["reader"]}}',
-     "INVALID_PAYLOAD", 3),
-    (env("HCM_GET_MISSION_CONTEXT", {"mission_id": "ghost"}, "g1"), "MISSION_NOT_FOUND", 6),
-    (env("HCM_CREATE_MISSION", {"mission_id": "m2", "meta": {"title": "t", "mission_type": "x"}}, "p1",
-         {"type": "human", "id": "bob", "roles": ["reader"]}), "ACCESS_DENIED", 5),
-    ("{not json", "INVALID_PAYLOAD", 3),
-])
+@pytest.mark.parametrize(
+    ("stdin", "code", "exit_code"),
+    [
+        (
+            json.dumps({"op": "HCM_NOPE", "request_id": "x", "caller": {"type": "human", "id": "a"}}),
+            "INVALID_PAYLOAD",
+            3,
+        ),
+        (env("HCM_GET_MISSION_CONTEXT", {"mission_id": "ghost"}, "g1"), "MISSION_NOT_FOUND", 6),
+        (
+            env(
+                "HCM_CREATE_MISSION",
+                {"mission_id": "m2", "meta": {"title": "t", "mission_type": "x"}},
+                "p1",
+                {"type": "human", "id": "bob", "roles": ["reader"]},
+            ),
+            "ACCESS_DENIED",
+            5,
+        ),
+        ("{not json", "INVALID_PAYLOAD", 3),
+    ],
+)
 def test_exec_errors_have_documented_exit_codes(client: Path, stdin: str, code: str, exit_code: int) -> None:
     result = run("--client", str(client), "exec", stdin=stdin)
     assert result.exit_code == exit_code, result.output
@@ -130,8 +157,11 @@ def test_exec_refuses_every_bad_json_of_the_public_corpus(client: Path) -> None:
 
 
 def test_exec_refuses_envelopes_over_the_size_limit(client: Path) -> None:
-    big = env("HCM_CREATE_MISSION", {"mission_id": "m1", "meta": {"title": "x" * (1024 * 1024),
-                                                                   "mission_type": "a"}}, "big")
+    big = env(
+        "HCM_CREATE_MISSION",
+        {"mission_id": "m1", "meta": {"title": "x" * (1024 * 1024), "mission_type": "a"}},
+        "big",
+    )
     result = run("--client", str(client), "exec", stdin=big)
     assert result.exit_code == 8
     assert json.loads(result.output)["error"]["code"] == "PAYLOAD_TOO_LARGE"
@@ -157,7 +187,9 @@ def test_verify_finds_damage_and_exits_1(client: Path) -> None:
     result = run("--client", str(client), "verify", "--json")
     assert result.exit_code == 1
     report = json.loads(result.output)
-    assert any(f["path"] == "stable/glossary/README.json" and f["severity"] == "error" for f in report["findings"])
+    assert any(
+        f["path"] == "stable/glossary/README.json" and f["severity"] == "error" for f in report["findings"]
+    )
 
 
 def test_verify_reports_a_corrupt_object(client: Path) -> None:
@@ -167,7 +199,9 @@ def test_verify_reports_a_corrupt_object(client: Path) -> None:
     loose.write_bytes(b"garbage")
     result = run("--client", str(client), "verify", "--json")
     assert result.exit_code == 1
-    assert any("fsck" in f["message"] or "object" in f["message"] for f in json.loads(result.output)["findings"])
+    assert any(
+        "fsck" in f["message"] or "object" in f["message"] for f in json.loads(result.output)["findings"]
+    )
 
 
 def test_adopt_commits_hand_edits(client: Path) -> None:
@@ -188,8 +222,16 @@ def test_status_says_whether_an_hcm_is_there(client: Path, tmp_path: Path) -> No
 
 def test_global_options_override_the_environment(client: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARKA_HCM_PATH", "/nonexistent/hcm")
-    result = run("--hcm", str(client / "hcm"), "--config", str(client / "config"), "--logs",
-                 str(client / "logs"), "status", "--json")
+    result = run(
+        "--hcm",
+        str(client / "hcm"),
+        "--config",
+        str(client / "config"),
+        "--logs",
+        str(client / "logs"),
+        "status",
+        "--json",
+    )
     assert result.exit_code == 0
     monkeypatch.setenv("ARKA_HCM_PATH", str(client / "hcm"))
     monkeypatch.setenv("ARKA_CONFIG_PATH", str(client / "config"))
@@ -207,8 +249,21 @@ def test_an_invalid_config_stops_with_the_field_named(client: Path) -> None:
 
 
 def test_token_create_list_revoke(client: Path) -> None:
-    created = json.loads(run("--client", str(client), "token", "create", "--id", "pmo", "--type", "agent",
-                             "--roles", "writer", "--json").output)
+    created = json.loads(
+        run(
+            "--client",
+            str(client),
+            "token",
+            "create",
+            "--id",
+            "pmo",
+            "--type",
+            "agent",
+            "--roles",
+            "writer",
+            "--json",
+        ).output
+    )
     assert created["token"].startswith("arka_")
     assert created["token"] not in (client / "config" / "arka-os.config.json").read_text()
     listing = json.loads(run("--client", str(client), "token", "list", "--json").output)

@@ -68,8 +68,13 @@ def test_processes_and_threads_together_never_lose_a_write(settings: Settings) -
     client = hcm.parent
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     procs = [
-        subprocess.Popen([sys.executable, str(WRITER), str(client), f"p{p}", str(per_process), "3", "full"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, str(WRITER), str(client), f"p{p}", str(per_process), "3", "full"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for p in range(processes)
     ]
     acked: list[str] = []

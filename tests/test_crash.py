@@ -26,8 +26,13 @@ FULL = os.environ.get("HCM_STRESS") == "full"
 
 def run_and_kill(client: Path, prefix: str, delay: float, durability: str) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, str(WRITER), str(client), prefix, "100000", "2", durability],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(WRITER), str(client), prefix, "100000", "2", durability],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     acked: list[str] = []
 
     def read() -> None:
@@ -70,7 +75,14 @@ def test_killed_writers_leave_a_consistent_repository(settings: Settings) -> Non
         assert max(messages.values()) == 1
     assert len(all_acked) > rounds  # the kills did land mid-run, after real writes
     history = Counter(
-        line for line in subprocess.run(
+        line
+        for line in subprocess.run(
             ["git", "-c", "safe.directory=*", "log", "--format=%(trailers:key=Hcm-Request-Id,valueonly)"],
-            cwd=hcm, capture_output=True, text=True, check=True).stdout.split() if line)
+            cwd=hcm,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        if line
+    )
     assert all(history[rid] == 1 for rid in all_acked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,15 @@ def test_init_makes_one_commit_with_the_layout_and_a_clean_work_tree(settings: S
     hcm = settings.hcm_path
     assert commit_count(hcm) == 1
     files = git(hcm, "ls-files").split()
-    for expected in ("meta.json", "state/team/agents.json", "state/team/humans.json", "hindex/scopes.json",
-                     "hindex/classification.json", "hindex/meta_rules.json", "hindex/routing.json"):
+    for expected in (
+        "meta.json",
+        "state/team/agents.json",
+        "state/team/humans.json",
+        "hindex/scopes.json",
+        "hindex/classification.json",
+        "hindex/meta_rules.json",
+        "hindex/routing.json",
+    ):
         assert expected in files
     assert any(f.startswith("stable/glossary/") for f in files)
     assert any(f.startswith("domain/org/") for f in files)
@@ -81,11 +89,26 @@ def test_a_failed_write_leaves_no_commit_and_no_changed_file(store: HcmStore) ->
     create_mission(store, "m1")
     head, digest = git(hcm, "rev-parse", "HEAD"), tree_digest(hcm)
     bad = [
-        envelope("HCM_APPEND_JOURNAL", {"mission_id": "nope", "entry": {
-            "author_type": "agent", "author_id": "a", "entry_type": "note", "message": "x"}}, AGENT),
+        envelope(
+            "HCM_APPEND_JOURNAL",
+            {
+                "mission_id": "nope",
+                "entry": {"author_type": "agent", "author_id": "a", "entry_type": "note", "message": "x"},
+            },
+            AGENT,
+        ),
         envelope("HCM_CREATE_MISSION", {"mission_id": "m1", "meta": {"title": "t", "mission_type": "x"}}),
-        envelope("HCM_UPDATE_NEXT_ACTIONS", {"mission_id": "m1", "actions": [
-            {"action_id": None, "title": "new one"}, {"action_id": "act-missing", "status": "done"}]}, AGENT),
+        envelope(
+            "HCM_UPDATE_NEXT_ACTIONS",
+            {
+                "mission_id": "m1",
+                "actions": [
+                    {"action_id": None, "title": "new one"},
+                    {"action_id": "act-missing", "status": "done"},
+                ],
+            },
+            AGENT,
+        ),
         envelope("HCM_APPEND_JOURNAL", {"mission_id": "../../etc", "entry": {}}, AGENT),
     ]
     for item in bad:
@@ -108,9 +131,22 @@ def test_replay_returns_the_first_answer_without_a_commit(store: HcmStore) -> No
     assert again["revision"] == first["revision"]
     assert again["data"]["entry"] == first["data"]["entry"]
     assert commit_count(hcm) == count
-    other = store.execute(envelope("HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": {
-        "author_type": "agent", "author_id": "arka-pmo-01", "entry_type": "note", "message": "changed"}},
-        AGENT, "same-id"))
+    other = store.execute(
+        envelope(
+            "HCM_APPEND_JOURNAL",
+            {
+                "mission_id": "m1",
+                "entry": {
+                    "author_type": "agent",
+                    "author_id": "arka-pmo-01",
+                    "entry_type": "note",
+                    "message": "changed",
+                },
+            },
+            AGENT,
+            "same-id",
+        )
+    )
     assert other["error"]["code"] == "IDEMPOTENCY_MISMATCH"
     assert commit_count(hcm) == count
 
@@ -143,7 +179,14 @@ def test_hand_edits_are_adopted_as_their_own_commit(store: HcmStore) -> None:
     hcm = store.settings.hcm_path
     create_mission(store, "m1")
     journal_path = hcm / "state/missions/m1/journal.jsonl"
-    hand_line = '{"author_id":"bob","author_type":"human","entry_type":"note","message":"by hand","timestamp":"2026-11-26T08:00:00Z"}\n'
+    hand = {
+        "author_id": "bob",
+        "author_type": "human",
+        "entry_type": "note",
+        "message": "by hand",
+        "timestamp": "2026-11-26T08:00:00Z",
+    }
+    hand_line = json.dumps(hand) + "\n"
     journal_path.write_text(journal_path.read_text() + hand_line)
     journal(store, "through the store")
     subjects = git(hcm, "log", "-2", "--format=%s").splitlines()

@@ -42,8 +42,9 @@ def test_a_held_lock_answers_busy_and_commits_nothing(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.mark.parametrize(("err", "code"), [(errno.ENOSPC, "STORAGE_FULL"), (errno.EROFS, "READ_ONLY"),
-                                           (errno.EIO, "IO_ERROR")])
+@pytest.mark.parametrize(
+    ("err", "code"), [(errno.ENOSPC, "STORAGE_FULL"), (errno.EROFS, "READ_ONLY"), (errno.EIO, "IO_ERROR")]
+)
 def test_disk_errors_during_a_write_map_to_codes_and_leave_no_trace(
     store: HcmStore, monkeypatch: pytest.MonkeyPatch, err: int, code: str
 ) -> None:
@@ -96,9 +97,21 @@ def test_every_error_class_carries_code_status_and_exit_code() -> None:
         if issubclass(cls, HcmError):
             assert cls.code and 400 <= cls.http_status <= 599 and cls.exit_code >= 2
             seen.add(cls.code)
-    contract = {"INVALID_PAYLOAD", "UNAUTHENTICATED", "ACCESS_DENIED", "MISSION_NOT_FOUND", "NOT_FOUND",
-                "CONFLICTING_UPDATE", "PAYLOAD_TOO_LARGE", "IDEMPOTENCY_MISMATCH", "BUSY", "STORAGE_FULL",
-                "READ_ONLY", "IO_ERROR", "INTERNAL_ERROR"}
+    contract = {
+        "INVALID_PAYLOAD",
+        "UNAUTHENTICATED",
+        "ACCESS_DENIED",
+        "MISSION_NOT_FOUND",
+        "NOT_FOUND",
+        "CONFLICTING_UPDATE",
+        "PAYLOAD_TOO_LARGE",
+        "IDEMPOTENCY_MISMATCH",
+        "BUSY",
+        "STORAGE_FULL",
+        "READ_ONLY",
+        "IO_ERROR",
+        "INTERNAL_ERROR",
+    }
     assert contract <= seen
 
 
@@ -111,7 +124,16 @@ def test_operation_log_has_one_line_per_operation_without_payloads(settings: Set
     lines = [json.loads(x) for x in (settings.log_path / "operations.jsonl").read_text().splitlines()]
     assert len(lines) == 3
     record = lines[1]
-    assert set(record) >= {"time", "op", "request_id", "caller", "status", "error_code", "duration_ms", "revision"}
+    assert set(record) >= {
+        "time",
+        "op",
+        "request_id",
+        "caller",
+        "status",
+        "error_code",
+        "duration_ms",
+        "revision",
+    }
     assert record["request_id"] == "logged-1" and record["caller"] == "agent/arka-pmo-01"
     assert lines[2]["error_code"] == "MISSION_NOT_FOUND"
     assert "PRIVATE-NOTE-123" not in (settings.log_path / "operations.jsonl").read_text()

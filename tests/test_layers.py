@@ -1,9 +1,9 @@
 """The architecture, enforced: imports only go downward, and a few doors have one key.
 
-    foundation  errors, ids, paths, jsonio, clock, config
-    domain      domain/*            git adapter  gitrepo/*   (the only code importing pygit2/dulwich)
-    services    services/*
-    front-ends  cli/*, server/*     (never import each other)
+foundation  errors, ids, paths, jsonio, clock, config
+domain      domain/*            git adapter  gitrepo/*   (the only code importing pygit2/dulwich)
+services    services/*
+front-ends  cli/*, server/*     (never import each other)
 """
 
 from __future__ import annotations

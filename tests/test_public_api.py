@@ -7,20 +7,41 @@ from arka_git_hcm.services.store import OPERATIONS
 
 
 def test_public_names_are_pinned() -> None:
-    assert arka_git_hcm.__all__ == sorted([
-        "HcmError", "HcmStore", "OPERATIONS", "Settings", "__version__", "init_hcm", "load_settings",
-        "verify_hcm",
-    ])
+    assert arka_git_hcm.__all__ == sorted(
+        [
+            "HcmError",
+            "HcmStore",
+            "OPERATIONS",
+            "Settings",
+            "__version__",
+            "init_hcm",
+            "load_settings",
+            "verify_hcm",
+        ]
+    )
     for name in arka_git_hcm.__all__:
         assert getattr(arka_git_hcm, name) is not None
 
 
 def test_the_operation_table_matches_the_contract() -> None:
     contract_ops = {
-        "HCM_CREATE_MISSION", "HCM_GET_MISSION_CONTEXT", "HCM_LIST_MISSIONS", "HCM_APPEND_JOURNAL",
-        "HCM_ADD_EVIDENCE", "HCM_UPDATE_NEXT_ACTIONS", "HCM_RECORD_DECISION", "HCM_GET_DECISIONS",
-        "HCM_UPDATE_STATUS", "HCM_SNAPSHOT_MISSION", "HCM_DAY_ROLLUP", "HCM_PREPARE_DAY_CONTEXT",
-        "HCM_ROTATE_JOURNAL", "HCM_GET_TEAM", "HCM_UPSERT_TEAM_MEMBER", "HCM_GET_DOCUMENT", "HCM_PUT_DOCUMENT",
+        "HCM_CREATE_MISSION",
+        "HCM_GET_MISSION_CONTEXT",
+        "HCM_LIST_MISSIONS",
+        "HCM_APPEND_JOURNAL",
+        "HCM_ADD_EVIDENCE",
+        "HCM_UPDATE_NEXT_ACTIONS",
+        "HCM_RECORD_DECISION",
+        "HCM_GET_DECISIONS",
+        "HCM_UPDATE_STATUS",
+        "HCM_SNAPSHOT_MISSION",
+        "HCM_DAY_ROLLUP",
+        "HCM_PREPARE_DAY_CONTEXT",
+        "HCM_ROTATE_JOURNAL",
+        "HCM_GET_TEAM",
+        "HCM_UPSERT_TEAM_MEMBER",
+        "HCM_GET_DOCUMENT",
+        "HCM_PUT_DOCUMENT",
     }
     assert contract_ops <= set(OPERATIONS)
     kinds = {name: spec.kind for name, spec in OPERATIONS.items()}

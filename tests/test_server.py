@@ -29,8 +29,9 @@ def free_port() -> int:
 
 
 def cli(client: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "--client", str(client), *args], input=stdin, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [*CLI, "--client", str(client), *args], input=stdin, capture_output=True, text=True, timeout=120
+    )
 
 
 class Server:
@@ -39,9 +40,21 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [*CLI, "--client", str(client), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(workers)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [
+                *CLI,
+                "--client",
+                str(client),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -90,19 +103,37 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     server.stop()
 
 
-def call(served: dict[str, Any], op: str, payload: dict[str, Any], who: str = "writer",
-         caller: dict[str, Any] | None = None, request_id: str | None = None) -> httpx.Response:
+def call(
+    served: dict[str, Any],
+    op: str,
+    payload: dict[str, Any],
+    who: str = "writer",
+    caller: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> httpx.Response:
     ids = {"writer": ("agent", "arka-pmo-01"), "reader": ("human", "viewer"), "human": ("human", "alice")}
     type_, id_ = ids[who]
-    body = {"op": op, "request_id": request_id or f"r-{time.monotonic_ns()}",
-            "caller": caller or {"type": type_, "id": id_}, "payload": payload}
-    return httpx.post(f"{served['url']}/v1/hcm/execute", json=body,
-                      headers={"Authorization": f"Bearer {served['tokens'][who]}"}, timeout=30)
+    body = {
+        "op": op,
+        "request_id": request_id or f"r-{time.monotonic_ns()}",
+        "caller": caller or {"type": type_, "id": id_},
+        "payload": payload,
+    }
+    return httpx.post(
+        f"{served['url']}/v1/hcm/execute",
+        json=body,
+        headers={"Authorization": f"Bearer {served['tokens'][who]}"},
+        timeout=30,
+    )
 
 
 def ensure_mission(served: dict[str, Any], mission_id: str = "m1") -> None:
-    call(served, "HCM_CREATE_MISSION", {"mission_id": mission_id,
-                                         "meta": {"title": "Audit", "mission_type": "audit"}}, "human")
+    call(
+        served,
+        "HCM_CREATE_MISSION",
+        {"mission_id": mission_id, "meta": {"title": "Audit", "mission_type": "audit"}},
+        "human",
+    )
 
 
 def entry(message: str) -> dict[str, Any]:
@@ -116,7 +147,12 @@ def test_health_and_ready_need_no_token(served: dict[str, Any]) -> None:
 
 
 def test_missing_or_bad_token_is_401_in_the_contract_shape(served: dict[str, Any]) -> None:
-    body = {"op": "HCM_LIST_MISSIONS", "request_id": "r", "caller": {"type": "agent", "id": "x"}, "payload": {}}
+    body = {
+        "op": "HCM_LIST_MISSIONS",
+        "request_id": "r",
+        "caller": {"type": "agent", "id": "x"},
+        "payload": {},
+    }
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic Zm9vOmJhcg=="}):
         response = httpx.post(f"{served['url']}/v1/hcm/execute", json=body, headers=headers)
         assert response.status_code == 401
@@ -132,27 +168,39 @@ def test_write_then_read_through_http(served: dict[str, Any]) -> None:
     assert written.status_code == 200, written.text
     assert written.json()["revision"] == git(served["client"] / "hcm", "rev-parse", "HEAD").strip()
     assert commit_count(served["client"] / "hcm") == before + 1
-    context = httpx.get(f"{served['url']}/v1/missions/m1/context",
-                        headers={"Authorization": f"Bearer {served['tokens']['reader']}"}).json()
+    context = httpx.get(
+        f"{served['url']}/v1/missions/m1/context",
+        headers={"Authorization": f"Bearer {served['tokens']['reader']}"},
+    ).json()
     assert context["data"]["last_journal_entries"][-1]["message"] == "over http"
-    listing = httpx.get(f"{served['url']}/v1/missions",
-                        headers={"Authorization": f"Bearer {served['tokens']['reader']}"}).json()
+    listing = httpx.get(
+        f"{served['url']}/v1/missions", headers={"Authorization": f"Bearer {served['tokens']['reader']}"}
+    ).json()
     assert "m1" in [m["mission_id"] for m in listing["data"]["missions"]]
 
 
 def test_an_envelope_claiming_another_caller_is_refused(served: dict[str, Any]) -> None:
     ensure_mission(served)
     head = git(served["client"] / "hcm", "rev-parse", "HEAD")
-    response = call(served, "HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": entry("spoof")},
-                    caller={"type": "human", "id": "ceo", "roles": ["admin"]})
+    response = call(
+        served,
+        "HCM_APPEND_JOURNAL",
+        {"mission_id": "m1", "entry": entry("spoof")},
+        caller={"type": "human", "id": "ceo", "roles": ["admin"]},
+    )
     assert response.status_code == 403 and response.json()["error"]["code"] == "ACCESS_DENIED"
     assert git(served["client"] / "hcm", "rev-parse", "HEAD") == head
 
 
 def test_roles_come_from_the_token_not_the_body(served: dict[str, Any]) -> None:
     ensure_mission(served)
-    response = call(served, "HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": entry("reader tries")}, "reader",
-                    caller={"type": "human", "id": "viewer", "roles": ["admin", "writer"]})
+    response = call(
+        served,
+        "HCM_APPEND_JOURNAL",
+        {"mission_id": "m1", "entry": entry("reader tries")},
+        "reader",
+        caller={"type": "human", "id": "viewer", "roles": ["admin", "writer"]},
+    )
     assert response.status_code == 403
     agent_admin_op = call(served, "HCM_UPDATE_STATUS", {"mission_id": "m1", "status": {"progress": 0.5}})
     assert agent_admin_op.status_code == 403
@@ -228,29 +276,42 @@ def test_server_workers_and_the_cli_write_at_the_same_time(served: dict[str, Any
     def http_writer(n: int) -> None:
         for i in range(15):
             rid = f"http-{n}-{i}"
-            response = call(served, "HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": entry(rid)},
-                            request_id=rid)
+            response = call(
+                served, "HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": entry(rid)}, request_id=rid
+            )
             assert response.status_code == 200, response.text
             with lock:
                 acked.append(rid)
 
     def cli_writer() -> None:
-        lines = "\n".join(json.dumps({
-            "op": "HCM_APPEND_JOURNAL", "request_id": f"cli-{i}",
-            "caller": {"type": "agent", "id": "arka-pmo-01", "roles": ["writer"]},
-            "payload": {"mission_id": "m1", "entry": entry(f"cli-{i}")}}) for i in range(20))
+        lines = "\n".join(
+            json.dumps(
+                {
+                    "op": "HCM_APPEND_JOURNAL",
+                    "request_id": f"cli-{i}",
+                    "caller": {"type": "agent", "id": "arka-pmo-01", "roles": ["writer"]},
+                    "payload": {"mission_id": "m1", "entry": entry(f"cli-{i}")},
+                }
+            )
+            for i in range(20)
+        )
         out = cli(client, "exec", stdin=lines)
         assert out.returncode == 0, out.stderr
         with lock:
             acked.extend(f"cli-{i}" for i in range(20))
 
-    pool = [threading.Thread(target=http_writer, args=(n,)) for n in range(6)] + [threading.Thread(target=cli_writer)]
+    pool = [threading.Thread(target=http_writer, args=(n,)) for n in range(6)] + [
+        threading.Thread(target=cli_writer)
+    ]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
-    messages = [json.loads(line)["message"] for line in
-                (hcm / "state/missions/m1/journal.jsonl").read_text().splitlines() if line.strip()]
+    messages = [
+        json.loads(line)["message"]
+        for line in (hcm / "state/missions/m1/journal.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     assert all(messages.count(rid) == 1 for rid in acked)
     assert commit_count(hcm) == start + len(acked)
     deadline = time.monotonic() + 10  # git's index is refreshed off the hot path

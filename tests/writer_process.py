@@ -20,20 +20,34 @@ def main() -> None:
     client, prefix, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     threads = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     durability = sys.argv[5] if len(sys.argv) > 5 else "fast"
-    settings = Settings(hcm_path=client / "hcm", config_path=client / "config", log_path=client / "logs",
-                        file=FileConfig(store=StoreConfig(durability=durability, lock_timeout_s=120)))
+    settings = Settings(
+        hcm_path=client / "hcm",
+        config_path=client / "config",
+        log_path=client / "logs",
+        file=FileConfig(store=StoreConfig(durability=durability, lock_timeout_s=120)),
+    )
     store = HcmStore.open(settings)
     out = threading.Lock()
 
     def work(worker: int) -> None:
         for n in range(worker, count, threads):
             rid = f"{prefix}-{n}"
-            response = store.execute({
-                "op": "HCM_APPEND_JOURNAL", "request_id": rid,
-                "caller": {"type": "agent", "id": "writer", "roles": ["writer"]},
-                "payload": {"mission_id": "m1", "entry": {"author_type": "agent", "author_id": "writer",
-                                                          "entry_type": "note", "message": rid}},
-            })
+            response = store.execute(
+                {
+                    "op": "HCM_APPEND_JOURNAL",
+                    "request_id": rid,
+                    "caller": {"type": "agent", "id": "writer", "roles": ["writer"]},
+                    "payload": {
+                        "mission_id": "m1",
+                        "entry": {
+                            "author_type": "agent",
+                            "author_id": "writer",
+                            "entry_type": "note",
+                            "message": rid,
+                        },
+                    },
+                }
+            )
             if response["status"] == "ok":
                 with out:
                     sys.stdout.write(f"ACK {rid}\n")

@@ -21,8 +21,7 @@ EPILOG = """\b
 Examples:
   arka-hcm init ./arka-client --tenant-id acme
   arka-hcm --client ./arka-client missions list
-  echo '{"op":"HCM_LIST_MISSIONS","request_id":"r1","caller":{"type":"human","id":"ops","roles":["reader"]},"payload":{}}' \\
-    | arka-hcm --client ./arka-client exec
+  arka-hcm --client ./arka-client exec --file envelopes.jsonl
   arka-hcm --client ./arka-client serve --port 8080
 """
 
@@ -42,7 +41,7 @@ class Context:
     """What the global options resolve to; commands ask for settings lazily."""
 
     def __init__(self, client: str | None, hcm: str | None, config: str | None, logs: str | None) -> None:
-        self._args = {"client": client, "hcm": hcm, "config": config, "logs": logs}
+        self._args: dict[str, Any] = {"client": client, "hcm": hcm, "config": config, "logs": logs}
         self._settings: Settings | None = None
 
     @property
@@ -66,14 +65,23 @@ def emit(value: Any, as_json: bool, human: Any = None) -> None:
 
 
 @click.group(cls=HcmGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--client", type=click.Path(file_okay=False), help="A client folder holding hcm/, config/, logs/.")
+@click.option(
+    "--client", type=click.Path(file_okay=False), help="A client folder holding hcm/, config/, logs/."
+)
 @click.option("--hcm", type=click.Path(file_okay=False), help="HCM folder [env ARKA_HCM_PATH, default /hcm].")
-@click.option("--config", type=click.Path(file_okay=False),
-              help="Config folder [env ARKA_CONFIG_PATH, default /config].")
-@click.option("--logs", type=click.Path(file_okay=False), help="Log folder [env ARKA_LOG_PATH, default /logs].")
+@click.option(
+    "--config",
+    type=click.Path(file_okay=False),
+    help="Config folder [env ARKA_CONFIG_PATH, default /config].",
+)
+@click.option(
+    "--logs", type=click.Path(file_okay=False), help="Log folder [env ARKA_LOG_PATH, default /logs]."
+)
 @click.version_option(package_name="arka-git-hcm")
 @click.pass_context
-def main(ctx: click.Context, client: str | None, hcm: str | None, config: str | None, logs: str | None) -> None:
+def main(
+    ctx: click.Context, client: str | None, hcm: str | None, config: str | None, logs: str | None
+) -> None:
     """Arka HCM: the client's shared memory as a git-backed versioned store.
 
     Every write operation is exactly one git commit in the HCM folder.
@@ -81,5 +89,5 @@ def main(ctx: click.Context, client: str | None, hcm: str | None, config: str | 
     ctx.obj = Context(client, hcm, config, logs)
 
 
-from . import store_cmds  # noqa: E402,F401  (registers commands on main)
-from . import service_cmds  # noqa: E402,F401
+# Importing the command modules registers their commands on `main`.
+from . import service_cmds, store_cmds  # noqa: E402,F401

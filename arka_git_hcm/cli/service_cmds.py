@@ -13,7 +13,9 @@ from . import Context, emit, main, pass_context
 @main.command()
 @click.option("--host", default=None, help="Address to listen on [config server.host, default 0.0.0.0].")
 @click.option("--port", type=int, default=None, help="Port [config server.port, default 8080].")
-@click.option("--workers", type=int, default=None, help="Worker processes [config server.workers, default 1].")
+@click.option(
+    "--workers", type=int, default=None, help="Worker processes [config server.workers, default 1]."
+)
 @pass_context
 def serve(obj: Context, host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the HCM over HTTP: the operations at POST /v1/hcm/execute, /health, /ready,
@@ -30,10 +32,14 @@ def serve(obj: Context, host: str | None, port: int | None, workers: int | None)
     export_to_environment(settings)  # worker processes rebuild the same settings from ARKA_*
     server = settings.file.server
     uvicorn.run(
-        "arka_git_hcm.server.app:app_from_environment", factory=True,
-        host=host or server.host, port=port or server.port, workers=workers or server.workers,
+        "arka_git_hcm.server.app:app_from_environment",
+        factory=True,
+        host=host or server.host,
+        port=port or server.port,
+        workers=workers or server.workers,
         access_log=False,  # the service writes its own request log, without tokens
-        log_level=settings.file.logging.level, timeout_graceful_shutdown=10,
+        log_level=settings.file.logging.level,
+        timeout_graceful_shutdown=10,
     )
 
 
@@ -59,7 +65,11 @@ def token_create(obj: Context, id_: str, type_: str, roles: str, label: str, as_
     role_list = [r.strip() for r in roles.split(",") if r.strip()]
     secret, record = tokens.create_token(obj.settings, id_, type_, role_list, label)
     info = {"token": secret, "id": record.id, "type": record.type, "roles": list(record.roles)}
-    emit(info, as_json, f"token for {record.type}/{record.id} ({','.join(record.roles)}), shown once:\n{secret}")
+    emit(
+        info,
+        as_json,
+        f"token for {record.type}/{record.id} ({','.join(record.roles)}), shown once:\n{secret}",
+    )
 
 
 @token.command("list")
@@ -78,8 +88,10 @@ def token_list(obj: Context, as_json: bool) -> None:
         if not rows:
             click.echo("no tokens")
         for row in rows:
-            click.echo(f"{row['type']}/{row['id']}  roles={','.join(row['roles'])}  created {row['created_at']}"
-                       + (f"  ({row['label']})" if row.get("label") else ""))
+            click.echo(
+                f"{row['type']}/{row['id']}  roles={','.join(row['roles'])}  created {row['created_at']}"
+                + (f"  ({row['label']})" if row.get("label") else "")
+            )
 
     emit({"tokens": rows}, as_json, human)
 

@@ -25,8 +25,13 @@ LOCAL_CALLER = {"type": "human", "id": "cli", "roles": ["reader"]}
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--tenant-id", required=True, help="The client's id (a-z 0-9 . _ -).")
 @click.option("--tenant-name", default="", help="Display name of the client.")
-@click.option("--layout", type=click.Choice(["client", "flat"]), default="client", show_default=True,
-              help="client: DIRECTORY/{hcm,config,logs}; flat: DIRECTORY is the HCM folder itself.")
+@click.option(
+    "--layout",
+    type=click.Choice(["client", "flat"]),
+    default="client",
+    show_default=True,
+    help="client: DIRECTORY/{hcm,config,logs}; flat: DIRECTORY is the HCM folder itself.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def init(obj: Context, directory: str, tenant_id: str, tenant_name: str, layout: str, as_json: bool) -> None:
@@ -95,8 +100,13 @@ def _read_envelopes(source: Any, max_bytes: int, max_depth: int) -> list[Any]:
 
 
 @main.command("exec")
-@click.option("--file", "file_", type=click.File("rb"), default="-",
-              help="Read envelopes from this file instead of standard input.")
+@click.option(
+    "--file",
+    "file_",
+    type=click.File("rb"),
+    default="-",
+    help="Read envelopes from this file instead of standard input.",
+)
 @pass_context
 def exec_(obj: Context, file_: Any) -> None:
     """Run operation envelopes and print one JSON response per envelope (one per line).
@@ -134,8 +144,14 @@ def exec_(obj: Context, file_: Any) -> None:
 def _run(obj: Context, op: str, payload: dict[str, Any]) -> dict[str, Any]:
     store = HcmStore.open(obj.settings)
     try:
-        response = store.execute({"op": op, "request_id": f"cli-{uuid.uuid4().hex[:12]}",
-                                  "caller": LOCAL_CALLER, "payload": payload})
+        response = store.execute(
+            {
+                "op": op,
+                "request_id": f"cli-{uuid.uuid4().hex[:12]}",
+                "caller": LOCAL_CALLER,
+                "payload": payload,
+            }
+        )
     finally:
         store.close()
     if response["status"] != "ok":
@@ -172,8 +188,10 @@ def missions_list(obj: Context, status: str | None, client_id: str | None, as_js
         width = max(len(r["mission_id"]) for r in rows)
         click.echo(f"{'MISSION':<{width}}  {'STATUS':<11}  {'PHASE':<12}  {'HEALTH':<8}  TITLE")
         for r in rows:
-            click.echo(f"{r['mission_id']:<{width}}  {r['status'] or '-':<11}  {r['phase'] or '-':<12}  "
-                       f"{r['health'] or '-':<8}  {r['title']}")
+            click.echo(
+                f"{r['mission_id']:<{width}}  {r['status'] or '-':<11}  {r['phase'] or '-':<12}  "
+                f"{r['health'] or '-':<8}  {r['title']}"
+            )
 
     emit(response["data"], as_json, human)
 
@@ -191,8 +209,10 @@ def missions_show(obj: Context, mission_id: str, entries: int, at: str | None, a
     Example:
       arka-hcm --client ./arka-client missions show acme-audit-2026 --entries 5
     """
-    payload: dict[str, Any] = {"mission_id": mission_id, "options": {
-        "include_last_entries": entries, "include_decisions": True, "include_next_actions": True}}
+    payload: dict[str, Any] = {
+        "mission_id": mission_id,
+        "options": {"include_last_entries": entries, "include_decisions": True, "include_next_actions": True},
+    }
     if at:
         payload["at"] = at
     response = _run(obj, "HCM_GET_MISSION_CONTEXT", payload)
@@ -201,17 +221,23 @@ def missions_show(obj: Context, mission_id: str, entries: int, at: str | None, a
     def human() -> None:
         meta, status = data["meta"], data["status"]
         click.echo(f"{mission_id}: {meta.get('title')}  ({meta.get('mission_type')})")
-        click.echo(f"  status {status.get('status')} / phase {status.get('phase')} / health "
-                   f"{status.get('health')} / progress {status.get('progress')}")
+        click.echo(
+            f"  status {status.get('status')} / phase {status.get('phase')} / health "
+            f"{status.get('health')} / progress {status.get('progress')}"
+        )
         click.echo(f"  revision {str(response['revision'])[:12]}")
-        click.echo(f"  decisions: {len(data.get('decisions', []))}   next actions: "
-                   f"{len(data.get('next_actions', []))}")
+        click.echo(
+            f"  decisions: {len(data.get('decisions', []))}   next actions: "
+            f"{len(data.get('next_actions', []))}"
+        )
         for action in data.get("next_actions", []):
             click.echo(f"    [{action.get('status')}] {action.get('action_id')}: {action.get('title')}")
         click.echo("  last journal entries:")
         for entry in data["last_journal_entries"]:
-            click.echo(f"    {entry.get('timestamp')}  {entry.get('author_id')}  "
-                       f"{entry.get('entry_type')}: {entry.get('message')}")
+            click.echo(
+                f"    {entry.get('timestamp')}  {entry.get('author_id')}  "
+                f"{entry.get('entry_type')}: {entry.get('message')}"
+            )
 
     emit(data, as_json, human)
 
@@ -231,8 +257,10 @@ def verify(obj: Context, no_fsck: bool, as_json: bool) -> None:
     hcm = Path(obj.settings.hcm_path)
     if not (hcm / ".git").is_dir():
         raise error_for_code("NOT_FOUND")(f"no HCM repository at {hcm}; run `arka-hcm init` first")
-    with click.progressbar(length=1, label="verifying", file=sys.stderr,
-                           hidden=as_json or not sys.stderr.isatty()) as bar:
+    with click.progressbar(
+        length=1, label="verifying", file=sys.stderr, hidden=as_json or not sys.stderr.isatty()
+    ) as bar:
+
         def progress(done: int, total: int) -> None:
             bar.length = total
             bar.update(done - bar.pos)
@@ -243,8 +271,10 @@ def verify(obj: Context, no_fsck: bool, as_json: bool) -> None:
         for finding in report.findings:
             click.echo(f"{finding.severity}: {finding.path}: {finding.message}")
         verdict = "OK" if report.ok else "DAMAGED"
-        click.echo(f"{verdict}: {report.files} files at {str(report.revision)[:12]}, "
-                   f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+        click.echo(
+            f"{verdict}: {report.files} files at {str(report.revision)[:12]}, "
+            f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+        )
 
     emit(report.to_json(), as_json, human)
     sys.exit(0 if report.ok else 1)
@@ -263,8 +293,13 @@ def status(obj: Context, as_json: bool) -> None:
     store = HcmStore.open(obj.settings, scan_hand_edits=False)
     try:
         tip = store.tip()
-        info = {"hcm": str(obj.settings.hcm_path), "revision": tip, "branch": store.engine.ref,
-                "durability": obj.settings.file.store.durability, "recovery": store.open_report["recovery"]}
+        info = {
+            "hcm": str(obj.settings.hcm_path),
+            "revision": tip,
+            "branch": store.engine.ref,
+            "durability": obj.settings.file.store.durability,
+            "recovery": store.open_report["recovery"],
+        }
     finally:
         store.close()
     emit(info, as_json, f"HCM at {info['hcm']}: {info['branch']} at {str(tip)[:12]}")

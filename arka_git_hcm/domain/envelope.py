@@ -74,6 +74,7 @@ class Envelope(_Payload):
 
 # --- payloads ---------------------------------------------------------------------------------
 
+
 class _MissionScoped(_Payload):
     mission_id: HcmId
 

@@ -107,16 +107,29 @@ def zone_of(path: str) -> str:
 
 # --- the skeleton of a new HCM ---------------------------------------------------------------
 
+
 def _default_hindex() -> dict[str, Any]:
     return {
         "hindex/classification.json": {
             "classifications": [
-                {"class": "mission_history", "keywords": ["journal", "progress", "yesterday", "decision"],
-                 "targets": ["state/missions"], "priority": 1},
-                {"class": "domain_knowledge", "keywords": ["product", "kpi", "policy", "system"],
-                 "targets": ["domain"], "priority": 2},
-                {"class": "core_reference", "keywords": ["definition", "glossary", "procedure", "role"],
-                 "targets": ["stable"], "priority": 3},
+                {
+                    "class": "mission_history",
+                    "keywords": ["journal", "progress", "yesterday", "decision"],
+                    "targets": ["state/missions"],
+                    "priority": 1,
+                },
+                {
+                    "class": "domain_knowledge",
+                    "keywords": ["product", "kpi", "policy", "system"],
+                    "targets": ["domain"],
+                    "priority": 2,
+                },
+                {
+                    "class": "core_reference",
+                    "keywords": ["definition", "glossary", "procedure", "role"],
+                    "targets": ["stable"],
+                    "priority": 3,
+                },
             ]
         },
         "hindex/scopes.json": {
@@ -134,8 +147,12 @@ def _default_hindex() -> dict[str, Any]:
             }
         },
         "hindex/routing.json": {
-            "routing": {"mission_history": "deterministic", "core_reference": "deterministic",
-                        "domain_knowledge": "deterministic", "fallback": "deterministic"}
+            "routing": {
+                "mission_history": "deterministic",
+                "core_reference": "deterministic",
+                "domain_knowledge": "deterministic",
+                "fallback": "deterministic",
+            }
         },
         "hindex/sources/stable_sources.json": {"sources": []},
         "hindex/sources/domain_sources.json": {"sources": []},
@@ -156,10 +173,14 @@ def skeleton(tenant_id: str, tenant_name: str, environment: str, now: str) -> di
         ).to_json(),
         AGENTS: {"agents": []},
         HUMANS: {"humans": []},
-        join(MISSIONS_DIR, "README.json"): {"about": "One folder per mission, created by HCM_CREATE_MISSION."},
+        join(MISSIONS_DIR, "README.json"): {
+            "about": "One folder per mission, created by HCM_CREATE_MISSION."
+        },
     }
     for sub in STABLE_DIRS:
-        files[join("stable", sub, "README.json")] = {"about": f"stable/{sub}: admin-written reference material."}
+        files[join("stable", sub, "README.json")] = {
+            "about": f"stable/{sub}: admin-written reference material."
+        }
     for sub in DOMAIN_DIRS:
         files[join("domain", sub, "README.json")] = {"about": f"domain/{sub}: the client's business context."}
     files.update(_default_hindex())

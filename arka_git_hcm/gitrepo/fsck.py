@@ -29,8 +29,20 @@ def run_fsck(workdir: Path) -> tuple[bool, str]:
     if git is None:
         return False, "the git binary is not installed; install git to verify repository integrity"
     proc = subprocess.run(
-        [git, "-c", "safe.directory=*", "-C", str(workdir), "fsck", "--strict", "--no-progress",
-         "--no-dangling"],
-        capture_output=True, text=True, env=hermetic_git_env(), timeout=3600,
+        [
+            git,
+            "-c",
+            "safe.directory=*",
+            "-C",
+            str(workdir),
+            "fsck",
+            "--strict",
+            "--no-progress",
+            "--no-dangling",
+        ],
+        capture_output=True,
+        text=True,
+        env=hermetic_git_env(),
+        timeout=3600,
     )
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()

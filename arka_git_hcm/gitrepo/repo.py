@@ -8,6 +8,7 @@ paths, so the cost of a write does not grow with the number of files in the HCM.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -178,27 +179,21 @@ class GitRepo:
             return False
         try:
             try:
-                current = self.read_ref(ref)
-                if current != old:
-                    os.close(fd)
-                    os.unlink(lock_path)
-                    return False
-                os.write(fd, f"{new}\n".encode("ascii"))
-                if durable:
-                    os.fsync(fd)
+                moved = self.read_ref(ref) != old
+                if not moved:
+                    os.write(fd, f"{new}\n".encode("ascii"))
+                    if durable:
+                        os.fsync(fd)
             finally:
-                if fd >= 0:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+                os.close(fd)  # exactly once: a second close could hit another thread's file
+            if moved:
+                os.unlink(lock_path)
+                return False
             self._append_reflog(ref, old or ZERO_OID, new, who, message)
             os.replace(lock_path, ref_path)
         except BaseException:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(lock_path)
-            except FileNotFoundError:
-                pass
             raise
         if durable:
             fsync_dir(ref_path.parent)
@@ -335,7 +330,9 @@ class GitRepo:
             return str(self._repo.TreeBuilder().write())
         return str(result)
 
-    def _build(self, tree: pygit2.Tree | None, changes: dict[tuple[str, ...], str | None]) -> pygit2.Oid | None:
+    def _build(
+        self, tree: pygit2.Tree | None, changes: dict[tuple[str, ...], str | None]
+    ) -> pygit2.Oid | None:
         builder = self._repo.TreeBuilder(tree) if tree is not None else self._repo.TreeBuilder()
         existing_names: list[str] | None = None
         subchanges: dict[str, dict[tuple[str, ...], str | None]] = defaultdict(dict)

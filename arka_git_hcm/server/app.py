@@ -42,8 +42,9 @@ from .git_routes import git_router, presented_token
 __all__ = ["app_from_environment", "create_app"]
 
 
-def _error_json(error: HcmError, request_id: str | None = None, op: str | None = None,
-                revision: str | None = None) -> JSONResponse:
+def _error_json(
+    error: HcmError, request_id: str | None = None, op: str | None = None, revision: str | None = None
+) -> JSONResponse:
     body = error_response({"request_id": request_id, "op": op}, error, revision)
     headers = {"Retry-After": str(getattr(error, "retry_after", 1))} if error.code == "BUSY" else None
     if error.code == "UNAUTHENTICATED":
@@ -87,15 +88,17 @@ class _RequestLog:
         finally:
             route = scope.get("route")
             state = scope.get("state", {})
-            self.log.write({
-                "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
-                "method": scope.get("method"),
-                "route": getattr(route, "path", None) or _safe_path(scope.get("path", "")),
-                "status": status["code"],
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "request_id": state.get("request_id"),
-                "caller": state.get("caller_id"),
-            })
+            self.log.write(
+                {
+                    "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+                    "method": scope.get("method"),
+                    "route": getattr(route, "path", None) or _safe_path(scope.get("path", "")),
+                    "status": status["code"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "request_id": state.get("request_id"),
+                    "caller": state.get("caller_id"),
+                }
+            )
 
 
 def _safe_path(path: str) -> str:
@@ -115,7 +118,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             await run_in_threadpool(holder["store"].close)
 
     app = FastAPI(
-        title="Arka HCM", version=__version__, lifespan=lifespan,
+        title="Arka HCM",
+        version=__version__,
+        lifespan=lifespan,
         description="The client's Hybrid Collective Memory: typed operations, one git commit per write.",
     )
     limits = settings.file.limits
@@ -147,8 +152,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return _error_json(NotFound(f"no route {request.url.path[:100]}; see /docs"))
-        error = InvalidPayload(f"{request.method} is not allowed here") if exc.status_code == 405 else \
-            InternalError(str(exc.detail))
+        error = (
+            InvalidPayload(f"{request.method} is not allowed here")
+            if exc.status_code == 405
+            else InternalError(str(exc.detail))
+        )
         response = _error_json(error)
         response.status_code = exc.status_code
         return response
@@ -183,14 +191,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limits.max_envelope_bytes:
-            raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limits.max_envelope_bytes}",
-                                  {"limit": limits.max_envelope_bytes})
+            raise PayloadTooLarge(
+                f"the body is {declared} bytes; the limit is {limits.max_envelope_bytes}",
+                {"limit": limits.max_envelope_bytes},
+            )
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limits.max_envelope_bytes:
-                raise PayloadTooLarge(f"the body exceeds {limits.max_envelope_bytes} bytes",
-                                      {"limit": limits.max_envelope_bytes})
+                raise PayloadTooLarge(
+                    f"the body exceeds {limits.max_envelope_bytes} bytes",
+                    {"limit": limits.max_envelope_bytes},
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -207,15 +219,20 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     async def run_read(request: Request, op: str, payload: dict[str, Any]) -> JSONResponse:
         record = authenticate(request)
         caller = caller_of(record)
-        envelope = {"op": op, "request_id": f"http-{uuid.uuid4().hex[:16]}",
-                    "caller": caller.model_dump(), "payload": payload}
+        envelope = {
+            "op": op,
+            "request_id": f"http-{uuid.uuid4().hex[:16]}",
+            "caller": caller.model_dump(),
+            "payload": payload,
+        }
         request.state.request_id = envelope["request_id"]
         response = await run_in_threadpool(store().execute, envelope, caller=caller)
         return _response_json(response)
 
     @app.get("/v1/missions", tags=["reads"])
-    async def list_missions(request: Request, status: str | None = None, client_id: str | None = None,
-                            at: str | None = None) -> JSONResponse:
+    async def list_missions(
+        request: Request, status: str | None = None, client_id: str | None = None, at: str | None = None
+    ) -> JSONResponse:
         """HCM_LIST_MISSIONS."""
         filters = {k: v for k, v in {"status": status, "client_id": client_id}.items() if v}
         payload: dict[str, Any] = {"filters": filters} | ({"at": at} if at else {})
@@ -223,27 +240,39 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
 
     @app.get("/v1/missions/{mission_id}/context", tags=["reads"])
     async def mission_context(
-        request: Request, mission_id: str,
-        include_last_entries: int = Query(10, ge=0), include_decisions: bool = False,
-        include_next_actions: bool = False, at: str | None = None,
+        request: Request,
+        mission_id: str,
+        include_last_entries: int = Query(10, ge=0),
+        include_decisions: bool = False,
+        include_next_actions: bool = False,
+        at: str | None = None,
     ) -> JSONResponse:
         """HCM_GET_MISSION_CONTEXT."""
-        payload: dict[str, Any] = {"mission_id": mission_id, "options": {
-            "include_last_entries": include_last_entries, "include_decisions": include_decisions,
-            "include_next_actions": include_next_actions}} | ({"at": at} if at else {})
+        payload: dict[str, Any] = {
+            "mission_id": mission_id,
+            "options": {
+                "include_last_entries": include_last_entries,
+                "include_decisions": include_decisions,
+                "include_next_actions": include_next_actions,
+            },
+        } | ({"at": at} if at else {})
         return await run_read(request, "HCM_GET_MISSION_CONTEXT", payload)
 
     @app.get("/v1/missions/{mission_id}/decisions", tags=["reads"])
-    async def decisions(request: Request, mission_id: str, status: str | None = None,
-                        at: str | None = None) -> JSONResponse:
+    async def decisions(
+        request: Request, mission_id: str, status: str | None = None, at: str | None = None
+    ) -> JSONResponse:
         """HCM_GET_DECISIONS."""
-        payload: dict[str, Any] = {"mission_id": mission_id,
-                                   "filters": {"status": status} if status else {}} | ({"at": at} if at else {})
+        payload: dict[str, Any] = {
+            "mission_id": mission_id,
+            "filters": {"status": status} if status else {},
+        } | ({"at": at} if at else {})
         return await run_read(request, "HCM_GET_DECISIONS", payload)
 
     app.include_router(git_router(lambda: settings.hcm_path, authenticate))
-    log = JsonLinesLog(settings.log_path / "server.jsonl", settings.file.logging.max_bytes,
-                       settings.file.logging.backups)
+    log = JsonLinesLog(
+        settings.log_path / "server.jsonl", settings.file.logging.max_bytes, settings.file.logging.backups
+    )
     app.add_middleware(_RequestLog, log=log)
     return app
 
@@ -251,4 +280,3 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
 def app_from_environment() -> FastAPI:
     """The app for uvicorn workers: settings from ARKA_* (exported by `arka-hcm serve`)."""
     return create_app(load_settings())
-

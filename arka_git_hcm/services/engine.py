@@ -49,7 +49,9 @@ EXTERNAL_EDIT_OP = "HCM_EXTERNAL_EDIT"
 
 
 def payload_digest(op: str, caller: str, payload: Any) -> str:
-    return hashlib.sha256(compact_dumps({"op": op, "caller": caller, "payload": payload}).encode()).hexdigest()
+    return hashlib.sha256(
+        compact_dumps({"op": op, "caller": caller, "payload": payload}).encode()
+    ).hexdigest()
 
 
 @dataclass
@@ -326,7 +328,9 @@ class CommitEngine:
             apply=lambda d: WriteOutcome({}, target, summary),
             replay=lambda stored, view: {},
         )
-        outcome = WriteOutcome({"paths": sorted(paths)}, target, summary, stored_result={"paths": sorted(paths)})
+        outcome = WriteOutcome(
+            {"paths": sorted(paths)}, target, summary, stored_result={"paths": sorted(paths)}
+        )
         self._append(chain, request, draft, outcome)
         log.warning("adopted hand edits: %s", ", ".join(sorted(paths)[:20]))
         # The disk already holds these bytes: nothing to rewrite, but they are now "ours".
@@ -343,8 +347,12 @@ class CommitEngine:
         who = Signature(self.committer.name, self.committer.email, int(self.clock.now().timestamp()))
         first = chain.planned[0].outcome
         moved = self.repo.compare_and_swap_ref(
-            self.ref, chain.tip, chain.parent, who=who,
-            message=f"{chain.planned[0].request.op} {first.target}", durable=False,
+            self.ref,
+            chain.tip,
+            chain.parent,
+            who=who,
+            message=f"{chain.planned[0].request.op} {first.target}",
+            durable=False,
         )
         if not moved:
             self.worktree.clear_intent()
@@ -400,7 +408,10 @@ class CommitEngine:
     def _replay(self, commit: str, request: WriteRequest) -> WriteResult:
         info = self.repo.commit_info(commit)
         trailers = parse_trailers(info.message)
-        if trailers.get("Hcm-Payload-Sha256") != request.payload_sha256 or trailers.get("Hcm-Op") != request.op:
+        if (
+            trailers.get("Hcm-Payload-Sha256") != request.payload_sha256
+            or trailers.get("Hcm-Op") != request.op
+        ):
             raise_mismatch(request.request_id, commit)
         stored_raw = trailers.get("Hcm-Result")
         stored = parse_json(stored_raw) if stored_raw else None

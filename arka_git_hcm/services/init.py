@@ -34,8 +34,12 @@ class InitResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "hcm": str(self.hcm_path), "config": str(self.config_path), "logs": str(self.log_path),
-            "adopted": self.adopted, "files": self.files, "revision": self.revision,
+            "hcm": str(self.hcm_path),
+            "config": str(self.config_path),
+            "logs": str(self.log_path),
+            "adopted": self.adopted,
+            "files": self.files,
+            "revision": self.revision,
             "warnings": [w.to_json() for w in self.warnings],
         }
 
@@ -52,13 +56,21 @@ def _existing_files(resolver: PathResolver) -> list[str]:
             files.append(rel)
         for name in dirnames:
             if os.path.islink(Path(dirpath) / name):
-                raise InvalidPayload(f"{resolver.relative(Path(dirpath) / name)} is a symlink; replace it "
-                                     "with a real folder before adopting this HCM")
+                raise InvalidPayload(
+                    f"{resolver.relative(Path(dirpath) / name)} is a symlink; replace it "
+                    "with a real folder before adopting this HCM"
+                )
     return files
 
 
-def init_hcm(settings: Settings, tenant_id: str, tenant_name: str = "", *, clock: Clock | None = None,
-             on_progress: Any = None) -> InitResult:
+def init_hcm(
+    settings: Settings,
+    tenant_id: str,
+    tenant_name: str = "",
+    *,
+    clock: Clock | None = None,
+    on_progress: Any = None,
+) -> InitResult:
     """Create (or adopt) the HCM at ``settings.hcm_path`` with its first commit, the config file
     (if missing) and the log folder. Never overwrites an HCM that already has a history."""
     clock = clock or SystemClock()
@@ -79,8 +91,10 @@ def init_hcm(settings: Settings, tenant_id: str, tenant_name: str = "", *, clock
         errors = [f for f in findings if f.severity == "error"]
         if errors:
             lines = "; ".join(f"{f.path}: {f.message}" for f in errors[:10])
-            raise InvalidPayload(f"{hcm} holds files that cannot be adopted ({len(errors)} error(s)): {lines}",
-                                 {"errors": [f.to_json() for f in errors]})
+            raise InvalidPayload(
+                f"{hcm} holds files that cannot be adopted ({len(errors)} error(s)): {lines}",
+                {"errors": [f.to_json() for f in errors]},
+            )
         warnings = [f for f in findings if f.severity == "warning"]
 
     config_file = settings.config_path / CONFIG_FILE_NAME
@@ -93,12 +107,14 @@ def init_hcm(settings: Settings, tenant_id: str, tenant_name: str = "", *, clock
     repo = GitRepo.init(hcm, file_config.store.branch)
     engine = CommitEngine(settings, repo, clock)
     if existing:
+
         def apply(draft: Draft) -> WriteOutcome:
             for index, path in enumerate(existing):
                 draft.write(path, resolver.resolve(path).read_bytes())
                 if on_progress:
                     on_progress(index + 1, len(existing))
             return WriteOutcome({}, ".", f"adopt the existing HCM ({len(existing)} files)")
+
         files = len(existing)
     else:
         content = skeleton(tenant_id, tenant_name, settings.env, iso(clock.now()))
@@ -107,10 +123,17 @@ def init_hcm(settings: Settings, tenant_id: str, tenant_name: str = "", *, clock
             for path, value in content.items():
                 draft.write(path, canonical_bytes(value))
             return WriteOutcome({}, ".", f"new HCM for tenant {tenant_id}")
+
         files = len(content)
     request = WriteRequest(
-        op="HCM_INIT", request_id=f"init-{tenant_id}", caller_type="system", caller_id="arka-hcm",
-        payload_sha256="", apply=apply, replay=lambda stored, view: {}, adopts_hand_edits=bool(existing),
+        op="HCM_INIT",
+        request_id=f"init-{tenant_id}",
+        caller_type="system",
+        caller_id="arka-hcm",
+        payload_sha256="",
+        apply=apply,
+        replay=lambda stored, view: {},
+        adopts_hand_edits=bool(existing),
     )
     revision = engine.submit(request).revision
     engine.close()

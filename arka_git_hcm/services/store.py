@@ -1,9 +1,9 @@
 """The operation layer: one envelope in, one response out, the same for the CLI and the server.
 
-    store = HcmStore.open(settings)
-    response = store.execute({"op": "HCM_APPEND_JOURNAL", "request_id": "r1", "caller": {...},
-                              "payload": {...}})
-    store.close()
+store = HcmStore.open(settings)
+response = store.execute({"op": "HCM_APPEND_JOURNAL", "request_id": "r1", "caller": {...},
+                          "payload": {...}})
+store.close()
 """
 
 from __future__ import annotations
@@ -26,19 +26,21 @@ from ..gitrepo import GitRepo
 from ..jsonio import parse_json
 from .access import authorize
 from .engine import EXTERNAL_EDIT_OP, CommitEngine, WriteOutcome, WriteRequest, payload_digest
+from .oplog import JsonLinesLog
 from .ops_base import OpContext, OpSpec
 from .ops_days import DAY_OPS
 from .ops_missions import MISSION_OPS
 from .ops_records import RECORD_OPS
 from .ops_team_docs import TEAM_DOC_OPS
-from .oplog import JsonLinesLog
 from .views import Draft, TreeView
 
 __all__ = ["OPERATIONS", "HcmStore", "error_response"]
 
 log = logging.getLogger("arka_git_hcm.store")
 
-OPERATIONS: dict[str, OpSpec] = {spec.name: spec for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS}
+OPERATIONS: dict[str, OpSpec] = {
+    spec.name: spec for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS
+}
 _AT_REVISION = re.compile(r"^(?:[0-9a-f]{4,40}|HEAD(?:~\d{1,6})?)$")
 _AT_SNAPSHOT = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
 
@@ -57,8 +59,13 @@ def error_response(envelope: Any, error: HcmError, revision: str | None) -> dict
 
 
 class HcmStore:
-    def __init__(self, settings: Settings, repo: GitRepo, clock: Clock,
-                 id_token: Callable[[], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        repo: GitRepo,
+        clock: Clock,
+        id_token: Callable[[], str | None] | None = None,
+    ) -> None:
         self.settings = settings
         self.repo = repo
         self.clock = clock
@@ -69,8 +76,14 @@ class HcmStore:
         self.open_report: dict[str, Any] = {}
 
     @classmethod
-    def open(cls, settings: Settings, *, clock: Clock | None = None,
-             id_token: Callable[[], str | None] | None = None, scan_hand_edits: bool = True) -> HcmStore:
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        id_token: Callable[[], str | None] | None = None,
+        scan_hand_edits: bool = True,
+    ) -> HcmStore:
         """Open the HCM at ``settings.hcm_path``: finish an interrupted write, repair git's index,
         and detect (then adopt or report) files edited by hand while the store was not looking."""
         git_dir = Path(settings.hcm_path) / ".git"
@@ -102,8 +115,12 @@ class HcmStore:
         try:
             if isinstance(request, (bytes, str)):
                 limits = self.settings.file.limits
-                envelope_dict = parse_json(request, max_bytes=limits.max_envelope_bytes,
-                                           max_depth=limits.max_json_depth, what="envelope")
+                envelope_dict = parse_json(
+                    request,
+                    max_bytes=limits.max_envelope_bytes,
+                    max_depth=limits.max_json_depth,
+                    what="envelope",
+                )
             envelope = parse_envelope(envelope_dict)
             if caller is not None:
                 envelope = self._bind_caller(envelope, caller)
@@ -112,8 +129,9 @@ class HcmStore:
             response = error_response(envelope_dict, exc, self._safe_tip())
         except Exception:
             log.exception("operation failed unexpectedly")
-            response = error_response(envelope_dict, InternalError("the operation failed unexpectedly"),
-                                      self._safe_tip())
+            response = error_response(
+                envelope_dict, InternalError("the operation failed unexpectedly"), self._safe_tip()
+            )
         self._log(envelope_dict, response, started)
         return response
 
@@ -131,25 +149,34 @@ class HcmStore:
     def _run(self, envelope: Envelope) -> dict[str, Any]:
         spec = OPERATIONS.get(envelope.op)
         if spec is None:
-            raise InvalidPayload(f"unknown op {envelope.op!r}; known: {', '.join(sorted(OPERATIONS))}",
-                                 {"field": "op"})
+            raise InvalidPayload(
+                f"unknown op {envelope.op!r}; known: {', '.join(sorted(OPERATIONS))}", {"field": "op"}
+            )
         try:
             payload = spec.payload.model_validate(envelope.payload)
         except ValidationError as exc:
             raise describe_validation_error(exc, "payload") from None
         authorize(spec, envelope.caller)
-        ctx = OpContext(caller=envelope.caller, clock=self.clock, limits=self.settings.file.limits,
-                        state_at=self.state_at, id_token=self.id_token)
+        ctx = OpContext(
+            caller=envelope.caller,
+            clock=self.clock,
+            limits=self.settings.file.limits,
+            state_at=self.state_at,
+            id_token=self.id_token,
+        )
         if spec.kind == "read":
             commit = self.resolve_at(getattr(payload, "at", None))
             view = self.view(commit)
             data = spec.handler(ctx, view, payload)
             return self._ok(envelope, data, commit)
         write = WriteRequest(
-            op=spec.name, request_id=envelope.request_id, caller_type=envelope.caller.type,
+            op=spec.name,
+            request_id=envelope.request_id,
+            caller_type=envelope.caller.type,
             caller_id=envelope.caller.id,
             payload_sha256=payload_digest(spec.name, envelope.caller.label, envelope.payload),
-            apply=lambda draft: spec.handler(ctx, draft, payload), replay=spec.replay,
+            apply=lambda draft: spec.handler(ctx, draft, payload),
+            replay=spec.replay,
         )
         result = self.engine.submit(write)
         response = self._ok(envelope, result.data, result.revision)
@@ -159,22 +186,30 @@ class HcmStore:
 
     @staticmethod
     def _ok(envelope: Envelope, data: dict[str, Any], revision: str | None) -> dict[str, Any]:
-        return {"request_id": envelope.request_id, "op": envelope.op, "status": "ok", "data": data,
-                "error": None, "revision": revision}
+        return {
+            "request_id": envelope.request_id,
+            "op": envelope.op,
+            "status": "ok",
+            "data": data,
+            "error": None,
+            "revision": revision,
+        }
 
     def _log(self, envelope: Any, response: dict[str, Any], started: float) -> None:
         caller = envelope.get("caller") if isinstance(envelope, dict) else None
-        self.oplog.write({
-            "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
-            "op": response.get("op"),
-            "request_id": response.get("request_id"),
-            "caller": f"{caller.get('type')}/{caller.get('id')}" if isinstance(caller, dict) else None,
-            "status": response["status"],
-            "error_code": (response.get("error") or {}).get("code"),
-            "replayed": bool(response.get("replayed")),
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "revision": response.get("revision"),
-        })
+        self.oplog.write(
+            {
+                "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+                "op": response.get("op"),
+                "request_id": response.get("request_id"),
+                "caller": f"{caller.get('type')}/{caller.get('id')}" if isinstance(caller, dict) else None,
+                "status": response["status"],
+                "error_code": (response.get("error") or {}).get("code"),
+                "replayed": bool(response.get("replayed")),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "revision": response.get("revision"),
+            }
+        )
 
     # --- reading at a point in history ----------------------------------------------------
     def tip(self) -> str | None:
@@ -204,8 +239,9 @@ class HcmStore:
         try:
             moment = parse_iso(at)
         except ValueError:
-            raise NotFound(f"'at' {at!r} is neither a revision, a snapshot name nor an ISO date/time",
-                           {"at": at}) from None
+            raise NotFound(
+                f"'at' {at!r} is neither a revision, a snapshot name nor an ISO date/time", {"at": at}
+            ) from None
         commit = self.commit_at(moment)
         if commit is None:
             raise NotFound(f"the HCM has no history at {at}", {"at": at})
@@ -258,13 +294,21 @@ class HcmStore:
                 except (FileNotFoundError, IsADirectoryError):
                     draft.delete(path)
             target = paths[0] if len(paths) == 1 else "."
-            return WriteOutcome({"paths": paths}, target, f"adopted hand edits of {len(paths)} file(s)",
-                                stored_result={"paths": paths})
+            return WriteOutcome(
+                {"paths": paths},
+                target,
+                f"adopted hand edits of {len(paths)} file(s)",
+                stored_result={"paths": paths},
+            )
 
         request = WriteRequest(
-            op=EXTERNAL_EDIT_OP, request_id=f"external-{int(time.time() * 1000)}-{len(paths)}",
-            caller_type="system", caller_id="arka-hcm", payload_sha256=payload_digest(EXTERNAL_EDIT_OP, "", paths),
-            apply=apply, replay=lambda stored, view: dict(stored or {}),
+            op=EXTERNAL_EDIT_OP,
+            request_id=f"external-{int(time.time() * 1000)}-{len(paths)}",
+            caller_type="system",
+            caller_id="arka-hcm",
+            payload_sha256=payload_digest(EXTERNAL_EDIT_OP, "", paths),
+            apply=apply,
+            replay=lambda stored, view: dict(stored or {}),
         )
         # These paths differ from HEAD on purpose: the engine's hand-edit check must not refuse them.
         return self.engine.submit_adoption(request)

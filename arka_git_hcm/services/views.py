@@ -112,7 +112,7 @@ class Draft(TreeView):
         for changed, value in self.changes.items():
             if not changed.startswith(prefix):
                 continue
-            rest = changed[len(prefix):].split("/")
+            rest = changed[len(prefix) :].split("/")
             if len(rest) == 1:
                 if value is None:
                     entries.pop(rest[0], None)
