@@ -83,12 +83,16 @@ def _looks_like_dot_git(component: str) -> bool:
 def check_component(component: str, path: str) -> None:
     if component in ("", ".", ".."):
         raise _reject(path, "empty, '.' or '..' component (parent traversal)")
+    if fold_key(component) in ("", ".", ".."):
+        # "\u200c" or "..\u200c": invisible code points that HFS+ ignores, so the name is empty, "."
+        # or ".." there, and it reads as one of those in every listing and review.
+        raise _reject(path, "a name made of '.'/'..' and invisible code points (HFS+ ignores them)")
     if len(component.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
         raise _reject(path, f"a component is longer than {MAX_COMPONENT_BYTES} bytes")
     if _looks_like_dot_git(component):
         raise _reject(path, "names .git or a disguise of it (the repository itself is never reachable)")
     compat = _compat_key(component)
-    if compat in (".", "..") or any(sep in compat for sep in "/\\:"):
+    if compat in ("", ".", "..") or any(sep in compat for sep in "/\\:"):
         # "．．" or "a／b": tools that map names through Windows "best fit" code pages turn them
         # into a real traversal or separator.
         raise _reject(path, "a compatibility form of '.', '..', '/', '\\' or ':'")
