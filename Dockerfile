@@ -37,8 +37,8 @@ print("\n".join(d["build-system"]["requires"] + d["project"]["dependencies"]))' 
 COPY docker/entrypoint.sh /usr/local/bin/arka-entrypoint
 RUN chmod 0755 /usr/local/bin/arka-entrypoint
 
-COPY README.md* /src/
 COPY arka_git_hcm /src/arka_git_hcm
+COPY pyproject.toml README.md* /src/
 RUN pip install --no-deps --no-build-isolation /src \
  && rm -rf /src \
  && arka-hcm --help >/dev/null
