@@ -7,6 +7,7 @@ touches the disk, :meth:`PathResolver.resolve` (symlinks). Bad paths are *reject
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -81,6 +82,24 @@ def _looks_like_dot_git(component: str) -> bool:
 
 
 def check_component(component: str, path: str) -> None:
+    problem = _component_problem(component)
+    if problem is not None:
+        raise _reject(path, problem)
+
+
+@functools.lru_cache(maxsize=65536)
+def _component_problem(component: str) -> str | None:
+    """Why a path component is refused, or None. Cached: the same few thousand names (layers,
+    mission ids, file names) come back on every operation, and the Unicode folding is not free."""
+    try:
+        _check_component_uncached(component)
+    except UnsafePath as exc:
+        return str(exc.details["reason"])
+    return None
+
+
+def _check_component_uncached(component: str, path: str = "") -> None:
+    path = path or component
     if component in ("", ".", ".."):
         raise _reject(path, "empty, '.' or '..' component (parent traversal)")
     if fold_key(component) in ("", ".", ".."):
@@ -105,7 +124,25 @@ def check_component(component: str, path: str) -> None:
 
 def check_relative(path: str) -> str:
     """Validate an HCM-relative POSIX path and return it unchanged, or raise UnsafePath."""
-    if not isinstance(path, str) or path == "":
+    if not isinstance(path, str):
+        raise _reject(str(path), "not a string")
+    problem = _path_problem(path)
+    if problem is not None:
+        raise _reject(path, problem)
+    return path
+
+
+@functools.lru_cache(maxsize=65536)
+def _path_problem(path: str) -> str | None:
+    try:
+        _check_relative_uncached(path)
+    except UnsafePath as exc:
+        return str(exc.details["reason"])
+    return None
+
+
+def _check_relative_uncached(path: str) -> str:
+    if path == "":
         raise _reject(str(path), "empty path")
     try:
         encoded = path.encode("utf-8")

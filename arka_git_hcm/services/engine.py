@@ -131,6 +131,7 @@ class CommitEngine:
         self._index_dirty: set[str] = set()
         self._index_timer: threading.Timer | None = None
         self.broken: str | None = None  # a reason once the store must refuse writes
+        self.index_refresh_seconds = 0.0
 
     # --- public ---------------------------------------------------------------------------
     def tip(self) -> str | None:
@@ -476,6 +477,13 @@ class CommitEngine:
                 raise
 
     def _refresh_index_locked(self, paths: list[str], tip: str) -> None:
+        started = time.perf_counter()
+        try:
+            self._refresh_index_inner(paths, tip)
+        finally:
+            self.index_refresh_seconds += time.perf_counter() - started
+
+    def _refresh_index_inner(self, paths: list[str], tip: str) -> None:
         """libgit2 writes git's index through ``index.lock``; a marker says the lock is ours, so
         that after a crash mid-refresh the next open may remove it (nobody else holds our flock)."""
         marker = self.repo.git_dir / "arka-hcm" / "index-refresh"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,26 @@ class StoreLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        # Threads of one process queue on a mutex (no polling among themselves); only other
+        # processes are waited for by polling flock.
+        self._mutex = threading.Lock()
 
     def acquire(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if not self._mutex.acquire(timeout=timeout):
+            raise Busy(
+                f"the HCM is busy (write lock held for more than {timeout:g}s); retry shortly", retry_after=1
+            )
+        try:
+            self._acquire_flock(deadline, timeout)
+        except BaseException:
+            self._mutex.release()
+            raise
+
+    def _acquire_flock(self, deadline: float, timeout: float) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout
-        delay = 0.0005
+        delay = 0.0002
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -50,13 +65,14 @@ class StoreLock:
                         retry_after=1,
                     ) from None
                 time.sleep(delay)
-                delay = min(delay * 2, 0.02)
+                delay = min(delay * 2, 0.005)
 
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+        self._mutex.release()
 
     @contextlib.contextmanager
     def held(self, timeout: float) -> Any:
@@ -79,7 +95,8 @@ class WorkTree:
         sees the old bytes or the new ones, never a torn file. Durability comes from the engine's
         filesystem sync after the batch, not from one fsync per file."""
         target = self.resolver.resolve(rel)
-        self._make_parents(rel)
+        if not target.parent.is_dir():
+            self._make_parents(rel)
         tmp = target.with_name(f".{target.name}.arka-tmp-{os.getpid()}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
