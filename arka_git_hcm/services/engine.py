@@ -162,10 +162,33 @@ class CommitEngine:
         assert request.result is not None
         return request.result
 
-    def submit_adoption(self, request: WriteRequest) -> str:
-        """Commit files as they are on disk (hand edits, an adopted HCM); returns the revision."""
+    def submit_adoption(self, request: WriteRequest) -> str | None:
+        """Commit files as they are on disk (hand edits, an adopted HCM); returns the revision,
+        or None when the disk turned out to equal the branch (nothing to adopt)."""
         request.adopts_hand_edits = True
-        return self.submit(request).revision
+        result = self.submit(request)
+        return None if result.data.get("unchanged") else result.revision
+
+    def find_hand_edits(self) -> list[str]:
+        """Paths whose file on disk differs from HEAD. git's status (stat-based, so cheap) gives
+        candidates; each is confirmed against HEAD's blob, because the index may lag behind
+        commits of other processes (it is refreshed off the hot path) and would report them."""
+        with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
+            tip = self.tip()
+            tree = self.repo.commit_tree(tip) if tip else None
+            found = []
+            for path in sorted(self.repo.worktree_status()):
+                if ".arka-tmp-" in path:
+                    continue  # a temp file of a killed writer; never part of the HCM
+                expected = self.repo.entry_id(tree, path)
+                location = self.resolver.root / path
+                if location.is_symlink() or not location.is_file():
+                    actual = None if not location.is_symlink() and not location.exists() else "other"
+                else:
+                    actual = self.repo.hash_file(location)
+                if actual != expected:
+                    found.append(path)
+            return found
 
     def find_request(self, request_id: str) -> str | None:
         """The commit that recorded ``request_id``, if any (reads the history since last time)."""
@@ -246,6 +269,9 @@ class CommitEngine:
                 outcome = request.apply(draft)
             except HcmError as exc:
                 request.error = exc
+                return
+            if request.adopts_hand_edits and not draft.changes:
+                request.result = WriteResult({"unchanged": True}, chain.parent or "")
                 return
             edited = [] if request.adopts_hand_edits else self._hand_edited(chain, list(draft.changes))
             if not edited:

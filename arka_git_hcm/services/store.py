@@ -263,15 +263,12 @@ class HcmStore:
 
     # --- hand edits -----------------------------------------------------------------------
     def scan_hand_edits(self, *, adopt: bool) -> dict[str, Any]:
-        """Compare the work tree with HEAD (through git's index, so it costs stat calls, not
-        hashing) and adopt the differences as one HCM_EXTERNAL_EDIT commit, or just report them."""
+        """Find files whose work-tree content differs from HEAD (edited, added or deleted by hand)
+        and adopt them as one HCM_EXTERNAL_EDIT commit, or just report them."""
         from ..paths import check_relative
 
-        changes = self.repo.worktree_status()
         adoptable, unsafe = [], []
-        for path in sorted(changes):
-            if ".arka-tmp-" in path:
-                continue  # a temp file of a killed writer; never part of the HCM
+        for path in self.engine.find_hand_edits():
             try:
                 check_relative(path)
                 self.engine.resolver.resolve(path)
@@ -285,21 +282,24 @@ class HcmStore:
             log.warning("hand edits found: %d adoptable, %d unsafe", len(adoptable), len(unsafe))
         return report
 
-    def _adopt(self, paths: list[str]) -> str:
+    def _adopt(self, paths: list[str]) -> str | None:
         def apply(draft: Draft) -> WriteOutcome:
+            changed = []
             for path in paths:
                 location = self.engine.resolver.resolve(path)
                 try:
-                    draft.write(path, location.read_bytes())
+                    data: bytes | None = location.read_bytes()
                 except (FileNotFoundError, IsADirectoryError):
-                    draft.delete(path)
-            target = paths[0] if len(paths) == 1 else "."
-            return WriteOutcome(
-                {"paths": paths},
-                target,
-                f"adopted hand edits of {len(paths)} file(s)",
-                stored_result={"paths": paths},
-            )
+                    data = None
+                if data != draft.read(path):  # another process may have adopted it meanwhile
+                    changed.append(path)
+                    if data is None:
+                        draft.delete(path)
+                    else:
+                        draft.write(path, data)
+            target = changed[0] if len(changed) == 1 else "."
+            summary = f"adopted hand edits of {len(changed)} file(s)"
+            return WriteOutcome({"paths": changed}, target, summary, stored_result={"paths": changed})
 
         request = WriteRequest(
             op=EXTERNAL_EDIT_OP,
@@ -310,5 +310,4 @@ class HcmStore:
             apply=apply,
             replay=lambda stored, view: dict(stored or {}),
         )
-        # These paths differ from HEAD on purpose: the engine's hand-edit check must not refuse them.
         return self.engine.submit_adoption(request)
