@@ -11,7 +11,7 @@ from ..domain import envelope as p
 from ..domain.layout import MissionPaths
 from ..domain.models import OPEN_ACTION_STATUSES, DayRollup, MissionSnapshot, MissionStatus
 from ..errors import InvalidPayload
-from ..jsonio import compact_dumps
+from ..paths import join
 from .engine import WriteOutcome
 from .ops_base import OpContext, OpSpec, require_mission
 from .ops_records import _load_actions, _load_decisions
@@ -33,7 +33,21 @@ def _parse_day(text: str, field: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise InvalidPayload(f"{field} {text!r} is not a calendar date (YYYY-MM-DD)", {"field": field}) from None
+        raise InvalidPayload(
+            f"{field} {text!r} is not a calendar date (YYYY-MM-DD)", {"field": field}
+        ) from None
+
+
+def _last_journal_time(view: TreeView, paths: MissionPaths, entries: list[dict[str, Any]]) -> Any:
+    """The last entry's time; after a rotation emptied the journal, the newest archive's."""
+    if not entries:
+        days = sorted(
+            name
+            for name, is_dir in view.list_dir(paths.archives_dir)
+            if not is_dir and name.endswith(".jsonl")
+        )
+        entries = view.read_lines(join(paths.archives_dir, days[-1])) if days else []
+    return entries[-1].get("timestamp") if entries else None
 
 
 def snapshot_mission(ctx: OpContext, draft: Draft, payload: p.SnapshotMission) -> WriteOutcome:
@@ -57,12 +71,17 @@ def snapshot_mission(ctx: OpContext, draft: Draft, payload: p.SnapshotMission) -
         open_actions_count=sum(1 for a in actions if a.status in OPEN_ACTION_STATUSES),
         evidence_count=sum(1 for _name, is_dir in draft.list_dir(paths.evidence_dir) if not is_dir),
         journal_entries_count=len(entries),
-        last_journal_entry_at=entries[-1].get("timestamp") if entries else None,
+        last_journal_entry_at=_last_journal_time(draft, paths, entries),
     )
     draft.write_json(path, snapshot.to_json())
     data = {"snapshot_id": snapshot.snapshot_id, "path": path}
-    return WriteOutcome(data, payload.mission_id, f"snapshot {snapshot.snapshot_id}",
-                        mission_id=payload.mission_id, stored_result=data)
+    return WriteOutcome(
+        data,
+        payload.mission_id,
+        f"snapshot {snapshot.snapshot_id}",
+        mission_id=payload.mission_id,
+        stored_result=data,
+    )
 
 
 def _journal_of_day(view: TreeView, paths: MissionPaths, day: str) -> list[dict[str, Any]]:
@@ -86,62 +105,85 @@ def day_rollup(ctx: OpContext, draft: Draft, payload: p.DayPayload) -> WriteOutc
         old_a = {a.action_id: a.status for a in _load_actions(before, paths).next_actions} if before else {}
         new_d = _load_decisions(after, paths).decisions
         new_a = _load_actions(after, paths).next_actions
-        decisions_made = [d.decision_id for d in new_d if d.decision_id not in old_d
-                          or (d.status == "validated" and old_d[d.decision_id] != "validated")]
+        decisions_made = [
+            d.decision_id
+            for d in new_d
+            if d.decision_id not in old_d or (d.status == "validated" and old_d[d.decision_id] != "validated")
+        ]
         created = [a.action_id for a in new_a if a.action_id not in old_a]
-        closed = [a.action_id for a in new_a
-                  if a.status in ("done", "cancelled") and old_a.get(a.action_id) not in ("done", "cancelled")]
+        closed = [
+            a.action_id
+            for a in new_a
+            if a.status in ("done", "cancelled") and old_a.get(a.action_id) not in ("done", "cancelled")
+        ]
         status_view = after
     else:
-        decisions_made = [d.decision_id for d in _load_decisions(draft, paths).decisions
-                          if _day_of(d.timestamp) == day]
+        decisions_made = [
+            d.decision_id for d in _load_decisions(draft, paths).decisions if _day_of(d.timestamp) == day
+        ]
         actions = _load_actions(draft, paths).next_actions
         created = [a.action_id for a in actions if _day_of(a.created_at) == day]
-        closed = [a.action_id for a in actions
-                  if a.status in ("done", "cancelled") and _day_of(a.updated_at or a.created_at) == day]
+        closed = [
+            a.action_id
+            for a in actions
+            if a.status in ("done", "cancelled") and _day_of(a.updated_at or a.created_at) == day
+        ]
         status_view = draft
     status = status_view.load(paths.status, MissionStatus) if status_view.exists(paths.status) else None
     key_events = [str(e.get("message", "")) for e in events if e.get("entry_type") != "info"]
     rollup = DayRollup(
-        snapshot_id=f"day-{day}", mission_id=payload.mission_id, date=day,
+        snapshot_id=f"day-{day}",
+        mission_id=payload.mission_id,
+        date=day,
         summary=key_events[-1] if key_events else "",
-        key_events=key_events, decisions_made=decisions_made, actions_created=created, actions_closed=closed,
-        updated_status={k: v for k, v in (status.to_json() if status else {}).items()
-                        if k in ("phase", "status", "progress", "health")},
+        key_events=key_events,
+        decisions_made=decisions_made,
+        actions_created=created,
+        actions_closed=closed,
+        updated_status={
+            k: v
+            for k, v in (status.to_json() if status else {}).items()
+            if k in ("phase", "status", "progress", "health")
+        },
     )
     path = paths.day_rollup(day)
     draft.write_json(path, rollup.to_json())
     data = {"snapshot_id": rollup.snapshot_id, "path": path}
-    return WriteOutcome(data, payload.mission_id, f"day rollup {day}", mission_id=payload.mission_id,
-                        stored_result=data)
+    return WriteOutcome(
+        data, payload.mission_id, f"day rollup {day}", mission_id=payload.mission_id, stored_result=data
+    )
 
 
 def prepare_day_context(ctx: OpContext, view: TreeView, payload: p.PrepareDayContext) -> dict[str, Any]:
     paths = require_mission(view, payload.mission_id)
     today = _parse_day(payload.date, "date")
     previous = view.read_json(paths.day_rollup((today - timedelta(days=1)).isoformat()))
-    open_actions = [a.to_json() for a in _load_actions(view, paths).next_actions
-                    if a.status in OPEN_ACTION_STATUSES]
+    open_actions = [
+        a.to_json() for a in _load_actions(view, paths).next_actions if a.status in OPEN_ACTION_STATUSES
+    ]
     rank = {"critical": 0, "high": 1, "medium": 2, "low": 3}
     hints = []
-    for action in sorted(open_actions, key=lambda a: (rank.get(a.get("priority") or "medium", 2),
-                                                      a.get("due_date") or "9999")):
+    for action in sorted(
+        open_actions, key=lambda a: (rank.get(a.get("priority") or "medium", 2), a.get("due_date") or "9999")
+    ):
         due = _day_of(action.get("due_date"))
         overdue = due is not None and due < today.isoformat()
         if action.get("priority") in ("critical", "high") or (due is not None and due <= today.isoformat()):
             hints.append(("overdue: " if overdue else "") + str(action.get("title", action["action_id"])))
-    return {"day_context": {
-        "previous_day_rollup": previous,
-        "open_actions": open_actions,
-        "today_date": today.isoformat(),
-        "today_objectives_hint": hints[:10],
-    }}
+    return {
+        "day_context": {
+            "previous_day_rollup": previous,
+            "open_actions": open_actions,
+            "today_date": today.isoformat(),
+            "today_objectives_hint": hints[:10],
+        }
+    }
 
 
 def rotate_journal(ctx: OpContext, draft: Draft, payload: p.RotateJournal) -> WriteOutcome:
     """Move entries dated before ``before`` to journal/archives/journal.<day>.jsonl. Each line
-    moves exactly once (appended to its day's archive, removed from the journal); lines without a
-    readable timestamp stay in the journal; blank lines (HCM v1) are dropped."""
+    moves exactly once and byte for byte (appended to its day's archive, removed from the journal);
+    lines without a readable timestamp stay in the journal; blank lines (HCM v1) are dropped."""
     paths = require_mission(draft, payload.mission_id)
     limit = _parse_day(payload.before, "before").isoformat()
     keep: list[bytes] = []
@@ -156,7 +198,7 @@ def rotate_journal(ctx: OpContext, draft: Draft, payload: p.RotateJournal) -> Wr
             continue
         day = _day_of(entry.get("timestamp")) if isinstance(entry, dict) else None
         if day is not None and day < limit:
-            moved.setdefault(day, []).append(compact_dumps(entry).encode("utf-8"))
+            moved.setdefault(day, []).append(raw)  # the line itself: nothing re-encoded, nothing lost
         else:
             keep.append(raw)
     for day, lines in sorted(moved.items()):
@@ -168,8 +210,13 @@ def rotate_journal(ctx: OpContext, draft: Draft, payload: p.RotateJournal) -> Wr
     draft.write(paths.journal, b"".join(line + b"\n" for line in keep))
     days = sorted(moved)
     data = {"archived_days": days}
-    return WriteOutcome(data, payload.mission_id, f"rotate {sum(map(len, moved.values()))} entries "
-                        f"of {len(days)} day(s)", mission_id=payload.mission_id, stored_result=data)
+    return WriteOutcome(
+        data,
+        payload.mission_id,
+        f"rotate {sum(map(len, moved.values()))} entries of {len(days)} day(s)",
+        mission_id=payload.mission_id,
+        stored_result=data,
+    )
 
 
 DAY_OPS = [

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..domain import envelope as p
+from ..domain.envelope import describe_validation_error
 from ..domain.layout import MISSIONS_DIR, MissionPaths
 from ..domain.models import (
     DecisionsFile,
@@ -29,20 +32,33 @@ def create_mission(ctx: OpContext, draft: Draft, payload: p.CreateMission) -> Wr
             f"mission {payload.mission_id!r} already exists", {"mission_id": payload.mission_id}
         )
     now = ctx.now()
-    meta = MissionMeta(mission_id=payload.mission_id, created_at=now, updated_at=now, **payload.meta.model_dump())
+    meta = MissionMeta(
+        mission_id=payload.mission_id, created_at=now, updated_at=now, **payload.meta.model_dump()
+    )
     status = MissionStatus(last_update=now)
     if payload.status is not None:
-        status = status.model_copy(update=payload.status.model_dump(exclude_unset=True))
-        status = MissionStatus.model_validate(status.model_dump())
+        status = _valid_status(status.to_json() | payload.status.model_dump(exclude_unset=True))
     draft.write_json(paths.meta, meta.to_json())
     draft.write_json(paths.status, status.to_json())
     draft.write(paths.journal, b"")
     draft.write_json(paths.decisions, DecisionsFile().to_json())
     draft.write_json(paths.next_actions, NextActionsFile().to_json())
     return WriteOutcome(
-        {"mission_id": payload.mission_id}, payload.mission_id, f"create '{payload.meta.title}'",
-        mission_id=payload.mission_id, stored_result={"mission_id": payload.mission_id},
+        {"mission_id": payload.mission_id},
+        payload.mission_id,
+        f"create '{payload.meta.title}'",
+        mission_id=payload.mission_id,
+        stored_result={"mission_id": payload.mission_id},
     )
+
+
+def _valid_status(value: dict[str, Any]) -> MissionStatus:
+    """The merged status, or INVALID_PAYLOAD naming the field (``{"health": null}`` passes the
+    payload model, whose fields are optional, but not the file's)."""
+    try:
+        return MissionStatus.model_validate(value)
+    except ValidationError as exc:
+        raise describe_validation_error(exc, "payload.status") from None
 
 
 def last_entries(view: TreeView, paths: MissionPaths, count: int) -> list[dict[str, Any]]:
@@ -52,13 +68,13 @@ def last_entries(view: TreeView, paths: MissionPaths, count: int) -> list[dict[s
 
 
 def get_mission_context(ctx: OpContext, view: TreeView, payload: p.GetMissionContext) -> dict[str, Any]:
-    paths = require_mission(view, payload.mission_id)
     options = payload.options
     if options.include_last_entries > ctx.limits.max_last_entries:
         raise InvalidPayload(
             f"options.include_last_entries is at most {ctx.limits.max_last_entries}",
             {"field": "options.include_last_entries"},
         )
+    paths = require_mission(view, payload.mission_id)
     data: dict[str, Any] = {
         "mission_id": payload.mission_id,
         "meta": view.load(paths.meta, MissionMeta).to_json(),
@@ -117,12 +133,16 @@ def update_status(ctx: OpContext, draft: Draft, payload: p.UpdateStatus) -> Writ
     patch = payload.status.model_dump(exclude_unset=True)
     if not patch:
         raise InvalidPayload("status must change at least one field", {"field": "status"})
-    merged = current.to_json() | patch | {"last_update": ctx.now()}
-    status = MissionStatus.model_validate(merged)
+    status = _valid_status(current.to_json() | patch | {"last_update": ctx.now()})
     draft.write_json(paths.status, status.to_json())
     fields = ", ".join(sorted(patch))
-    return WriteOutcome({"status": status.to_json()}, payload.mission_id, f"update {fields}",
-                        mission_id=payload.mission_id, stored_result={"mission_id": payload.mission_id})
+    return WriteOutcome(
+        {"status": status.to_json()},
+        payload.mission_id,
+        f"update {fields}",
+        mission_id=payload.mission_id,
+        stored_result={"mission_id": payload.mission_id},
+    )
 
 
 def replay_status(stored: dict[str, Any] | None, view: TreeView) -> dict[str, Any]:
@@ -133,18 +153,25 @@ def replay_status(stored: dict[str, Any] | None, view: TreeView) -> dict[str, An
 def append_journal(ctx: OpContext, draft: Draft, payload: p.AppendJournal) -> WriteOutcome:
     paths = require_mission(draft, payload.mission_id)
     entry = JournalEntry(timestamp=ctx.now(), **payload.entry.model_dump(exclude_none=True))
-    line = compact_dumps(entry.model_dump(mode="json", exclude_none=True)).encode("utf-8")
+    try:
+        line = compact_dumps(entry.model_dump(mode="json", exclude_none=True)).encode("utf-8")
+    except (ValueError, TypeError) as exc:  # NaN/Infinity in context, from a Python caller
+        raise InvalidPayload(f"entry is not valid JSON ({exc})", {"field": "entry.context"}) from None
     limit = ctx.limits.max_journal_line_bytes
     if len(line) > limit:
-        raise PayloadTooLarge(f"the journal entry is {len(line)} bytes; one line holds at most {limit}",
-                              {"limit": limit, "size": len(line)})
+        raise PayloadTooLarge(
+            f"the journal entry is {len(line)} bytes; one line holds at most {limit}",
+            {"limit": limit, "size": len(line)},
+        )
     existing = draft.read(paths.journal) or b""
     if existing and not existing.endswith(b"\n"):
         existing += b"\n"  # HCM v1 files may lack the final newline: never glue two entries
     draft.write(paths.journal, existing + line + b"\n")
     return WriteOutcome(
-        {"entry": entry.model_dump(mode="json", exclude_none=True)}, payload.mission_id,
-        f"{entry.entry_type} by {entry.author_type}/{entry.author_id}", mission_id=payload.mission_id,
+        {"entry": entry.model_dump(mode="json", exclude_none=True)},
+        payload.mission_id,
+        f"{entry.entry_type} by {entry.author_type}/{entry.author_id}",
+        mission_id=payload.mission_id,
         stored_result={"mission_id": payload.mission_id},
     )
 
@@ -160,6 +187,7 @@ MISSION_OPS = [
     OpSpec("HCM_GET_MISSION_CONTEXT", "read", p.GetMissionContext, get_mission_context, zone="agent_ok"),
     OpSpec("HCM_LIST_MISSIONS", "read", p.ListMissions, list_missions, zone="agent_ok"),
     OpSpec("HCM_UPDATE_STATUS", "write", p.UpdateStatus, update_status, replay=replay_status),
-    OpSpec("HCM_APPEND_JOURNAL", "write", p.AppendJournal, append_journal, replay=replay_journal,
-           zone="agent_ok"),
+    OpSpec(
+        "HCM_APPEND_JOURNAL", "write", p.AppendJournal, append_journal, replay=replay_journal, zone="agent_ok"
+    ),
 ]

@@ -21,28 +21,49 @@ from .views import Draft, TreeView
 __all__ = ["TEAM_DOC_OPS", "document_path"]
 
 
+def json_bytes(value: Any, field: str) -> bytes:
+    """Canonical bytes of a free-form JSON value from the caller. Envelopes given to execute() as
+    Python objects have not been through the strict parser: NaN, Infinity or a non-JSON type is a
+    bad payload, not an internal error."""
+    try:
+        return canonical_bytes(value)
+    except (ValueError, TypeError) as exc:
+        raise InvalidPayload(f"{field} is not valid JSON ({exc})", {"field": field}) from None
+
+
 def get_team(ctx: OpContext, view: TreeView, payload: p.GetTeam) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if payload.kind in (None, "agent"):
-        data["agents"] = (view.load(AGENTS, AgentsFile) if view.exists(AGENTS) else AgentsFile()).to_json()["agents"]
+        data["agents"] = (view.load(AGENTS, AgentsFile) if view.exists(AGENTS) else AgentsFile()).to_json()[
+            "agents"
+        ]
     if payload.kind in (None, "human"):
-        data["humans"] = (view.load(HUMANS, HumansFile) if view.exists(HUMANS) else HumansFile()).to_json()["humans"]
+        data["humans"] = (view.load(HUMANS, HumansFile) if view.exists(HUMANS) else HumansFile()).to_json()[
+            "humans"
+        ]
     return data
 
 
 def upsert_team_member(ctx: OpContext, draft: Draft, payload: p.UpsertTeamMember) -> WriteOutcome:
     model, path, key, id_field = (
-        (Agent, AGENTS, "agents", "agent_id") if payload.kind == "agent" else (Human, HUMANS, "humans", "human_id")
+        (Agent, AGENTS, "agents", "agent_id")
+        if payload.kind == "agent"
+        else (Human, HUMANS, "humans", "human_id")
     )
     try:
         member = model.model_validate(payload.member)
     except ValidationError as exc:
         raise describe_validation_error(exc, "member") from None
-    member_id = validate_id(getattr(member, id_field), f"member.{id_field}")
+    member_id: str = getattr(member, id_field)
     current = draft.read_json(path) or {key: []}
     rows = list(current.get(key, []))
-    position = next((i for i, r in enumerate(rows) if isinstance(r, dict) and r.get(id_field) == member_id), None)
+    position = next(
+        (i for i, r in enumerate(rows) if isinstance(r, dict) and r.get(id_field) == member_id), None
+    )
     if position is None:
+        # New members follow the id rules; one already in the file (HCM v1 left "LDHC-AGPR") may
+        # still be updated under its legacy id.
+        validate_id(member_id, f"member.{id_field}")
         rows.append(member.to_json())
         verb = "add"
     else:
@@ -50,8 +71,9 @@ def upsert_team_member(ctx: OpContext, draft: Draft, payload: p.UpsertTeamMember
         verb = "update"
     draft.write_json(path, current | {key: rows})
     result = rows[-1] if position is None else rows[position]
-    return WriteOutcome({"member": result}, path, f"{verb} {payload.kind} {member_id}",
-                        stored_result={"member": result})
+    return WriteOutcome(
+        {"member": result}, path, f"{verb} {payload.kind} {member_id}", stored_result={"member": result}
+    )
 
 
 def document_path(path: str) -> str:
@@ -66,15 +88,16 @@ def document_path(path: str) -> str:
 
 def get_document(ctx: OpContext, view: TreeView, payload: p.GetDocument) -> dict[str, Any]:
     path = document_path(payload.path)
-    content = view.read_json(path)
-    if content is None:
+    if view.read(path) is None:  # (a document may hold JSON null: test for the file, not the value)
         raise NotFound(f"document {path} does not exist", {"path": path})
-    return {"path": path, "content": content}
+    return {"path": path, "content": view.read_json(path)}
 
 
 def put_document(ctx: OpContext, draft: Draft, payload: p.PutDocument) -> WriteOutcome:
     path = document_path(payload.path)
-    data = canonical_bytes(payload.content)
+    if draft.exists(path) and draft.read(path) is None:
+        raise InvalidPayload(f"{path} is a folder, not a document", {"field": "path", "path": path})
+    data = json_bytes(payload.content, "content")
     limit = ctx.limits.max_document_bytes
     if len(data) > limit:
         raise PayloadTooLarge(f"the document is {len(data)} bytes; the limit is {limit}", {"limit": limit})
@@ -86,8 +109,9 @@ def put_document(ctx: OpContext, draft: Draft, payload: p.PutDocument) -> WriteO
             raise describe_validation_error(exc, "content") from None
     verb = "update" if draft.exists(path) else "add"
     draft.write(path, data)
-    return WriteOutcome({"path": path, "content": payload.content}, path, f"{verb} document",
-                        stored_result={"path": path})
+    return WriteOutcome(
+        {"path": path, "content": payload.content}, path, f"{verb} document", stored_result={"path": path}
+    )
 
 
 def replay_document(stored: dict[str, Any] | None, view: TreeView) -> dict[str, Any]:

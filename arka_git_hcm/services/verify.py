@@ -59,9 +59,14 @@ class VerifyReport:
         return not self.errors
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "revision": self.revision, "files": self.files,
-                "errors": len(self.errors), "warnings": len(self.warnings),
-                "findings": [f.to_json() for f in self.findings]}
+        return {
+            "ok": self.ok,
+            "revision": self.revision,
+            "files": self.files,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "findings": [f.to_json() for f in self.findings],
+        }
 
 
 def _ids_in(value: Any) -> Iterable[tuple[str, Any]]:
@@ -76,6 +81,19 @@ def _ids_in(value: Any) -> Iterable[tuple[str, Any]]:
                     stack.append(sub)
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def _is_mission_evidence(path: str) -> bool:
+    """``state/missions/<id>/evidence/<evidence_id>.json``: the only files named after an evidence
+    id (``stable/patterns/evidence/*.json`` are patterns, not evidence)."""
+    parts = path.split("/")
+    return (
+        len(parts) == 5
+        and parts[0] == "state"
+        and parts[1] == "missions"
+        and parts[3] == "evidence"
+        and parts[4].endswith(".json")
+    )
 
 
 def check_file(path: str, data: bytes) -> list[Finding]:
@@ -96,7 +114,9 @@ def check_file(path: str, data: bytes) -> list[Finding]:
                 continue
             except ValidationError as exc:
                 err = exc.errors()[0]
-                found.append(Finding("error", path, f"line {number}: {'.'.join(map(str, err['loc']))}: {err['msg']}"))
+                found.append(
+                    Finding("error", path, f"line {number}: {'.'.join(map(str, err['loc']))}: {err['msg']}")
+                )
                 continue
         if data and not data.endswith(b"\n"):
             found.append(Finding("warning", path, "no newline after the last line"))
@@ -117,15 +137,22 @@ def check_file(path: str, data: bytes) -> list[Finding]:
                 where = ".".join(str(p) for p in err["loc"])
                 found.append(Finding("error", path, f"{where}: {err['msg']}"))
     if data != canonical_bytes(value):
-        found.append(Finding("warning", path, "not in canonical form (2-space indent, sorted keys, final newline)"))
+        found.append(
+            Finding("warning", path, "not in canonical form (2-space indent, sorted keys, final newline)")
+        )
     for key, value_id in _ids_in(value):
         if not is_valid_id(value_id):
             found.append(Finding("warning", path, f"{key} {value_id!r} does not follow the id rules"))
-    if path.split("/")[-2:-1] == ["evidence"] and isinstance(value, dict):
+    if _is_mission_evidence(path) and isinstance(value, dict):
         stem = path.rsplit("/", 1)[-1][: -len(".json")]
         if value.get("evidence_id") != stem:
-            found.append(Finding("warning", path, f"file name {stem!r} differs from evidence_id "
-                                 f"{value.get('evidence_id')!r}"))
+            found.append(
+                Finding(
+                    "warning",
+                    path,
+                    f"file name {stem!r} differs from evidence_id {value.get('evidence_id')!r}",
+                )
+            )
     if path.split("/")[0] not in LAYERS and path != META:
         found.append(Finding("warning", path, "outside the HCM layers (stable, domain, state, hindex)"))
     return found
@@ -142,8 +169,9 @@ def check_folder(root: Path, files: list[str]) -> list[Finding]:
     return found
 
 
-def verify_hcm(hcm_path: Path, *, fsck: bool = True,
-               on_progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+def verify_hcm(
+    hcm_path: Path, *, fsck: bool = True, on_progress: Callable[[int, int], None] | None = None
+) -> VerifyReport:
     repo = GitRepo(hcm_path)
     found: list[Finding] = []
     if fsck:
@@ -153,19 +181,29 @@ def verify_hcm(hcm_path: Path, *, fsck: bool = True,
     head = repo.read_ref(repo.head_ref_name())
     if head is None:
         return VerifyReport(None, 0, found + [Finding("error", ".git", "the branch has no commit")])
-    tree = repo.commit_tree(head)
-    files = dict(repo.walk_files(tree))
+    try:
+        files = dict(repo.walk_files(repo.commit_tree(head)))
+    except HcmError as exc:  # a damaged commit or tree: say so, do not crash
+        return VerifyReport(
+            head, 0, found + [Finding("error", ".git", f"cannot read HEAD's tree: {exc.message}")]
+        )
     if META not in files:
         found.append(Finding("error", META, "missing from HEAD"))
     resolver = PathResolver(hcm_path)
     total = len(files)
     for done, (path, blob) in enumerate(sorted(files.items()), start=1):
-        found.extend(check_file(path, repo.blob_data(blob)))
+        try:
+            found.extend(check_file(path, repo.blob_data(blob)))
+        except HcmError as exc:  # a missing or corrupt object: the file's history is damaged
+            found.append(Finding("error", path, f"cannot read its committed content: {exc.message}"))
         location = resolver.root / path
-        if not location.is_file() or location.is_symlink():
-            found.append(Finding("error", path, "in HEAD but missing from the work tree"))
-        elif repo.hash_file(location) != blob:
-            found.append(Finding("error", path, "the work tree differs from HEAD (edited by hand?)"))
+        try:
+            if not location.is_file() or location.is_symlink():
+                found.append(Finding("error", path, "in HEAD but missing from the work tree"))
+            elif repo.hash_file(location) != blob:
+                found.append(Finding("error", path, "the work tree differs from HEAD (edited by hand?)"))
+        except OSError as exc:
+            found.append(Finding("error", path, f"cannot read the work tree file: {exc.strerror}"))
         if on_progress and (done % 200 == 0 or done == total):
             on_progress(done, total)
     for dirpath, dirnames, filenames in os.walk(hcm_path):
