@@ -330,3 +330,64 @@ def adopt(obj: Context, as_json: bool) -> None:
             click.echo(f"refused (unsafe name or symlink): {path}")
 
     emit(report, as_json, human)
+
+
+@main.command("log")
+@click.option("--mission", "mission_id", help="Only commits that changed this mission.")
+@click.option("--path", help="Only commits that changed this file or folder.")
+@click.option("-n", "--limit", default=20, show_default=True, help="How many commits.")
+@click.option("--since", help="Only commits after this ISO date/time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def log_(
+    obj: Context, mission_id: str | None, path: str | None, limit: int, since: str | None, as_json: bool
+) -> None:
+    """Show the HCM's history (HCM_HISTORY): one line per write operation.
+
+    \b
+    Examples:
+      arka-hcm --client ./arka-client log -n 5
+      arka-hcm --client ./arka-client log --mission acme-audit --since 2026-11-01
+    """
+    payload: dict[str, Any] = {"limit": limit}
+    for key, value in {"mission_id": mission_id, "path": path, "since": since}.items():
+        if value:
+            payload[key] = value
+    data = _run(obj, "HCM_HISTORY", payload)["data"]
+
+    def human() -> None:
+        for c in data["commits"]:
+            click.echo(
+                f"{c['revision'][:12]}  {c['time']}  {c['op'] or '-':<24}  {c['caller']:<24}  {c['summary']}"
+            )
+
+    emit(data, as_json, human)
+
+
+@main.command("diff")
+@click.argument("from_rev", metavar="FROM")
+@click.argument("to_rev", metavar="TO", default="HEAD")
+@click.option("--path", help="Only this file or folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def diff_(obj: Context, from_rev: str, to_rev: str, path: str | None, as_json: bool) -> None:
+    """Show what changed between two points (HCM_DIFF): revisions, snapshot names or ISO dates.
+
+    \b
+    Examples:
+      arka-hcm --client ./arka-client diff HEAD~3
+      arka-hcm --client ./arka-client diff 2026-11-25 2026-11-26 --path state/missions/acme-audit
+    """
+    payload: dict[str, Any] = {"from": from_rev, "to": to_rev}
+    if path:
+        payload["path"] = path
+    data = _run(obj, "HCM_DIFF", payload)["data"]
+
+    def human() -> None:
+        if not data["changes"]:
+            click.echo("no changes")
+        for change in data["changes"]:
+            click.echo(f"{change['change']}: {change['path']}")
+            click.echo(change["patch"].rstrip("\n"))
+
+    emit(data, as_json, human)

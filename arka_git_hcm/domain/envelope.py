@@ -250,7 +250,7 @@ class PutDocument(_Payload):
     content: Any
 
 
-class History(_Payload):
+class History(_At):
     mission_id: HcmId | None = None
     path: str | None = Field(None, max_length=1024)
     limit: int = Field(50, ge=1, le=1000)

@@ -431,6 +431,38 @@ class GitRepo:
             yield info
             current = info.parents[0] if info.parents else None
 
+    def diff_trees(
+        self,
+        old_tree: str | None,
+        new_tree: str,
+        paths: list[str] | None = None,
+        max_patch_bytes: int = 65536,
+    ) -> list[tuple[str, str, str]]:
+        """(path, added|modified|deleted, unified patch) for each file that differs; ``paths``
+        limits the diff to those paths or folders (pathspec, not a scan of other folders)."""
+        new = self._object(new_tree)
+        old = self._object(old_tree) if old_tree else None
+        assert isinstance(new, pygit2.Tree) and (old is None or isinstance(old, pygit2.Tree))
+        try:
+            if old is None:
+                diff = new.diff_to_tree(swap=True)
+            else:
+                diff = old.diff_to_tree(new)
+        except pygit2.GitError as exc:
+            raise _damaged(exc) from None
+        kinds = {"A": "added", "M": "modified", "D": "deleted"}
+        result = []
+        for patch in diff:
+            delta = patch.delta
+            path = delta.new_file.path or delta.old_file.path
+            if paths and not any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths):
+                continue
+            text = patch.text or ""
+            if len(text) > max_patch_bytes:
+                text = text[:max_patch_bytes] + "\n[patch truncated]\n"
+            result.append((path, kinds.get(delta.status_char(), "modified"), text))
+        return result
+
     # --- the index and the work tree ------------------------------------------------------
     def refresh_index(self, paths: list[str], tree_id: str) -> None:
         """Bring git's index in line with ``tree_id`` for ``paths`` (stat data from the work tree,

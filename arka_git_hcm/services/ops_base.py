@@ -29,6 +29,8 @@ class OpContext:
     # The state of the HCM at a moment (None before the first commit): day rollups read history.
     state_at: Callable[[datetime], TreeView | None]
     id_token: Callable[[], str | None] = lambda: None
+    # a revision, snapshot name or ISO date/time as a commit id (HCM_DIFF's from/to)
+    resolve_at: Callable[[str | None], str | None] = lambda at: None
 
     def now(self) -> str:
         return iso(self.clock.now())

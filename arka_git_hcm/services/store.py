@@ -29,6 +29,7 @@ from .engine import EXTERNAL_EDIT_OP, CommitEngine, WriteOutcome, WriteRequest, 
 from .oplog import JsonLinesLog
 from .ops_base import OpContext, OpSpec
 from .ops_days import DAY_OPS
+from .ops_history import HISTORY_OPS
 from .ops_missions import MISSION_OPS
 from .ops_records import RECORD_OPS
 from .ops_team_docs import TEAM_DOC_OPS
@@ -39,7 +40,7 @@ __all__ = ["OPERATIONS", "HcmStore", "error_response"]
 log = logging.getLogger("arka_git_hcm.store")
 
 OPERATIONS: dict[str, OpSpec] = {
-    spec.name: spec for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS
+    spec.name: spec for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS + HISTORY_OPS
 }
 _AT_REVISION = re.compile(r"^(?:[0-9a-f]{4,40}|HEAD(?:~\d{1,6})?)$")
 _AT_SNAPSHOT = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
@@ -163,6 +164,7 @@ class HcmStore:
             limits=self.settings.file.limits,
             state_at=self.state_at,
             id_token=self.id_token,
+            resolve_at=self.resolve_at,
         )
         if spec.kind == "read":
             commit = self.resolve_at(getattr(payload, "at", None))
