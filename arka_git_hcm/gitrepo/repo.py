@@ -444,15 +444,14 @@ class GitRepo:
         old = self._object(old_tree) if old_tree else None
         assert isinstance(new, pygit2.Tree) and (old is None or isinstance(old, pygit2.Tree))
         try:
-            if old is None:
-                diff = new.diff_to_tree(swap=True)
-            else:
-                diff = old.diff_to_tree(new)
+            diff = new.diff_to_tree(swap=True) if old is None else old.diff_to_tree(new)
         except pygit2.GitError as exc:
             raise _damaged(exc) from None
         kinds = {"A": "added", "M": "modified", "D": "deleted"}
         result = []
         for patch in diff:
+            if patch is None:
+                continue
             delta = patch.delta
             path = delta.new_file.path or delta.old_file.path
             if paths and not any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths):

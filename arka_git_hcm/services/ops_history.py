@@ -9,6 +9,7 @@ from ..domain import envelope as p
 from ..domain.commit_message import parse_trailers, subject_of
 from ..domain.layout import MissionPaths
 from ..errors import InvalidPayload, NotFound
+from ..gitrepo import GitRepo
 from ..paths import check_relative
 from .ops_base import OpContext, OpSpec
 from .views import TreeView
@@ -18,7 +19,7 @@ __all__ = ["HISTORY_OPS", "commit_summary"]
 _MAX_WALK = 200_000
 
 
-def commit_summary(repo: Any, commit_id: str) -> dict[str, Any]:
+def commit_summary(repo: GitRepo, commit_id: str) -> dict[str, Any]:
     info = repo.commit_info(commit_id)
     trailers = parse_trailers(info.message)
     subject = subject_of(info.message)
@@ -40,9 +41,9 @@ def _iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _touches(repo: Any, tree: str, parent_tree: str | None, prefix: str) -> bool:
+def _touches(repo: GitRepo, tree: str, parent_tree: str | None, prefix: str) -> bool:
     """Did this commit change anything under ``prefix``? Compares one tree entry, no scan."""
-    return repo.entry_id(tree, prefix) != repo.entry_id(parent_tree, prefix)
+    return bool(repo.entry_id(tree, prefix) != repo.entry_id(parent_tree, prefix))
 
 
 def history(ctx: OpContext, view: TreeView, payload: p.History) -> dict[str, Any]:
