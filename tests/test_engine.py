@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -162,14 +163,26 @@ def test_replay_survives_a_restart_of_the_store(settings: Settings) -> None:
     assert again["replayed"] is True and again["data"] == first["data"]
 
 
-def test_a_commit_made_with_plain_git_is_built_upon_not_lost(store: HcmStore) -> None:
-    hcm = store.settings.hcm_path
+def test_a_commit_made_with_plain_git_is_built_upon_not_lost(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "c", index_refresh_delay_s=30)  # keep the index stale
+    init_hcm(settings, "acme", clock=fixed_clock())
+    store = HcmStore.open(settings)
+    hcm = settings.hcm_path
     create_mission(store, "m1")
     (hcm / "stable" / "glossary" / "manual.json").write_text('{"terms": []}\n')
     git(hcm, "add", "stable/glossary/manual.json")
-    git(hcm, "-c", "user.name=Admin", "-c", "user.email=a@b.c", "commit", "-qm", "manual glossary")
+    commit = ["-c", "user.name=Admin", "-c", "user.email=a@b.c", "commit", "-qm", "manual glossary"]
+    # While git's index lags behind the store's commits, the guard hook refuses a manual commit:
+    # committing that index would silently revert mission m1.
+    refused = subprocess.run(["git", *commit], cwd=hcm, capture_output=True, text=True)
+    assert refused.returncode != 0 and "arka-hcm" in refused.stderr
+    assert "state/missions/m1/meta.json" in git(hcm, "ls-tree", "-r", "--name-only", "HEAD")
+    store.engine.refresh_index()
+    git(hcm, *commit)
     manual = git(hcm, "rev-parse", "HEAD").strip()
+    assert "state/missions/m1/meta.json" in git(hcm, "ls-tree", "-r", "--name-only", "HEAD")
     journal(store, "after the manual commit")
+    store.close()
     assert git(hcm, "rev-parse", "HEAD~1").strip() == manual
     assert "stable/glossary/manual.json" in git(hcm, "ls-files")
     assert_clean(hcm)

@@ -1005,10 +1005,6 @@ def test_a_null_document_is_a_document_and_a_folder_is_not(store: HcmStore) -> N
     fail(store, "HCM_PUT_DOCUMENT", {"path": "stable/Empty.json", "content": {}}, "INVALID_PAYLOAD", ADMIN)
 
 
-@pytest.mark.xfail(
-    reason="store.py: payload_digest(compact_dumps) raises ValueError on NaN before any validation",
-    strict=False,
-)
 def test_nan_in_a_python_envelope_is_invalid_not_internal(store: HcmStore) -> None:
     """execute() takes Python dicts (CLI, tests, embedding) that never went through the strict JSON
     parser; NaN / Infinity are not JSON and must be a bad payload, not an INTERNAL_ERROR."""

@@ -38,6 +38,7 @@ from ..errors import Busy, ConflictingUpdate, HcmError, InternalError, ReadOnly,
 from ..gitrepo import GitRepo, Signature, sync_filesystem
 from ..jsonio import compact_dumps, parse_json
 from ..paths import PathResolver
+from .hooks import pending_marker, set_pending
 from .views import Draft, TreeView
 from .worktree import StoreLock, WorkTree
 
@@ -132,6 +133,7 @@ class CommitEngine:
         self._index_timer: threading.Timer | None = None
         self.broken: str | None = None  # a reason once the store must refuse writes
         self.index_refresh_seconds = 0.0
+        self._pending_marker = pending_marker(repo.git_dir, id(self))
 
     # --- public ---------------------------------------------------------------------------
     def tip(self) -> str | None:
@@ -471,7 +473,10 @@ class CommitEngine:
         return {"recovered": True, "outcome": outcome, "paths": paths}
 
     def _mark_index_dirty(self, paths: list[str]) -> None:
+        if not paths:
+            return
         self._index_dirty.update(paths)
+        set_pending(self._pending_marker, True)
         delay = self.settings.file.store.index_refresh_delay_s
         if self._index_timer is None:
             timer = threading.Timer(delay, self._refresh_index_in_background)
@@ -490,6 +495,7 @@ class CommitEngine:
         with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
             self._index_timer = None
             if not self._index_dirty:
+                set_pending(self._pending_marker, False)
                 return
             tip = self.tip()
             if tip is None:
@@ -501,6 +507,8 @@ class CommitEngine:
             except Exception:
                 self._index_dirty.update(paths)
                 raise
+            if not self._index_dirty:
+                set_pending(self._pending_marker, False)
 
     def _refresh_index_locked(self, paths: list[str], tip: str) -> None:
         started = time.perf_counter()

@@ -16,6 +16,7 @@ from ..ids import validate_id
 from ..jsonio import canonical_bytes
 from ..paths import PathResolver
 from .engine import CommitEngine, WriteOutcome, WriteRequest
+from .hooks import install_hooks
 from .verify import Finding, check_folder
 from .views import Draft
 
@@ -105,6 +106,7 @@ def init_hcm(
     settings.log_path.mkdir(parents=True, exist_ok=True)
 
     repo = GitRepo.init(hcm, file_config.store.branch)
+    install_hooks(repo.git_dir)
     engine = CommitEngine(settings, repo, clock)
     if existing:
 

@@ -23,9 +23,10 @@ from ..config import Settings
 from ..domain.envelope import Caller, Envelope, describe_validation_error, parse_envelope
 from ..errors import HcmError, InternalError, InvalidPayload, NotFound
 from ..gitrepo import GitRepo
-from ..jsonio import parse_json
+from ..jsonio import compact_dumps, parse_json
 from .access import authorize
 from .engine import EXTERNAL_EDIT_OP, CommitEngine, WriteOutcome, WriteRequest, payload_digest
+from .hooks import install_hooks
 from .oplog import JsonLinesLog
 from .ops_base import OpContext, OpSpec
 from .ops_days import DAY_OPS
@@ -95,6 +96,10 @@ class HcmStore:
                 {"path": str(settings.hcm_path)},
             )
         store = cls(settings, GitRepo(settings.hcm_path), clock or SystemClock(), id_token)
+        if not install_hooks(store.repo.git_dir):
+            log.warning(
+                "a pre-commit hook that arka-hcm did not write exists; the index guard is not installed"
+            )
         store.open_report["recovery"] = store.engine.recover()
         store.open_report["index_repaired"] = store.engine.repair_index()
         if scan_hand_edits:
@@ -114,14 +119,22 @@ class HcmStore:
         envelope_dict: Any = request
         response: dict[str, Any]
         try:
-            if isinstance(request, (bytes, str)):
-                limits = self.settings.file.limits
-                envelope_dict = parse_json(
-                    request,
-                    max_bytes=limits.max_envelope_bytes,
-                    max_depth=limits.max_json_depth,
-                    what="envelope",
-                )
+            if not isinstance(request, (bytes, str)):
+                # A Python value (CLI, embedding, tests) goes through the same strict parser as
+                # bytes from the network, so NaN, sizes and depth are refused the same way.
+                try:
+                    request = compact_dumps(request)
+                except (ValueError, TypeError) as exc:
+                    raise InvalidPayload(
+                        f"the envelope is not JSON ({exc}); NaN and Infinity are not JSON"
+                    ) from None
+            limits = self.settings.file.limits
+            envelope_dict = parse_json(
+                request,
+                max_bytes=limits.max_envelope_bytes,
+                max_depth=limits.max_json_depth,
+                what="envelope",
+            )
             envelope = parse_envelope(envelope_dict)
             if caller is not None:
                 envelope = self._bind_caller(envelope, caller)
