@@ -263,6 +263,12 @@ class Diff(_Payload):
     path: str | None = Field(None, max_length=1024)
 
 
+class Rollback(_Payload):
+    target: str = Field(min_length=1, max_length=200)
+    mission_id: HcmId | None = None
+    reason: str | None = Field(None, max_length=500)
+
+
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> InvalidPayload:
     """One INVALID_PAYLOAD listing every bad field with where it was (cattrs-style)."""
     problems = []

@@ -411,6 +411,33 @@ class GitRepo:
             commit_time=c.commit_time,
         )
 
+    def create_tag(self, name: str, commit_id: str, tagger: Signature, message: str) -> str:
+        """An annotated tag ``refs/tags/<name>`` on a commit; ConflictingUpdate if it exists."""
+        try:
+            oid = self._repo.create_tag(
+                name, pygit2.Oid(hex=commit_id), ObjectType.COMMIT, tagger.to_pygit2(), message + "\n"
+            )
+        except (ValueError, pygit2.GitError) as exc:
+            raise ConflictingUpdate(f"tag {name} could not be created: {exc}", {"tag": name}) from None
+        return str(oid)
+
+    def list_tags(self, prefix: str) -> list[tuple[str, str, int, str]]:
+        """(name without prefix, commit id, tag time, message) of every tag under refs/tags/<prefix>."""
+        found = []
+        for ref in self._repo.references.iterator():
+            if not ref.name.startswith(f"refs/tags/{prefix}"):
+                continue
+            target = self._repo.get(ref.target)
+            if isinstance(target, pygit2.Tag):
+                commit = target.peel(pygit2.Commit)
+                when = target.tagger.time if target.tagger else commit.commit_time
+                found.append(
+                    (ref.name[len(f"refs/tags/{prefix}") :], str(commit.id), when, target.message.strip())
+                )
+            elif isinstance(target, pygit2.Commit):
+                found.append((ref.name[len(f"refs/tags/{prefix}") :], str(target.id), target.commit_time, ""))
+        return sorted(found, key=lambda row: row[2])
+
     def resolve_commit(self, spec: str) -> str | None:
         """A revision (full/short id, ref, tag name) as a commit id, or None."""
         try:
@@ -430,6 +457,42 @@ class GitRepo:
             info = self.commit_info(current)
             yield info
             current = info.parents[0] if info.parents else None
+
+    def changed_paths(
+        self, old_tree: str | None, new_tree: str | None, prefix: str | None = None
+    ) -> list[str]:
+        """Files that differ between two trees (under ``prefix``), without computing patches."""
+        old = self._object(old_tree) if old_tree else None
+        new = self._object(new_tree) if new_tree else None
+        if prefix:
+            old_entry = self._entry(old_tree, prefix) if old_tree else None
+            new_entry = self._entry(new_tree, prefix) if new_tree else None
+            old = (
+                self._object(old_entry.id)
+                if old_entry is not None and old_entry.type == ObjectType.TREE
+                else None
+            )
+            new = (
+                self._object(new_entry.id)
+                if new_entry is not None and new_entry.type == ObjectType.TREE
+                else None
+            )
+        if old is None and new is None:
+            return []
+        base = (prefix.rstrip("/") + "/") if prefix else ""
+        try:
+            if old is None:
+                assert isinstance(new, pygit2.Tree)
+                diff = new.diff_to_tree(swap=True)
+            elif new is None:
+                assert isinstance(old, pygit2.Tree)
+                diff = old.diff_to_tree()
+            else:
+                assert isinstance(old, pygit2.Tree) and isinstance(new, pygit2.Tree)
+                diff = old.diff_to_tree(new)
+        except pygit2.GitError as exc:
+            raise _damaged(exc) from None
+        return sorted(base + (d.new_file.path or d.old_file.path) for d in diff.deltas)
 
     def diff_trees(
         self,

@@ -65,6 +65,8 @@ class WriteOutcome:
     mission_id: str | None = None
     # What a replay answers. None: the operation's replay() rebuilds it from the commit's tree.
     stored_result: dict[str, Any] | None = None
+    # An annotated tag ``snapshot/<name>`` to put on this operation's commit once it landed.
+    snapshot_tag: str | None = None
 
 
 @dataclass
@@ -400,9 +402,24 @@ class CommitEngine:
         self.worktree.clear_intent()
         for planned in chain.planned:
             self._requests[planned.request.request_id] = planned.commit
+            if planned.outcome.snapshot_tag:
+                self._tag_snapshot(planned)
         self._indexed_tip = chain.parent
         self._mark_index_dirty(paths)
         return True
+
+    def _tag_snapshot(self, planned: _Planned) -> None:
+        """The tag is a convenience name for a commit already in history: failing to write it
+        (a crash right here, a name taken) loses nothing and must not fail the operation."""
+        name = planned.outcome.snapshot_tag
+        assert name is not None
+        who = Signature(self.committer.name, self.committer.email, int(self.clock.now().timestamp()))
+        try:
+            self.repo.create_tag(
+                f"snapshot/{name}", planned.commit, who, f"{planned.request.op} {planned.outcome.target}"
+            )
+        except HcmError as exc:
+            log.warning("snapshot tag %s not written: %s", name, exc.message)
 
     def _checkout_paths(self, tree: str | None, paths: list[str]) -> None:
         for path in paths:

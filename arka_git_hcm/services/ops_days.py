@@ -81,6 +81,7 @@ def snapshot_mission(ctx: OpContext, draft: Draft, payload: p.SnapshotMission) -
         f"snapshot {snapshot.snapshot_id}",
         mission_id=payload.mission_id,
         stored_result=data,
+        snapshot_tag=snapshot.snapshot_id,
     )
 
 

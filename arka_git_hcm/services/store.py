@@ -33,6 +33,7 @@ from .ops_days import DAY_OPS
 from .ops_history import HISTORY_OPS
 from .ops_missions import MISSION_OPS
 from .ops_records import RECORD_OPS
+from .ops_rollback import ROLLBACK_OPS
 from .ops_team_docs import TEAM_DOC_OPS
 from .views import Draft, TreeView
 
@@ -41,7 +42,7 @@ __all__ = ["OPERATIONS", "HcmStore", "error_response"]
 log = logging.getLogger("arka_git_hcm.store")
 
 OPERATIONS: dict[str, OpSpec] = {
-    spec.name: spec for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS + HISTORY_OPS
+    spec.name: spec for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS + HISTORY_OPS + ROLLBACK_OPS
 }
 _AT_REVISION = re.compile(r"^(?:[0-9a-f]{4,40}|HEAD(?:~\d{1,6})?)$")
 _AT_SNAPSHOT = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")

@@ -1,0 +1,40 @@
+"""Named snapshots of the whole HCM: annotated tags ``snapshot/<name>`` (contract section 5).
+
+A snapshot is a name for a commit, not a commit: taking one writes no file. Reads accept the
+name as ``at``; ``HCM_ROLLBACK`` accepts it as a target.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import NotFound
+from ..gitrepo import Signature
+from ..ids import validate_id
+from .store import HcmStore
+
+__all__ = ["create_snapshot", "list_snapshots"]
+
+
+def create_snapshot(store: HcmStore, name: str, message: str = "", who: str = "arka-hcm") -> dict[str, Any]:
+    validate_id(name, "snapshot name")
+    tip = store.tip()
+    if tip is None:
+        raise NotFound("the HCM has no commit to snapshot")
+    committer = store.settings.file.store.committer
+    tagger = Signature(committer.name, committer.email, int(store.clock.now().timestamp()))
+    store.repo.create_tag(f"snapshot/{name}", tip, tagger, message or f"snapshot {name} by {who}")
+    return {"name": name, "revision": tip, "tag": f"snapshot/{name}"}
+
+
+def list_snapshots(store: HcmStore) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "revision": commit,
+            "time": datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "message": message,
+        }
+        for name, commit, when, message in store.repo.list_tags("snapshot/")
+    ]
