@@ -180,7 +180,7 @@ BASE_URL="http://127.0.0.1:$ARKA_PORT"
 dc config -q || die "docker-compose.yml does not validate"
 dc build >"$WORK/build.log" 2>&1 || die "image build failed"
 say "built $ARKA_IMAGE ($(docker image inspect -f '{{.Size}}' "$ARKA_IMAGE" | awk '{printf "%d MB", $1/1000000}'))"
-docker run --rm --entrypoint sh "$ARKA_IMAGE" -c \
+docker run --rm --network none --entrypoint sh "$ARKA_IMAGE" -c \
   'test "$(id -u)" = 10001 && test ! -e /hcm/.git && test -z "$(ls -A /hcm)" && command -v git >/dev/null' \
   || die "image contract: must run as uid 10001 with git installed and hold no HCM data in /hcm"
 
@@ -231,47 +231,60 @@ grep -q '"ci-tenant"' "$CLIENT/hcm/meta.json" || die "meta.json does not name te
 COUNT0=$("${HOST_GIT[@]}" rev-list --count HEAD)
 say "initialised HCM: $COUNT0 commit(s)"
 
-TOKEN_JSON=$(dc exec -T arka-os arka-hcm token create --id ci-writer --type agent --roles reader,writer --json) \
-  || die "token create failed"
+# Zone rules (contract section 6): missions are created by humans/system, agents append the journal.
 json_get() { python3 -c 'import json,sys; d=json.load(sys.stdin)
 for k in sys.argv[1].split("."): d = d[int(k)] if isinstance(d, list) else d[k]
 print(d)' "$1"; }
-TOKEN=$(json_get token <<<"$TOKEN_JSON") || die "token create --json did not print a token: $TOKEN_JSON"
-TOKEN_ID=$(json_get id <<<"$TOKEN_JSON")
-[ -n "$TOKEN" ] || die "empty token"
+new_token() {  # new_token ID TYPE ROLES -> sets TOKEN_<TYPE> / TOKEN_ID_<TYPE> (created inside the container)
+  local out tok
+  out=$(dc exec -T arka-os arka-hcm token create --id "$1" --type "$2" --roles "$3" --json) \
+    || die "arka-hcm token create --id $1 failed"
+  tok=$(json_get token <<<"$out") || die "token create --json did not print a token"
+  [ -n "$tok" ] || die "empty token"
+  [ "$(json_get id <<<"$out")" = "$1" ] || die "token create --json did not echo the id $1"
+  printf -v "TOKEN_$2" '%s' "$tok"
+  printf -v "TOKEN_ID_$2" '%s' "$1"
+}
+new_token ci-pm human reader,writer
+new_token ci-agent agent reader,writer
+TOKENS=("$TOKEN_human" "$TOKEN_agent")
 
 code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 -X POST -H 'Content-Type: application/json' \
   --data '{"op":"HCM_LIST_MISSIONS","request_id":"noauth","caller":{"type":"agent","id":"x","roles":["reader"]},"payload":{}}' \
   "$BASE_URL/v1/hcm/execute")
 [ "$code" = 401 ] || die "a request without token answered $code, expected 401"
 
-execute() {  # execute OP REQUEST_ID PAYLOAD_JSON -> prints the response, fails unless status ok
-  local body resp code
-  body=$(printf '{"op":"%s","request_id":"%s","caller":{"type":"agent","id":"%s","roles":["reader","writer"]},"payload":%s}' \
-    "$1" "$2" "$TOKEN_ID" "$3")
-  resp=$(curl -sS -m 30 -w '\n%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" \
-    -H 'Content-Type: application/json' --data "$body" "$BASE_URL/v1/hcm/execute") || die "$1: curl failed"
+execute() {  # execute human|agent OP REQUEST_ID PAYLOAD_JSON -> prints the response, fails unless status ok
+  local type=$1 tok id body resp code
+  tok=TOKEN_$type; tok=${!tok}; id=TOKEN_ID_$type; id=${!id}
+  body=$(printf '{"op":"%s","request_id":"%s","caller":{"type":"%s","id":"%s","roles":["reader","writer"]},"payload":%s}' \
+    "$2" "$3" "$type" "$id" "$4")
+  resp=$(curl -sS -m 30 -w '\n%{http_code}' -X POST -H "Authorization: Bearer $tok" \
+    -H 'Content-Type: application/json' --data "$body" "$BASE_URL/v1/hcm/execute") || die "$2: curl failed"
   code=${resp##*$'\n'}; resp=${resp%$'\n'*}
   if [ "$code" != 200 ] || [ "$(json_get status <<<"$resp")" != ok ]; then
-    echo "$resp" >&2; die "$1 ($2) answered HTTP $code"
+    echo "$resp" >&2; die "$2 ($3) as $type/$id answered HTTP $code"
   fi
   printf '%s\n' "$resp"
 }
-R=$(execute HCM_CREATE_MISSION r-create '{"mission_id":"m-ci","meta":{"title":"Container test","mission_type":"audit"}}')
+journal_payload() {  # journal_payload MESSAGE
+  printf '{"mission_id":"m-ci","entry":{"author_type":"agent","author_id":"%s","entry_type":"note","message":"%s"}}' \
+    "$TOKEN_ID_agent" "$1"
+}
+R=$(execute human HCM_CREATE_MISSION r-create '{"mission_id":"m-ci","meta":{"title":"Container test","mission_type":"audit"}}')
 REV1=$(json_get revision <<<"$R")
 for n in 1 2 3; do
-  R=$(execute HCM_APPEND_JOURNAL "r-journal-$n" \
-    "{\"mission_id\":\"m-ci\",\"entry\":{\"author_type\":\"agent\",\"author_id\":\"$TOKEN_ID\",\"entry_type\":\"note\",\"message\":\"container test entry $n\"}}")
+  R=$(execute agent HCM_APPEND_JOURNAL "r-journal-$n" "$(journal_payload "container test entry $n")")
 done
 REV4=$(json_get revision <<<"$R")
 say "4 writes acknowledged: first revision $REV1, last $REV4"
-# Idempotency over HTTP: the same request again must not add a commit.
-execute HCM_APPEND_JOURNAL r-journal-3 \
-  "{\"mission_id\":\"m-ci\",\"entry\":{\"author_type\":\"agent\",\"author_id\":\"$TOKEN_ID\",\"entry_type\":\"note\",\"message\":\"container test entry 3\"}}" >/dev/null
+# Idempotency over HTTP: the same request again answers the first answer and adds no commit.
+R=$(execute agent HCM_APPEND_JOURNAL r-journal-3 "$(journal_payload "container test entry 3")")
+[ "$(json_get revision <<<"$R")" = "$REV4" ] || die "a replayed request did not answer the first revision"
 
 check_journal() {  # the mission context must return the 3 journal entries in order
   local ctx msgs
-  ctx=$(execute HCM_GET_MISSION_CONTEXT "r-read-$1" '{"mission_id":"m-ci","options":{"include_last_entries":10}}')
+  ctx=$(execute agent HCM_GET_MISSION_CONTEXT "r-read-$1" '{"mission_id":"m-ci","options":{"include_last_entries":10}}')
   msgs=$(python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]
 print("|".join(e["message"] for e in d["last_journal_entries"]))' <<<"$ctx")
   [ "$msgs" = "container test entry 1|container test entry 2|container test entry 3" ] \
@@ -286,21 +299,35 @@ HEAD_HOST=$("${HOST_GIT[@]}" rev-parse HEAD)
 COUNT1=$("${HOST_GIT[@]}" rev-list --count HEAD)
 [ "$COUNT1" -eq $((COUNT0 + 4)) ] || die "expected $((COUNT0 + 4)) commits on the host side, found $COUNT1"
 "${HOST_GIT[@]}" fsck --strict --no-progress >"$WORK/fsck.log" 2>&1 || { cat "$WORK/fsck.log"; die "git fsck --strict failed"; }
-dirty=$("${HOST_GIT[@]}" status --porcelain)
-[ -z "$dirty" ] || { echo "$dirty"; die "git status --porcelain is not empty in the HCM work tree"; }
+# The store refreshes git's index a moment after each write (config store.index_refresh_delay_s,
+# 0.2 s by default), so `git status` is polled for a bounded 5 s, never assumed.
+wait_clean() {
+  local i dirty
+  for i in $(seq 1 50); do
+    dirty=$("${HOST_GIT[@]}" status --porcelain)
+    [ -n "$dirty" ] || { [ "$i" -eq 1 ] || say "work tree clean after $(( (i - 1) * 100 )) ms"; return 0; }
+    sleep 0.1
+  done
+  echo "$dirty"; die "git status --porcelain in the HCM work tree is still not empty 5 s after $1"
+}
+wait_clean "the writes"
 [ -z "$(find "$CLIENT" ! -uid 10001 -print -quit)" ] || die "files not owned by 10001 in the client folder: $(find "$CLIENT" ! -uid 10001 | head -3)"
 "${HOST_GIT[@]}" log --oneline | sed 's/^/    /'
 
 code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 "$BASE_URL/git/hcm.git/info/refs?service=git-upload-pack")
 [ "$code" = 401 ] || die "git over HTTP without a token answered $code, expected 401"
-GIT_TERMINAL_PROMPT=0 git clone -q "http://$TOKEN_ID:$TOKEN@127.0.0.1:$ARKA_PORT/git/hcm.git" "$WORK/clone" \
-  2>"$WORK/clone.err" || { sed "s/$TOKEN/<token>/g" "$WORK/clone.err"; die "git clone over HTTP failed"; }
+GIT_TERMINAL_PROMPT=0 git clone -q "http://$TOKEN_ID_agent:$TOKEN_agent@127.0.0.1:$ARKA_PORT/git/hcm.git" "$WORK/clone" \
+  2>"$WORK/clone.err" || { sed "s/$TOKEN_agent/<token>/g" "$WORK/clone.err"; die "git clone over HTTP failed"; }
 [ "$(git -C "$WORK/clone" rev-parse HEAD)" = "$REV4" ] || die "the clone's HEAD is not $REV4"
 [ "$(git -C "$WORK/clone" rev-list --count HEAD)" -eq "$COUNT1" ] || die "the clone does not hold all $COUNT1 commits"
 git -C "$WORK/clone" fsck --strict --no-progress >/dev/null 2>&1 || die "git fsck of the clone failed"
 [ "$(wc -l <"$WORK/clone/state/missions/m-ci/journal.jsonl")" -eq 3 ] || die "the clone's journal does not hold 3 lines"
 say "clone over HTTP holds the $COUNT1 commits"
-if grep -rqF "$TOKEN" "$CLIENT/logs" 2>/dev/null; then die "the token appears in the logs"; fi
+for t in "${TOKENS[@]}"; do
+  if grep -rqF "$t" "$CLIENT/logs"; then die "a token appears in the logs"; fi
+done
+if grep -rqF "container test entry" "$CLIENT/logs"; then die "journal text appears in the logs"; fi
+[ -n "$(find "$CLIENT/logs" -type f -size +0)" ] || die "the service wrote no logs in $CLIENT/logs"
 
 # ---------------------------------------------------------------------------------------------------
 phase "restart + persistence"
@@ -309,10 +336,9 @@ wait_health
 [ "$("${HOST_GIT[@]}" rev-list --count HEAD)" -eq "$COUNT1" ] || die "commit count changed across the restart"
 [ "$("${HOST_GIT[@]}" rev-parse HEAD)" = "$REV4" ] || die "HEAD changed across the restart (re-initialised?)"
 check_journal after
-R=$(execute HCM_APPEND_JOURNAL r-journal-after-restart \
-  "{\"mission_id\":\"m-ci\",\"entry\":{\"author_type\":\"agent\",\"author_id\":\"$TOKEN_ID\",\"entry_type\":\"note\",\"message\":\"after restart\"}}")
+R=$(execute agent HCM_APPEND_JOURNAL r-journal-after-restart "$(journal_payload "after restart")")
 [ "$("${HOST_GIT[@]}" rev-list --count HEAD)" -eq $((COUNT1 + 1)) ] || die "write after restart did not add one commit"
-[ -z "$("${HOST_GIT[@]}" status --porcelain)" ] || die "work tree dirty after the write following the restart"
+wait_clean "the write following the restart"
 say "restart kept all $COUNT1 commits and the journal; writes still work"
 
 # ---------------------------------------------------------------------------------------------------
