@@ -96,12 +96,14 @@ fi
 if arka-hcm status --json >/dev/null 2>&1; then
   log "HCM at $HCM_DIR is usable"
 elif [ -e "$HCM_DIR/.git" ]; then
-  # An HCM repository is there but not usable: never re-initialise it. Start anyway so that
-  # /health answers and /ready explains; the status output says what is wrong.
-  log "WARNING: $HCM_DIR holds an HCM repository that is not usable; NOT initialising it. arka-hcm status says:"
+  # A repository is there but not usable: never re-initialise or overwrite it. `serve` decides what
+  # it can still offer (and says why it cannot start if it cannot).
+  log "WARNING: $HCM_DIR holds an HCM repository that is NOT usable; it is left untouched (never re-initialised)."
+  log "  arka-hcm status says:"
   arka-hcm status --json >&2 || true
+  log "  check it with: docker-compose run --rm arka-os arka-hcm verify   (or restore it from a backup bundle)"
 else
-  log "no HCM in $HCM_DIR: initialising it for tenant '$TENANT_ID'"
+  log "no HCM repository in $HCM_DIR: initialising it for tenant '$TENANT_ID' (HCM files already there are adopted, never overwritten)"
   if [ -n "${ARKA_TENANT_NAME:-}" ]; then
     arka-hcm init "$HCM_DIR" --layout flat --tenant-id "$TENANT_ID" --tenant-name "$ARKA_TENANT_NAME"
   else

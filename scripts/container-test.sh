@@ -90,9 +90,12 @@ cleanup() {
     kill "$STARTED_DOCKERD_PID" 2>/dev/null
     for _ in $(seq 1 30); do kill -0 "$STARTED_DOCKERD_PID" 2>/dev/null || break; sleep 1; done
   fi
+  [ $rc -eq 0 ] || FAILED_PHASE=$PHASE
   phase ""
   print_timings
+  npassed=${#TIMINGS[@]}
   if [ $rc -ne 0 ]; then
+    [ -n "${FAILED_PHASE:-}" ] && npassed=$((npassed - 1))
     loud "exit code $rc (see above); work folder kept: $WORK"
   elif [ "${ARKA_TEST_KEEP:-0}" = 1 ] || { [ -n "$STARTED_DOCKERD_PID" ] && [ "${ARKA_KEEP_DOCKERD:-0}" = 1 ]; }; then
     say "PASSED (work folder kept: $WORK)"
@@ -100,6 +103,8 @@ cleanup() {
     rm -rf "$WORK"
     say "PASSED"
   fi
+  # One plain closing line (each phase is one check)
+  if [ $rc -eq 0 ]; then echo "container-test: $npassed passed, 0 failed"; else echo "container-test: $npassed passed, 1 failed"; fi
   exit $rc
 }
 trap cleanup EXIT
@@ -137,8 +142,16 @@ if ! server_up; then
       >"$WORK/dockerd.log" 2>&1 </dev/null &
     STARTED_DOCKERD_PID=$!
   fi
-  for _ in $(seq 1 60); do server_up && break; sleep 1; done
-  server_up || die "DOCKER NOT AVAILABLE: dockerd did not come up within 60 s (log: $WORK/dockerd.log)"
+  for _ in $(seq 1 60); do
+    server_up && break
+    if [ -n "$STARTED_DOCKERD_PID" ] && ! kill -0 "$STARTED_DOCKERD_PID" 2>/dev/null; then
+      tail -20 "$WORK/dockerd.log" >&2 || true
+      STARTED_DOCKERD_PID=""
+      die "DOCKER NOT AVAILABLE: dockerd exited at start (log above); the container test cannot run"
+    fi
+    sleep 1
+  done
+  server_up || die "DOCKER NOT AVAILABLE: dockerd did not answer within 60 s (log: $WORK/dockerd.log); the container test cannot run"
 fi
 say "dockerd $(docker version --format '{{.Server.Version}}') storage=$(docker info --format '{{.Driver}}' 2>/dev/null)"
 
