@@ -295,13 +295,25 @@ say "4 writes acknowledged: first revision $REV1, last $REV4"
 R=$(execute agent HCM_APPEND_JOURNAL r-journal-3 "$(journal_payload "container test entry 3")")
 [ "$(json_get revision <<<"$R")" = "$REV4" ] || die "a replayed request did not answer the first revision"
 
-check_journal() {  # the mission context must return the 3 journal entries in order
-  local ctx msgs
-  ctx=$(execute agent HCM_GET_MISSION_CONTEXT "r-read-$1" '{"mission_id":"m-ci","options":{"include_last_entries":10}}')
-  msgs=$(python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]
-print("|".join(e["message"] for e in d["last_journal_entries"]))' <<<"$ctx")
-  [ "$msgs" = "container test entry 1|container test entry 2|container test entry 3" ] \
-    || die "journal read back wrong: '$msgs'"
+# Concurrent writers: 8 appends at once across the uvicorn workers, each acknowledged as its own commit.
+pids=()
+for n in 1 2 3 4 5 6 7 8; do
+  execute agent HCM_APPEND_JOURNAL "r-par-$n" "$(journal_payload "parallel entry $n")" >"$WORK/par-$n.json" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || die "a concurrent write failed"; done
+PAR_REVS=$(for n in 1 2 3 4 5 6 7 8; do json_get revision <"$WORK/par-$n.json"; done | sort -u | wc -l)
+[ "$PAR_REVS" -eq 8 ] || die "8 concurrent writes answered $PAR_REVS distinct revisions"
+REV4=$("${HOST_GIT[@]}" rev-parse HEAD)
+say "8 concurrent writes acknowledged with 8 distinct commits"
+
+check_journal() {  # the mission context returns the 3 sequential entries in order, then the 8 parallel ones
+  local ctx
+  ctx=$(execute agent HCM_GET_MISSION_CONTEXT "r-read-$1" '{"mission_id":"m-ci","options":{"include_last_entries":50}}')
+  python3 -c 'import json, sys
+m = [e["message"] for e in json.load(sys.stdin)["data"]["last_journal_entries"]]
+ok = m[:3] == ["container test entry %d" % n for n in (1, 2, 3)] and sorted(m[3:]) == ["parallel entry %d" % n for n in range(1, 9)]
+sys.exit(0 if ok else "journal read back wrong: %r" % m)' <<<"$ctx" || die "journal read back wrong ($1)"
 }
 check_journal before
 
@@ -310,7 +322,7 @@ phase "git clone + host checks"
 HEAD_HOST=$("${HOST_GIT[@]}" rev-parse HEAD)
 [ "$HEAD_HOST" = "$REV4" ] || die "host HEAD $HEAD_HOST is not the last acknowledged revision $REV4"
 COUNT1=$("${HOST_GIT[@]}" rev-list --count HEAD)
-[ "$COUNT1" -eq $((COUNT0 + 4)) ] || die "expected $((COUNT0 + 4)) commits on the host side, found $COUNT1"
+[ "$COUNT1" -eq $((COUNT0 + 12)) ] || die "expected $((COUNT0 + 12)) commits on the host side (1 create + 3 + 8 appends), found $COUNT1"
 "${HOST_GIT[@]}" fsck --strict --no-progress >"$WORK/fsck.log" 2>&1 || { cat "$WORK/fsck.log"; die "git fsck --strict failed"; }
 # The store refreshes git's index a moment after each write (config store.index_refresh_delay_s,
 # 0.2 s by default), so `git status` is polled for a bounded 5 s, never assumed.
@@ -334,7 +346,14 @@ GIT_TERMINAL_PROMPT=0 git clone -q "http://$TOKEN_ID_agent:$TOKEN_agent@127.0.0.
 [ "$(git -C "$WORK/clone" rev-parse HEAD)" = "$REV4" ] || die "the clone's HEAD is not $REV4"
 [ "$(git -C "$WORK/clone" rev-list --count HEAD)" -eq "$COUNT1" ] || die "the clone does not hold all $COUNT1 commits"
 git -C "$WORK/clone" fsck --strict --no-progress >/dev/null 2>&1 || die "git fsck of the clone failed"
-[ "$(wc -l <"$WORK/clone/state/missions/m-ci/journal.jsonl")" -eq 3 ] || die "the clone's journal does not hold 3 lines"
+[ "$(wc -l <"$WORK/clone/state/missions/m-ci/journal.jsonl")" -eq 11 ] || die "the clone's journal does not hold 11 lines"
+# Read-only: a push is refused and changes nothing.
+git -C "$WORK/clone" -c user.name=ci -c user.email=ci@example.invalid commit -q --allow-empty -m "push attempt"
+if GIT_TERMINAL_PROMPT=0 git -C "$WORK/clone" push -q origin HEAD:main >"$WORK/push.out" 2>&1; then
+  die "git push over HTTP was accepted; the served history must be read-only"
+fi
+[ "$("${HOST_GIT[@]}" rev-parse HEAD)" = "$REV4" ] || die "a refused push changed the HCM"
+say "git push over HTTP refused: $(sed "s/$TOKEN_agent/<token>/g" "$WORK/push.out" | grep -v '^$' | head -1)"
 say "clone over HTTP holds the $COUNT1 commits"
 for t in "${TOKENS[@]}"; do
   if grep -rqF "$t" "$CLIENT/logs"; then die "a token appears in the logs"; fi
