@@ -9,14 +9,18 @@
 #   4. builds the app image with `docker-compose build`
 #   5. entrypoint refuses a volume it cannot write, with the fix (exit 2)
 #   6. compose up with a TEMPORARY client folder (owned by 10001) on a free port, waits for /health
-#   7. creates a token inside the container, writes over HTTP (create mission, append journal entries)
-#   8. git clone over HTTP with the token; host-side checks of <client>/hcm/.git (commits, fsck, clean tree)
+#   7. creates tokens inside the container, writes over HTTP (create mission, append journal entries,
+#      a replayed request, 8 concurrent appends), reads the journal back
+#   8. git clone over HTTP with a token (push refused); host-side checks of <client>/hcm/.git
+#      (commit count, fsck --strict, clean work tree, ownership); logs hold no token nor journal text
 #   9. restarts the container, waits healthy, checks nothing was lost (commits, journal), writes again
-#  10. compose down -v; on failure prints the container logs (and dockerd/build logs)
+#  10. waits for Docker's own health status, compose down -v; on failure prints the container logs
+#      (and dockerd/build logs). Prints the time of each phase.
 # If Docker cannot be installed or started, it says so loudly and exits non-zero: it never skips.
 #
 # Environment knobs: ARKA_TEST_KEEP=1 keeps the temp folder; ARKA_KEEP_DOCKERD=1 leaves a dockerd this
-# script started running; BASE_IMAGE (default debian:bookworm-slim); ARKA_IMAGE (default arka-labs/os:1.0.0).
+# script started running; BASE_IMAGE = the tag the Dockerfile's FROM resolves to (debian:bookworm-slim);
+# ARKA_IMAGE (default arka-labs/os:1.0.0, the compose file's image).
 set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -225,8 +229,11 @@ wait_health() {  # bounded: HEALTH_TRIES seconds; fails fast if the container st
     if body=$(curl -fsS -m 2 "$BASE_URL/health" 2>/dev/null); then
       say "healthy after ${i}s: $body"; return 0
     fi
-    state=$(docker inspect -f '{{.State.Status}}' "$CONTAINER" 2>/dev/null || echo missing)
-    case $state in running|created|restarting) ;; *) die "container is $state";; esac
+    state=$(docker inspect -f '{{.State.Status}} {{.RestartCount}}' "$CONTAINER" 2>/dev/null || echo "missing 0")
+    case $state in
+      "running 0"|"created 0") ;;
+      *) die "container state/restarts: $state (it exited or crash-looped under its restart policy)";;
+    esac
     sleep 1
   done
   die "no healthy answer from $BASE_URL/health within ${HEALTH_TRIES}s"
