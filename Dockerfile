@@ -28,10 +28,10 @@ RUN groupadd --system --gid 10001 arka \
 # then the package itself without dependencies.
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY pyproject.toml /src/pyproject.toml
+COPY pyproject.toml requirements.lock /src/
 RUN python3 -c 'import tomllib; d = tomllib.load(open("/src/pyproject.toml", "rb")); \
 print("\n".join(d["build-system"]["requires"] + d["project"]["dependencies"]))' >/tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
+ && pip install -c /src/requirements.lock -r /tmp/requirements.txt \
  && rm -f /tmp/requirements.txt
 
 COPY docker/entrypoint.sh /usr/local/bin/arka-entrypoint

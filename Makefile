@@ -7,12 +7,12 @@ CLIENT  ?= ./arka-client
 PORT    ?= 8080
 BIN      = $(VENV)/bin
 
-.PHONY: setup run test test-python test-container lint bench clean
+.PHONY: setup run test test-python test-container lint bench lock clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
 setup: $(BIN)/.installed
@@ -23,6 +23,8 @@ run: setup
 test: test-python test-container
 
 test-python: setup
+	$(BIN)/ruff check arka_git_hcm tests bench
+	$(BIN)/mypy arka_git_hcm
 	$(BIN)/pytest -q -n 2 -p no:cacheprovider
 
 test-container:
@@ -30,10 +32,17 @@ test-container:
 
 lint: setup
 	$(BIN)/ruff check arka_git_hcm tests bench
+	$(BIN)/ruff format --check arka_git_hcm tests
+	$(BIN)/mypy arka_git_hcm
 
 bench: setup
 	$(BIN)/python bench/bench_store.py --quick
 	$(BIN)/python bench/bench_http.py --quick
+
+lock: setup
+	{ echo "# Tested versions (pip freeze of the dev venv). Makefile and Dockerfile install with -c this file"; \
+	  echo "# so builds are reproducible; pyproject.toml keeps the supported ranges. Refresh: make lock"; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^-e'; } > requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -35,7 +35,7 @@ def cli(client: Path, *args: str, stdin: str | None = None) -> subprocess.Comple
 
 
 class Server:
-    def __init__(self, client: Path, workers: int = 1) -> None:
+    def __init__(self, client: Path, workers: int = 1, wait_for: str = "/ready") -> None:
         self.client = client
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -59,7 +59,7 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{wait_for}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -318,3 +318,24 @@ def test_server_workers_and_the_cli_write_at_the_same_time(served: dict[str, Any
     while git(hcm, "status", "--porcelain") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert_clean(hcm)
+
+
+def test_a_damaged_hcm_serves_health_and_says_read_only(tmp_path: Path) -> None:
+    """A broken repository must not crash-loop the container: /health answers, /ready and every
+    operation answer READ_ONLY (503) with the reason."""
+    client_dir = tmp_path / "damaged"
+    assert cli(tmp_path, "init", str(client_dir), "--tenant-id", "acme").returncode == 0
+    token = make_token(client_dir, "ops", "human", "reader")
+    (client_dir / "hcm" / ".git" / "refs" / "heads" / "main").write_text("1" * 40 + "\n")
+    server = Server(client_dir, wait_for="/health")
+    try:
+        ready = httpx.get(f"{server.url}/ready")
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "READ_ONLY"
+        assert "could not be opened" in ready.json()["error"]["message"]
+        body = {"op": "HCM_LIST_MISSIONS", "request_id": "r", "caller": {"type": "human", "id": "ops"}}
+        answer = httpx.post(
+            f"{server.url}/v1/hcm/execute", headers={"Authorization": f"Bearer {token}"}, json=body
+        )
+        assert answer.status_code == 503 and answer.json()["error"]["code"] == "READ_ONLY"
+    finally:
+        server.stop()

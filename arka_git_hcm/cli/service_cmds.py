@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..config import export_to_environment
+from ..errors import NotFound
 from ..services import tokens
-from ..services.store import HcmStore
 from . import Context, emit, main, pass_context
 
 
@@ -28,7 +28,8 @@ def serve(obj: Context, host: str | None, port: int | None, workers: int | None)
     import uvicorn
 
     settings = obj.settings
-    HcmStore.open(settings).close()  # fail here, with a clear message, if the HCM is not usable
+    if not (settings.hcm_path / ".git").is_dir():  # no HCM at all: say so instead of serving errors
+        raise NotFound(f"no HCM repository at {settings.hcm_path}; create one with `arka-hcm init`")
     export_to_environment(settings)  # worker processes rebuild the same settings from ARKA_*
     server = settings.file.server
     uvicorn.run(

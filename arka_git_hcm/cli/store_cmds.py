@@ -293,10 +293,16 @@ def status(obj: Context, as_json: bool) -> None:
     Example:
       arka-hcm --client ./arka-client status --json
     """
-    store = HcmStore.open(obj.settings, scan_hand_edits=False)
+    try:
+        store = HcmStore.open(obj.settings, scan_hand_edits=False)
+    except HcmError as exc:
+        if as_json:
+            click.echo(json.dumps({"hcm": str(obj.settings.hcm_path), "ok": False, "error": exc.to_dict()}))
+        raise
     try:
         tip = store.tip()
         info = {
+            "ok": True,
             "hcm": str(obj.settings.hcm_path),
             "revision": tip,
             "branch": store.engine.ref,

@@ -237,7 +237,7 @@ class GitRepo:
         except pygit2.GitError as exc:
             raise _damaged(exc) from None
         if not isinstance(obj, pygit2.Commit):
-            raise ConflictingUpdate(f"{commit_id} is not a commit")
+            raise _damaged(LookupError(f"commit {commit_id} is missing or not a commit"))
         return obj
 
     def _entry(self, tree_id: str, path: str) -> pygit2.Object | None:

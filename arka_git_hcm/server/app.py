@@ -7,6 +7,7 @@ processes build it with :func:`app_from_environment`.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -40,6 +41,8 @@ from ..services.store import HcmStore, error_response
 from .git_routes import git_router, presented_token
 
 __all__ = ["app_from_environment", "create_app"]
+
+log = logging.getLogger("arka_git_hcm.server")
 
 
 def _error_json(
@@ -108,14 +111,22 @@ def _safe_path(path: str) -> str:
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     holder: dict[str, HcmStore] = {}
+    problem: dict[str, str] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        holder["store"] = await run_in_threadpool(HcmStore.open, settings, clock=clock)
+        # A damaged or unreadable HCM must not crash-loop the container: the service still starts,
+        # /health answers, and /ready and every operation say READ_ONLY with the reason.
+        try:
+            holder["store"] = await run_in_threadpool(HcmStore.open, settings, clock=clock)
+        except HcmError as exc:
+            problem["reason"] = f"the HCM could not be opened: {exc.message}"
+            log.error("%s", problem["reason"])
         try:
             yield
         finally:
-            await run_in_threadpool(holder["store"].close)
+            if "store" in holder:
+                await run_in_threadpool(holder["store"].close)
 
     app = FastAPI(
         title="Arka HCM",
@@ -127,7 +138,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
 
     def store() -> HcmStore:
         if "store" not in holder:
-            raise ReadOnly("the HCM is not open yet; retry shortly")
+            raise ReadOnly(problem.get("reason", "the HCM is not open yet; retry shortly"))
         return holder["store"]
 
     def authenticate(request: Request) -> TokenRecord:
@@ -270,10 +281,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         return await run_read(request, "HCM_GET_DECISIONS", payload)
 
     app.include_router(git_router(lambda: settings.hcm_path, authenticate))
-    log = JsonLinesLog(
+    request_log = JsonLinesLog(
         settings.log_path / "server.jsonl", settings.file.logging.max_bytes, settings.file.logging.backups
     )
-    app.add_middleware(_RequestLog, log=log)
+    app.add_middleware(_RequestLog, log=request_log)
     return app
 
 
