@@ -21,8 +21,9 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode, ObjectType
 
-from ..errors import ConflictingUpdate, IoError
+from ..errors import ConflictingUpdate, IoError, from_os_error
 from ..paths import find_fold_collision
+from .rawtree import EMPTY_TREE, MODE_BLOB, MODE_TREE, LooseObjectWriter, RawTree, RawTreeCache
 
 __all__ = ["CommitInfo", "GitRepo", "Signature", "ZERO_OID", "configure_library"]
 
@@ -119,6 +120,8 @@ class GitRepo:
         except pygit2.GitError as exc:
             raise IoError(f"{self.workdir} holds no readable git repository: {exc}") from None
         self.git_dir = Path(self._repo.path)
+        self._trees = RawTreeCache()
+        self._loose = LooseObjectWriter(self.git_dir / "objects")
 
     # --- creation -------------------------------------------------------------------------
     @classmethod
@@ -264,18 +267,19 @@ class GitRepo:
         """The content of the file at ``path`` in ``tree_id`` (None if absent or a folder)."""
         if tree_id is None:
             return None
-        entry = self._entry(tree_id, path)
-        if entry is None or entry.type != ObjectType.BLOB:
+        found = self._lookup(tree_id, path)
+        if found is None or found[0] == MODE_TREE:
             return None
-        blob = self._object(entry.id)
-        assert isinstance(blob, pygit2.Blob)
+        blob = self._object(found[1].hex())
+        if not isinstance(blob, pygit2.Blob):
+            return None
         return blob.data
 
     def entry_id(self, tree_id: str | None, path: str) -> str | None:
         if tree_id is None:
             return None
-        entry = self._entry(tree_id, path)
-        return None if entry is None else str(entry.id)
+        found = self._lookup(tree_id, path)
+        return None if found is None else found[1].hex()
 
     def blob_data(self, blob_id: str) -> bytes:
         blob = self._object(blob_id)
@@ -321,66 +325,80 @@ class GitRepo:
 
     def build_tree(self, base_tree: str | None, changes: dict[str, str | None]) -> str:
         """A new root tree: ``base_tree`` with each path set to a blob id (or removed for None).
-        Only the trees on the changed paths are rewritten."""
+        Only the trees on the changed paths are rewritten, as bytes (see rawtree)."""
         nested: dict[tuple[str, ...], str | None] = {tuple(p.split("/")): oid for p, oid in changes.items()}
-        base = self._repo.get(base_tree) if base_tree else None
-        assert base is None or isinstance(base, pygit2.Tree)
-        result = self._build(base, nested)
+        base = bytes.fromhex(base_tree) if base_tree else None
+        try:
+            result = self._build(base, nested)
+        except OSError as exc:
+            raise from_os_error(exc, "writing tree objects") from None
         if result is None:
-            return str(self._repo.TreeBuilder().write())
-        return str(result)
+            result = self._loose.write(b"tree", b"")
+        return result.hex()
 
-    def _build(
-        self, tree: pygit2.Tree | None, changes: dict[tuple[str, ...], str | None]
-    ) -> pygit2.Oid | None:
-        builder = self._repo.TreeBuilder(tree) if tree is not None else self._repo.TreeBuilder()
-        existing_names: list[str] | None = None
+    def _raw_tree(self, oid: bytes) -> RawTree:
+        tree = self._trees.get(oid)
+        if tree is None:
+            try:
+                obj = self._repo.odb.read(oid.hex())
+            except (KeyError, pygit2.GitError) as exc:
+                raise _damaged(exc) from None
+            if obj[0] != ObjectType.TREE:
+                raise _damaged(LookupError(f"{oid.hex()} is not a tree"))
+            tree = RawTree.parse(bytes(obj[1]))
+            self._trees.put(oid, tree)
+        return tree
+
+    def _build(self, tree_oid: bytes | None, changes: dict[tuple[str, ...], str | None]) -> bytes | None:
+        tree = self._raw_tree(tree_oid) if tree_oid is not None else EMPTY_TREE
+        entry_changes: dict[bytes, tuple[bytes, bytes] | None] = {}
         subchanges: dict[str, dict[tuple[str, ...], str | None]] = defaultdict(dict)
-
-        def check_new_name(name: str) -> None:
-            # A new name that case-folds onto an existing one would make two files share one on
-            # macOS/Windows checkouts (CVE-2021-21300 class): refuse it.
-            nonlocal existing_names
-            if builder.get(name) is not None:
-                return
-            if existing_names is None:
-                existing_names = [str(e.name) for e in tree] if tree is not None else []
-            other = find_fold_collision(name, existing_names)
-            if other is not None:
-                raise ConflictingUpdate(
-                    f"'{name}' differs from the existing '{other}' only by case or Unicode form",
-                    {"name": name, "existing": other},
-                )
-
-        for parts, oid in changes.items():
+        for parts, blob in changes.items():
             if len(parts) == 1:
-                name = parts[0]
-                if oid is None:
-                    if builder.get(name) is not None:
-                        builder.remove(name)
-                else:
-                    check_new_name(name)
-                    builder.insert(name, pygit2.Oid(hex=oid), FileMode.BLOB)
+                name = parts[0].encode("utf-8")
+                entry_changes[name] = None if blob is None else (MODE_BLOB, bytes.fromhex(blob))
             else:
-                subchanges[parts[0]][parts[1:]] = oid
-        for name, sub in subchanges.items():
-            entry = builder.get(name)
-            subtree = None
-            if entry is not None and entry.type == ObjectType.TREE:
-                obj = self._repo.get(entry.id)
-                assert isinstance(obj, pygit2.Tree)
-                subtree = obj
+                subchanges[parts[0]][parts[1:]] = blob
+        for name_str, sub in subchanges.items():
+            name = name_str.encode("utf-8")
+            current = tree.entry(name)
+            subtree = current[1] if current is not None and current[0] == MODE_TREE else None
             new = self._build(subtree, sub)
-            if new is None:
-                if entry is not None:
-                    builder.remove(name)
-            else:
-                if entry is None:
-                    check_new_name(name)
-                builder.insert(name, new, FileMode.TREE)
-        if len(builder) == 0:
+            entry_changes[name] = None if new is None else (MODE_TREE, new)
+        for name, change in entry_changes.items():
+            if change is not None and name not in tree.index:
+                self._check_new_name(tree, name)
+        new_tree = tree.with_changes(entry_changes)
+        if not new_tree.data:
             return None
-        return builder.write()
+        oid = self._loose.write(b"tree", new_tree.data)
+        self._trees.put(oid, new_tree)
+        return oid
+
+    @staticmethod
+    def _check_new_name(tree: RawTree, name: bytes) -> None:
+        # A new name that case-folds onto an existing one would make two files share one on
+        # macOS/Windows checkouts (CVE-2021-21300 class): refuse it.
+        other = find_fold_collision(name.decode("utf-8"), (n.decode("utf-8", "replace") for n in tree.names))
+        if other is not None:
+            raise ConflictingUpdate(
+                f"'{name.decode()}' differs from the existing '{other}' only by case or Unicode form",
+                {"name": name.decode(), "existing": other},
+            )
+
+    def _lookup(self, tree_id: str, path: str) -> tuple[bytes, bytes] | None:
+        """(mode, id) of the entry at ``path``, walking cached raw trees (no libgit2 re-parse of
+        the wide missions tree after every write)."""
+        oid = bytes.fromhex(tree_id)
+        mode = MODE_TREE
+        for part in path.split("/"):
+            if mode != MODE_TREE:
+                return None
+            found = self._raw_tree(oid).entry(part.encode("utf-8"))
+            if found is None:
+                return None
+            mode, oid = found
+        return mode, oid
 
     def write_commit(
         self, tree: str, parents: list[str], author: Signature, committer: Signature, message: str
