@@ -1,0 +1,677 @@
+#!/usr/bin/env python3
+"""Benchmark of the store itself (no HTTP): sequential durable writes, against plain git.
+
+For each size (about 1,000 / 10,000 / 100,000 files; missions of 5 files, all in state/missions/
+as the contract lays them out, plus ~1% stable/ and domain/ documents), in one run:
+
+- sequential HCM_APPEND_JOURNAL through ``HcmStore.execute`` with durability "full" and "fast"
+  (one commit per write, a random mission each time);
+- a plain-git baseline on an identical copy of the HCM: append the same line to the journal,
+  ``git add <path>``, ``git commit -q -m`` (subprocesses; capped by a time budget at large sizes);
+- HCM_GET_MISSION_CONTEXT latency on random missions;
+- where the time of one durable write goes (timers wrapped around the engine's steps);
+- checks: one commit per acknowledged write, ``git status`` clean when idle.
+
+Rounds are interleaved (full, fast, git, full, fast, git, ...) because this machine is noisy.
+
+    .venv/bin/python bench/bench_store.py                       # 1k, 10k, 100k (a few minutes)
+    .venv/bin/python bench/bench_store.py --sizes 1000,10000 --ops 200 --json out.json
+    .venv/bin/python bench/bench_store.py --quick               # CI smoke, < 60 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import gc
+import io
+import pstats
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    Measure,
+    Timer,
+    build_client_fast,
+    commit_count,
+    context_envelope,
+    dir_bytes,
+    fmt,
+    git,
+    hermetic_env,
+    journal_envelope,
+    journal_line,
+    loadavg,
+    machine_info,
+    markdown_table,
+    remove_tree,
+    tree_entries_and_bytes,
+    write_hcm_folder,
+    write_json,
+)
+
+from arka_git_hcm.config import FileConfig, Settings, StoreConfig  # noqa: E402
+from arka_git_hcm.services.init import init_hcm  # noqa: E402
+from arka_git_hcm.services.store import HcmStore  # noqa: E402
+
+WARMUP_WRITES = 3  # per store open: the first write after open reads the whole history once
+
+
+INDEX_REFRESH_DELAY: float | None = None  # --index-refresh-delay (None: the package's default)
+
+
+def settings_for(client: Path, durability: str) -> Settings:
+    """The store's settings: defaults except durability (and the index refresh delay if asked)."""
+    extra = {} if INDEX_REFRESH_DELAY is None else {"index_refresh_delay_s": INDEX_REFRESH_DELAY}
+    store = StoreConfig(durability=durability, **extra)  # type: ignore[arg-type]
+    return Settings(
+        hcm_path=client / "hcm",
+        config_path=client / "config",
+        log_path=client / "logs",
+        env="production",
+        file=FileConfig(tenant_id="bench", store=store),
+    )
+
+
+# --- the three write methods -----------------------------------------------------------------
+
+
+class StoreWriter:
+    def __init__(self, client: Path, durability: str, missions: list[str], rng: random.Random) -> None:
+        self.store = HcmStore.open(settings_for(client, durability))
+        self.missions = missions
+        self.rng = rng
+        self.durability = durability
+        self.acked = 0
+
+    def write(self, request_id: str, n: int) -> float:
+        envelope = journal_envelope(request_id, self.rng.choice(self.missions), n)
+        started = time.perf_counter()
+        response = self.store.execute(envelope)
+        elapsed = time.perf_counter() - started
+        if response["status"] != "ok":
+            raise RuntimeError(f"write failed: {response['error']}")
+        self.acked += 1
+        return elapsed
+
+    def close(self) -> None:
+        self.store.close()
+        self.store = None  # type: ignore[assignment]
+        release()
+
+
+def release() -> None:
+    """Free closed stores' libgit2 object caches now (call once no reference is left). A closed
+    HcmStore sits in reference cycles until Python's cycle collector runs, and libgit2's cache
+    budget is process-wide: a closed but uncollected store leaves a new one no room to keep the
+    wide state/missions tree cached (measured: mission context p50 0.39 ms -> 18 ms at 100k
+    files). A server opens one store per process, so the benchmark collects each closed store."""
+    gc.collect()
+
+
+class GitWriter:
+    """The baseline: what a script on plain git would do for one journal append."""
+
+    def __init__(self, hcm: Path, env: dict[str, str], missions: list[str], rng: random.Random) -> None:
+        self.hcm, self.env, self.missions, self.rng = hcm, env, missions, rng
+
+    def write(self, request_id: str, n: int) -> float:
+        mission = self.rng.choice(self.missions)
+        rel = f"state/missions/{mission}/journal.jsonl"
+        started = time.perf_counter()
+        with open(self.hcm / rel, "ab") as fh:
+            fh.write(journal_line(n))
+        subprocess.run(["git", "add", "--", rel], cwd=self.hcm, env=self.env, check=True)
+        subprocess.run(
+            ["git", "commit", "-q", "-m", f"HCM_APPEND_JOURNAL {mission}: {request_id}"],
+            cwd=self.hcm,
+            env=self.env,
+            check=True,
+        )
+        return time.perf_counter() - started
+
+
+def run_writes(writer: Any, measure: Measure, prefix: str, count: int, budget_s: float | None = None) -> None:
+    timer = Timer()
+    samples = []
+    for n in range(count):
+        samples.append(writer.write(f"{prefix}-{n}", n))
+        if budget_s is not None and timer() > budget_s:
+            break
+    measure.merge(Measure(measure.size, measure.method, len(samples), timer(), samples))
+
+
+# --- where the time of one write goes ----------------------------------------------------------
+
+BREAKDOWN_TARGETS = [
+    # (label, module path, attribute path, note)
+    ("execute (whole operation)", "arka_git_hcm.services.store", "HcmStore.execute", ""),
+    ("  envelope parse + validation", "arka_git_hcm.services.store", "parse_envelope", ""),
+    ("  engine.submit", "arka_git_hcm.services.engine", "CommitEngine.submit", ""),
+    ("    flock acquire", "arka_git_hcm.services.worktree", "StoreLock.acquire", ""),
+    ("    recover check (intent read)", "arka_git_hcm.services.engine", "CommitEngine._recover_locked", ""),
+    ("    read tip + catch up history", "arka_git_hcm.services.engine", "CommitEngine._catch_up", ""),
+    ("    plan (run op on draft + commit objects)", "arka_git_hcm.services.engine", "CommitEngine._plan", ""),
+    (
+        "      op handler (read journal blob, models)",
+        "arka_git_hcm.services.store",
+        "OPERATIONS[HCM_APPEND_JOURNAL].handler",
+        "",
+    ),
+    ("      hand-edit check (stat/hash)", "arka_git_hcm.services.engine", "CommitEngine._hand_edited", ""),
+    ("      write blob", "arka_git_hcm.gitrepo.repo", "GitRepo.write_blob", ""),
+    ("      build trees on the path", "arka_git_hcm.gitrepo.repo", "GitRepo.build_tree", ""),
+    ("      write commit", "arka_git_hcm.gitrepo.repo", "GitRepo.write_commit", ""),
+    ("    land", "arka_git_hcm.services.engine", "CommitEngine._land", ""),
+    ("      write intent", "arka_git_hcm.services.worktree", "WorkTree.write_intent", ""),
+    ("      syncfs (x2 when full)", "arka_git_hcm.services.engine", "sync_filesystem", ""),
+    ("      compare-and-swap ref + reflog", "arka_git_hcm.gitrepo.repo", "GitRepo.compare_and_swap_ref", ""),
+    (
+        "      work-tree file (read blob, temp+rename)",
+        "arka_git_hcm.services.engine",
+        "CommitEngine._checkout_paths",
+        "",
+    ),
+    ("      clear intent", "arka_git_hcm.services.worktree", "WorkTree.clear_intent", ""),
+    ("  operations.jsonl line", "arka_git_hcm.services.store", "HcmStore._log", ""),
+    (
+        "path checks (check_relative; also inside the rows above)",
+        "arka_git_hcm.services.views",
+        "check_relative",
+        "",
+    ),
+    ("path checks (check_relative; also inside the rows above)", "arka_git_hcm.paths", "check_relative", ""),
+    (
+        "background: git index refresh (per refresh)",
+        "arka_git_hcm.services.engine",
+        "CommitEngine.refresh_index",
+        "off the hot path, but holds the lock",
+    ),
+]
+
+
+class Breakdown:
+    """Wraps functions with timers (in this process only; the package is not modified)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        import importlib
+
+        for label, module_name, attr_path, _note in BREAKDOWN_TARGETS:
+            owner: Any = importlib.import_module(module_name)
+            if attr_path.startswith("OPERATIONS["):  # a frozen OpSpec holds the handler itself
+                op = attr_path[len("OPERATIONS[") : attr_path.index("]")]
+                spec = owner.OPERATIONS[op]
+                self._undo.append((spec, "handler", spec.handler))
+                object.__setattr__(spec, "handler", self._wrap(label, spec.handler))
+                continue
+            parts = attr_path.split(".")
+            for part in parts[:-1]:
+                owner = getattr(owner, part)
+            name = parts[-1]
+            original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+            self._undo.append((owner, name, original))
+            setattr(owner, name, self._wrap(label, original))
+
+    def _wrap(self, label: str, fn: Any) -> Any:
+        totals, calls = self.totals, self.calls
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[label] += time.perf_counter() - started
+                calls[label] += 1
+
+        return timed
+
+    def uninstall(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            object.__setattr__(owner, name, original) if name == "handler" else setattr(owner, name, original)
+        self._undo.clear()
+
+    def rows(self, writes: int) -> list[dict[str, Any]]:
+        out = []
+        whole = self.totals.get("execute (whole operation)", 0.0) / max(writes, 1)
+        seen = set()
+        for label, _m, _a, note in BREAKDOWN_TARGETS:
+            if label in seen:
+                continue
+            seen.add(label)
+            calls = self.calls.get(label, 0)
+            if not calls:
+                continue
+            per_write = self.totals[label] / writes
+            per_call = self.totals[label] / calls
+            out.append(
+                {
+                    "step": label,
+                    "calls": calls,
+                    "ms_per_write": round(per_write * 1000, 3),
+                    "ms_per_call": round(per_call * 1000, 3),
+                    "share": round(per_write / whole, 3) if whole else None,
+                    "note": note,
+                }
+            )
+        return out
+
+
+def measure_breakdown(
+    client: Path, durability: str, missions: list[str], writes: int, profile: bool
+) -> tuple[list[dict[str, Any]], str | None, int]:
+    writer = StoreWriter(client, durability, missions, random.Random(99))
+    for n in range(WARMUP_WRITES):
+        writer.write(f"bd-warm-{durability}-{n}", n)
+    breakdown = Breakdown()
+    breakdown.install()
+    profiler = cProfile.Profile() if profile else None
+    try:
+        if profiler:
+            profiler.enable()
+        for n in range(writes):
+            writer.write(f"bd-{durability}-{n}", n)
+        if profiler:
+            profiler.disable()
+        writer.store.engine.refresh_index()  # the pending background refresh, counted once more
+    finally:
+        breakdown.uninstall()
+        writer.close()
+    text = None
+    if profiler:
+        buf = io.StringIO()
+        stats = pstats.Stats(profiler, stream=buf)
+        stats.sort_stats("tottime").print_stats(18)
+        stats.sort_stats("cumulative").print_stats(30)
+        text = buf.getvalue()
+    return breakdown.rows(writes), text, writer.acked
+
+
+def measure_context(client: Path, missions: list[str], reads: int) -> Measure:
+    store = HcmStore.open(settings_for(client, "fast"))
+    rng = random.Random(5)
+    try:
+        for n in range(20):
+            store.execute(context_envelope(f"ctx-warm-{n}", rng.choice(missions)))
+        samples = []
+        timer = Timer()
+        for n in range(reads):
+            envelope = context_envelope(f"ctx-{n}", rng.choice(missions))
+            started = time.perf_counter()
+            response = store.execute(envelope)
+            samples.append(time.perf_counter() - started)
+            if response["status"] != "ok":
+                raise RuntimeError(f"read failed: {response['error']}")
+        return Measure(0, "HCM_GET_MISSION_CONTEXT (store)", len(samples), timer(), samples)
+    finally:
+        store.close()
+        del store
+        release()
+
+
+# --- one size ----------------------------------------------------------------------------------
+
+
+def bench_size(size: int, args: argparse.Namespace, workdir: Path, log: Any) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix=f"size{size}-", dir=workdir))
+    env = hermetic_env(root / "home")
+    (root / "home").mkdir()
+    info: dict[str, Any] = {"size": size, "loadavg_start": loadavg()}
+    try:
+        client = root / "store"
+        timer = Timer()
+        shape = build_client_fast(client, size, env)
+        info.update(
+            files=shape.files,
+            missions=len(shape.missions),
+            documents=shape.documents,
+            build_s=round(timer(), 2),
+        )
+        entries, tree_bytes = tree_entries_and_bytes(client / "hcm", "state/missions")
+        info.update(missions_tree_entries=entries, missions_tree_bytes=tree_bytes)
+        log(
+            f"[{size}] built {shape.files} files ({len(shape.missions)} missions, state/missions tree: "
+            f"{entries} entries, {tree_bytes / 1024:.0f} KiB) in {info['build_s']} s"
+        )
+
+        timer = Timer()
+        git_hcm = root / "git-copy"
+        subprocess.run(["cp", "-a", str(client / "hcm"), str(git_hcm)], check=True)
+        git(git_hcm, env, "update-index", "-q", "--refresh")
+        info["git_copy_s"] = round(timer(), 2)
+
+        if size <= args.adopt_max:
+            adopt_client = root / "adopt"
+            timer = Timer()
+            write_hcm_folder(adopt_client / "hcm", size)
+            written = timer()
+            timer = Timer()
+            init_hcm(settings_for(adopt_client, "full"), "bench")
+            info["init_hcm_adopt_s"] = round(timer(), 2)
+            log(
+                f"[{size}] init_hcm adoption of the same folder: {info['init_hcm_adopt_s']} s "
+                f"(writing the files: {written:.1f} s)"
+            )
+            remove_tree(adopt_client)
+
+        objects_before = dir_bytes(client / "hcm" / ".git" / "objects")
+        rng = random.Random(size)
+        full = Measure(size, "store, durability full", 0, 0.0)
+        fast = Measure(size, "store, durability fast", 0, 0.0)
+        base = Measure(size, "plain git (add + commit)", 0, 0.0)
+        acked = 0
+        per_round = max(1, args.ops // args.rounds)
+        git_per_round = max(1, args.git_ops // args.rounds)
+        git_budget = args.git_budget / args.rounds
+        for rnd in range(args.rounds):
+            for durability, measure in (("full", full), ("fast", fast)):
+                writer = StoreWriter(client, durability, shape.missions, rng)
+                try:
+                    for n in range(WARMUP_WRITES):
+                        writer.write(f"warm-{durability}-{rnd}-{n}", n)
+                    run_writes(writer, measure, f"{durability}-{rnd}", per_round)
+                finally:
+                    writer.close()
+                    acked += writer.acked
+            gw = GitWriter(git_hcm, env, shape.missions, rng)
+            gw.write(f"git-warm-{rnd}", 0)
+            run_writes(gw, base, f"git-{rnd}", git_per_round, git_budget)
+            log(
+                f"[{size}] round {rnd + 1}/{args.rounds}: full {full.ops_per_s:.0f}/s, "
+                f"fast {fast.ops_per_s:.0f}/s, git {base.ops_per_s:.1f}/s"
+            )
+        if base.count < full.count:
+            base.note = f"{base.count} ops, time budget {args.git_budget:.0f} s"
+        for m in (full, fast, base):
+            m.ratio = m.ops_per_s / base.ops_per_s if base.ops_per_s else None
+
+        context = measure_context(client, shape.missions, args.context_reads)
+        context.size = size
+
+        breakdown, profile_text, bd_acked = [], None, 0
+        if args.breakdown_ops:
+            breakdown, profile_text, bd_acked = measure_breakdown(
+                client, "full", shape.missions, args.breakdown_ops, args.profile
+            )
+        acked += bd_acked
+
+        commits = commit_count(client / "hcm", env)
+        status = git(client / "hcm", env, "status", "--porcelain", "--untracked-files=all")
+        objects_after = dir_bytes(client / "hcm" / ".git" / "objects")
+        info.update(
+            commits=commits,
+            acked_writes=acked,
+            one_commit_per_write=commits == 1 + acked,
+            git_status_clean=status == "",
+            objects_kib_per_commit=round((objects_after - objects_before) / 1024 / max(acked, 1), 1),
+        )
+        log(
+            f"[{size}] checks: {commits} commits for 1 + {acked} acknowledged writes; git status "
+            f"{'clean' if status == '' else 'NOT clean'}; +{info['objects_kib_per_commit']} KiB of objects "
+            "per commit"
+        )
+        info["loadavg_end"] = loadavg()
+        info["rows"] = [full, fast, base, context]
+        info["breakdown"] = breakdown
+        info["profile"] = profile_text
+        return info
+    finally:
+        if args.keep:
+            log(f"[{size}] kept {root}")
+        else:
+            remove_tree(root)
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def row_cells(m: Measure) -> list[str]:
+    ratio = f"{m.ratio:.1f}×" if m.ratio is not None else "–"
+    method = m.method + (f" ({m.note})" if m.note else "")
+    return [f"{m.size:,}", method, str(m.count), fmt(m.ops_per_s), fmt(m.p50_ms, 2), fmt(m.p99_ms, 2), ratio]
+
+
+def targets(results: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    by_size = {r["size"]: {m.method: m for m in r["rows"]} for r in results}
+
+    def full(size: int) -> Measure | None:
+        return by_size.get(size, {}).get("store, durability full")
+
+    out = []
+    f10, f100 = full(10000), full(100000)
+    if f10:
+        out.append(
+            (
+                ">= 200 durable writes/s at 10k files",
+                f"{f10.ops_per_s:.0f}/s",
+                "PASS" if f10.ops_per_s >= 200 else "FAIL",
+            )
+        )
+    else:
+        out.append((">= 200 durable writes/s at 10k files", "not measured", "n/a"))
+    if f10 and f100:
+        drop = 1 - f100.ops_per_s / f10.ops_per_s
+        out.append(
+            (
+                "100k no more than 20% slower than 10k",
+                f"{drop * 100:+.0f}% slower" if drop >= 0 else f"{-drop * 100:.0f}% faster",
+                "PASS" if drop <= 0.20 else "FAIL",
+            )
+        )
+    else:
+        out.append(("100k no more than 20% slower than 10k", "not measured", "n/a"))
+    if f10 and f10.ratio is not None:
+        out.append(
+            (">= 10× the git baseline at 10k", f"{f10.ratio:.1f}×", "PASS" if f10.ratio >= 10 else "FAIL")
+        )
+    else:
+        out.append((">= 10× the git baseline at 10k", "not measured", "n/a"))
+    for r in results:
+        ctx = by_size[r["size"]].get("HCM_GET_MISSION_CONTEXT (store)")
+        if ctx:
+            out.append(
+                (
+                    f"mission context p50 <= 1 ms ({r['size']:,} files)",
+                    f"{ctx.p50_ms:.2f} ms",
+                    "PASS" if ctx.p50_ms <= 1.0 else "FAIL",
+                )
+            )
+    return out
+
+
+def indent(label: str) -> str:
+    """Nested steps keep their indentation in Markdown."""
+    stripped = label.lstrip(" ")
+    return "&nbsp;" * (len(label) - len(stripped)) + stripped
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace, meta: dict[str, Any]) -> str:
+    lines = [
+        f"## Store benchmark ({meta['date']}, {meta['cpus']} CPUs, Python {meta['python']}, {meta['git']})",
+        "",
+        f"Package at {meta['package_commit']}{' + uncommitted edits' if meta['package_dirty'] else ''}; "
+        "load average (1/5/15 min) at the start/end of each size: "
+        + "; ".join(f"{r['size']:,}: {r['loadavg_start']} → {r['loadavg_end']}" for r in results)
+        + ".",
+        "",
+        f"Sequential, one thread. {args.ops} writes per store method and size in {args.rounds} "
+        "interleaved "
+        f"rounds (+{WARMUP_WRITES} unmeasured warm-up writes per store open); git baseline up to "
+        f"{args.git_ops} writes within {args.git_budget:.0f} s per size; {args.context_reads} context "
+        "reads on random missions. Store settings: defaults except durability"
+        + (
+            f", index_refresh_delay_s={args.index_refresh_delay}"
+            if args.index_refresh_delay is not None
+            else ""
+        )
+        + ".",
+        "",
+    ]
+    headers = ["size (files)", "method", "ops", "ops/s", "p50 ms", "p99 ms", "ratio vs git"]
+    rows = [row_cells(m) for r in results for m in r["rows"]]
+    lines += [markdown_table(headers, rows), ""]
+    lines += ["### HCMs built", ""]
+    build_rows = []
+    for r in results:
+        build_rows.append(
+            [
+                f"{r['size']:,}",
+                f"{r['files']:,}",
+                f"{r['missions']:,}",
+                f"{r['missions_tree_entries']:,} / {r['missions_tree_bytes'] / 1024:,.0f} KiB",
+                f"{r['build_s']:.1f}",
+                fmt(r.get("init_hcm_adopt_s")),
+                f"{r['objects_kib_per_commit']:.1f}",
+                f"{r['commits']:,} = 1 + {r['acked_writes']:,}"
+                if r["one_commit_per_write"]
+                else f"MISMATCH {r['commits']} vs 1 + {r['acked_writes']}",
+                "clean" if r["git_status_clean"] else "NOT clean",
+            ]
+        )
+    lines += [
+        markdown_table(
+            [
+                "size",
+                "files",
+                "missions",
+                "state/missions tree (entries / size)",
+                "fast build s",
+                "init_hcm adopt s",
+                "objects KiB per commit",
+                "commits",
+                "git status",
+            ],
+            build_rows,
+        ),
+        "",
+    ]
+    lines += ["### Targets", "", markdown_table(["target", "measured", "verdict"], targets(results)), ""]
+    for r in results:
+        if r["breakdown"]:
+            lines += [
+                f"### Where one durable write goes at {r['size']:,} files "
+                f"({args.breakdown_ops} writes, timers around the engine's steps; nested rows are "
+                "included in their parent)",
+                "",
+            ]
+            lines += [
+                markdown_table(
+                    ["step", "calls", "ms per write", "ms per call", "share"],
+                    [
+                        [
+                            indent(b["step"]),
+                            b["calls"],
+                            f"{b['ms_per_write']:.3f}",
+                            f"{b['ms_per_call']:.3f}",
+                            f"{b['share'] * 100:.0f}%" if b["share"] is not None else "–",
+                        ]
+                        for b in r["breakdown"]
+                    ],
+                ),
+                "",
+            ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated file counts")
+    parser.add_argument("--ops", type=int, default=300, help="measured writes per store method and size")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per size")
+    parser.add_argument("--git-ops", type=int, default=None, help="git baseline writes per size [= --ops]")
+    parser.add_argument("--git-budget", type=float, default=45.0, help="seconds of git baseline per size")
+    parser.add_argument("--context-reads", type=int, default=1000)
+    parser.add_argument("--breakdown-ops", type=int, default=150, help="writes timed step by step (0: skip)")
+    parser.add_argument(
+        "--adopt-max",
+        type=int,
+        default=10000,
+        help="also time init_hcm adoption for sizes up to this (0: never)",
+    )
+    parser.add_argument(
+        "--index-refresh-delay",
+        type=float,
+        default=None,
+        help="store.index_refresh_delay_s for the measured stores [package default]",
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile the breakdown writes and print it")
+    parser.add_argument("--quick", action="store_true", help="small smoke run for CI (< 60 s)")
+    parser.add_argument("--json", dest="json_out", help="write the results as JSON to this file")
+    parser.add_argument("--tmp", help="parent folder of the temporary HCMs [system temp]")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary HCMs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.ops, args.rounds, args.context_reads = "1000", 60, 2, 200
+        args.breakdown_ops, args.adopt_max, args.git_budget = 30, 1000, 10.0
+    if args.git_ops is None:
+        args.git_ops = args.ops
+    global INDEX_REFRESH_DELAY
+    INDEX_REFRESH_DELAY = args.index_refresh_delay
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    started = Timer()
+
+    def log(message: str) -> None:
+        print(f"[{started():6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    if shutil.which("git") is None:
+        print("the git binary is needed for the baseline", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="arka-bench-store-", dir=args.tmp))
+    meta = machine_info()
+    results = []
+    try:
+        for size in sizes:
+            results.append(bench_size(size, args, workdir, log))
+    finally:
+        if not args.keep:
+            remove_tree(workdir)
+    text = report(results, args, meta)
+    print(text)
+    for r in results:
+        if r.get("profile"):
+            print(
+                f"\n<details><summary>cProfile of the breakdown writes at {r['size']:,} files"
+                "</summary>\n\n```"
+            )
+            print(r["profile"])
+            print("```\n</details>")
+    log(f"done in {started():.0f} s")
+    write_json(
+        args.json_out,
+        {
+            "machine": meta,
+            "args": vars(args),
+            "sizes": [
+                {k: v for k, v in r.items() if k not in ("rows", "profile")}
+                | {"rows": [m.to_json() for m in r["rows"]]}
+                for r in results
+            ],
+            "targets": [{"target": t, "measured": m, "verdict": v} for t, m, v in targets(results)],
+            "context_mean_ms": {r["size"]: statistics.fmean(r["rows"][3].latencies) * 1000 for r in results},
+        },
+    )
+    failed_checks = [r["size"] for r in results if not r["one_commit_per_write"] or not r["git_status_clean"]]
+    if failed_checks:
+        print(f"CHECK FAILED at sizes {failed_checks}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
