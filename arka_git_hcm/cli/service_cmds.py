@@ -25,23 +25,46 @@ def serve(obj: Context, host: str | None, port: int | None, workers: int | None)
     Example:
       arka-hcm --client ./arka-client serve --port 8080 --workers 2
     """
-    import uvicorn
-
     settings = obj.settings
     if not (settings.hcm_path / ".git").is_dir():  # no HCM at all: say so instead of serving errors
         raise NotFound(f"no HCM repository at {settings.hcm_path}; create one with `arka-hcm init`")
     export_to_environment(settings)  # worker processes rebuild the same settings from ARKA_*
     server = settings.file.server
-    uvicorn.run(
-        "arka_git_hcm.server.app:app_from_environment",
-        factory=True,
+    run_uvicorn(
         host=host or server.host,
         port=port or server.port,
         workers=workers or server.workers,
-        access_log=False,  # the service writes its own request log, without tokens
         log_level=settings.file.logging.level,
+    )
+
+
+def run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
+    """uvicorn, given the app as an import string (workers re-import it; the CLI never imports the
+    server). With several workers uvicorn binds the listening socket itself with protocol 0, so
+    accepted connections miss TCP_NODELAY and every response waits for the client's delayed ACK
+    (~40 ms, measured; uvicorn issue #3149): the socket is re-wrapped as IPPROTO_TCP first."""
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "arka_git_hcm.server.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # the service writes its own request log, without tokens
+        log_level=log_level,
         timeout_graceful_shutdown=10,
     )
+    if workers <= 1:
+        uvicorn.Server(config).run()
+        return
+    sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=sock.detach())
+    Multiprocess(config, sockets=[sock]).run()
 
 
 @main.group()

@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -594,5 +593,8 @@ class GitRepo:
                 result[path] = "staged"
         return result
 
-    def now(self) -> float:
-        return time.time()
+    def close(self) -> None:
+        """Release libgit2's object cache now (the budget is process-wide, and a closed store's
+        superseded wide trees would otherwise crowd out the next store's)."""
+        self._repo.free()
+        self._trees = RawTreeCache()

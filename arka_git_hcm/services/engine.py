@@ -21,13 +21,13 @@ uses to make the work tree equal HEAD again. Git's index is refreshed off the ho
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,8 @@ from ..errors import Busy, ConflictingUpdate, HcmError, InternalError, ReadOnly,
 from ..gitrepo import GitRepo, Signature, sync_filesystem
 from ..jsonio import compact_dumps, parse_json
 from ..paths import PathResolver
-from .hooks import pending_marker, set_pending
+from .hooks import pending_marker
+from .index_keeper import IndexKeeper
 from .views import Draft, TreeView
 from .worktree import StoreLock, WorkTree
 
@@ -108,6 +109,9 @@ class _Chain:
     tree: str | None
     planned: list[_Planned] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)
+    # the newest bytes of each changed path (None: deleted), so the work tree is written from
+    # memory instead of being read back through the new trees
+    final: dict[str, bytes | None] = field(default_factory=dict)
     seen_requests: dict[str, str] = field(default_factory=dict)
 
 
@@ -131,11 +135,10 @@ class CommitEngine:
         self._requests: dict[str, str] = {}
         self._indexed_tip: str | None = None
         self._stat_cache: dict[str, tuple[int, int, int]] = {}
-        self._index_dirty: set[str] = set()
-        self._index_timer: threading.Timer | None = None
         self.broken: str | None = None  # a reason once the store must refuse writes
-        self.index_refresh_seconds = 0.0
-        self._pending_marker = pending_marker(repo.git_dir, id(self))
+        self.index = IndexKeeper(
+            repo, self.tip, self._locked, pending_marker(repo.git_dir, id(self)), store.index_refresh_delay_s
+        )
 
     # --- public ---------------------------------------------------------------------------
     def tip(self) -> str | None:
@@ -313,6 +316,7 @@ class CommitEngine:
         commit = self.repo.write_commit(tree, parents, author, committer, message)
         chain.planned.append(_Planned(request, commit, outcome))
         chain.changed.update(draft.changes)
+        chain.final.update(draft.changes)
         chain.parent, chain.tree = commit, tree
         chain.seen_requests[request.request_id] = commit
 
@@ -389,7 +393,7 @@ class CommitEngine:
             self.worktree.clear_intent()
             return False
         try:
-            self._checkout_paths(chain.tree, paths)
+            self._checkout_paths(chain.tree, paths, chain.final)
         except HcmError as exc:
             # The commit landed; the intent stays so the next open repairs the work tree.
             self.broken = f"the work tree could not follow the branch ({exc.message}); restart the service"
@@ -405,7 +409,7 @@ class CommitEngine:
             if planned.outcome.snapshot_tag:
                 self._tag_snapshot(planned)
         self._indexed_tip = chain.parent
-        self._mark_index_dirty(paths)
+        self.index.mark(paths)
         return True
 
     def _tag_snapshot(self, planned: _Planned) -> None:
@@ -421,9 +425,11 @@ class CommitEngine:
         except HcmError as exc:
             log.warning("snapshot tag %s not written: %s", name, exc.message)
 
-    def _checkout_paths(self, tree: str | None, paths: list[str]) -> None:
+    def _checkout_paths(
+        self, tree: str | None, paths: list[str], known: dict[str, bytes | None] | None = None
+    ) -> None:
         for path in paths:
-            data = self.repo.read_blob(tree, path)
+            data = known[path] if known is not None and path in known else self.repo.read_blob(tree, path)
             if data is None:
                 self.worktree.delete_file(path)
                 self._stat_cache.pop(path, None)
@@ -484,89 +490,28 @@ class CommitEngine:
         if self.durable:
             sync_filesystem(self.settings.hcm_path)
         self.worktree.clear_intent()
-        self._mark_index_dirty(paths)
+        self.index.mark(paths)
         outcome = "rolled forward" if tip == intent.get("new") else "rolled back"
         log.warning("recovered an interrupted write (%s, %d path(s))", outcome, len(paths))
         return {"recovered": True, "outcome": outcome, "paths": paths}
 
-    def _mark_index_dirty(self, paths: list[str]) -> None:
-        if not paths:
-            return
-        self._index_dirty.update(paths)
-        set_pending(self._pending_marker, True)
-        delay = self.settings.file.store.index_refresh_delay_s
-        if self._index_timer is None:
-            timer = threading.Timer(delay, self._refresh_index_in_background)
-            timer.daemon = True
-            self._index_timer = timer
-            timer.start()
-
-    def _refresh_index_in_background(self) -> None:
-        try:
-            self.refresh_index()
-        except Exception:  # the index is derived state; the next refresh or open repairs it
-            log.warning("refreshing git's index failed; it will be retried", exc_info=True)
+    # --- git's index and closing -----------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
+            yield
 
     def refresh_index(self) -> None:
-        """Bring git's index to HEAD for the paths this process changed (coalesced)."""
-        with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
-            self._index_timer = None
-            if not self._index_dirty:
-                set_pending(self._pending_marker, False)
-                return
-            tip = self.tip()
-            if tip is None:
-                return
-            paths = sorted(self._index_dirty)
-            self._index_dirty.clear()
-            try:
-                self._refresh_index_locked(paths, tip)
-            except Exception:
-                self._index_dirty.update(paths)
-                raise
-            if not self._index_dirty:
-                set_pending(self._pending_marker, False)
-
-    def _refresh_index_locked(self, paths: list[str], tip: str) -> None:
-        started = time.perf_counter()
-        try:
-            self._refresh_index_inner(paths, tip)
-        finally:
-            self.index_refresh_seconds += time.perf_counter() - started
-
-    def _refresh_index_inner(self, paths: list[str], tip: str) -> None:
-        """libgit2 writes git's index through ``index.lock``; a marker says the lock is ours, so
-        that after a crash mid-refresh the next open may remove it (nobody else holds our flock)."""
-        marker = self.repo.git_dir / "arka-hcm" / "index-refresh"
-        marker.write_text(str(os.getpid()))
-        self.repo.refresh_index(paths, self.repo.commit_tree(tip))
-        marker.unlink()
-
-    def _remove_our_stale_index_lock(self) -> None:
-        marker = self.repo.git_dir / "arka-hcm" / "index-refresh"
-        if marker.exists():
-            (self.repo.git_dir / "index.lock").unlink(missing_ok=True)
-            marker.unlink()
+        """Bring git's index to HEAD now for the paths this process changed."""
+        self.index.refresh()
 
     def repair_index(self) -> list[str]:
-        """At open: entries of git's index that disagree with HEAD (a process died before its
-        deferred refresh) are refreshed. Returns the repaired paths."""
-        with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
-            self._remove_our_stale_index_lock()
-            tip = self.tip()
-            if tip is None:
-                return []
-            paths = self.repo.index_differences(self.repo.commit_tree(tip))
-            if paths:
-                self._refresh_index_locked(paths, tip)
-            return paths
+        """At open: refresh index entries that disagree with HEAD. Returns their paths."""
+        return self.index.repair()
 
     def close(self) -> None:
-        timer = self._index_timer
-        if timer is not None:
-            timer.cancel()
-        if self._index_dirty:
-            self.refresh_index()
+        self.index.close()
+        self.repo.close()
 
 
 def raise_mismatch(request_id: str, commit: str) -> None:
