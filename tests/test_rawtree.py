@@ -91,3 +91,23 @@ def test_raw_tree_parse_round_trip() -> None:
     assert tree.entry(b"nope") is None
     assert tree.with_changes({b"m1": (b"40000", b"\x03" * 20)}).entry(b"m1") == (b"40000", b"\x03" * 20)
     assert tree.with_changes({b"m1": (b"40000", b"\x02" * 20)}) is tree
+
+
+def test_large_trees_are_stored_as_uncompressed_zlib_that_git_reads(tmp_path: Path) -> None:
+    """Trees over 64 KiB use stored deflate blocks written with writev; git must read them."""
+    import zlib
+
+    from arka_git_hcm.gitrepo.rawtree import stored_zlib_stream
+
+    header, data = b"blob 200000\0", bytes(range(256)) * 782 + b"tail"
+    stream = b"".join(bytes(p) for p in stored_zlib_stream(header, data[:200000]))
+    assert zlib.decompress(stream) == header + data[:200000]
+    repo_dir = tmp_path / "big"
+    pygit2.init_repository(str(repo_dir))
+    repo = GitRepo(repo_dir)
+    blob = repo.write_blob(b"x")
+    files = {f"m{i:05d}/f.json": blob for i in range(4000)}  # root tree of ~150 KB
+    tree = repo.build_tree(None, files)
+    assert git(repo_dir, "cat-file", "-t", tree).strip() == "tree"
+    assert len(git(repo_dir, "ls-tree", tree).splitlines()) == 4000
+    assert tree == reference_tree(repo_dir, {p: b"x" for p in files})

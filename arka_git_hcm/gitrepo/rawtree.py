@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import threading
 import zlib
 from collections import OrderedDict
@@ -24,6 +25,7 @@ __all__ = ["EMPTY_TREE", "MODE_BLOB", "MODE_TREE", "LooseObjectWriter", "RawTree
 MODE_TREE = b"40000"
 MODE_BLOB = b"100644"
 _SMALL = 64 * 1024
+_STORED_BLOCK = 65535
 
 
 class RawTree:
@@ -31,7 +33,7 @@ class RawTree:
 
     __slots__ = ("data", "index", "names", "offsets")
 
-    def __init__(self, data: bytes, names: list[bytes], offsets: list[int]) -> None:
+    def __init__(self, data: bytes | bytearray, names: list[bytes], offsets: list[int]) -> None:
         self.data = data
         self.names = names
         self.offsets = offsets
@@ -59,7 +61,7 @@ class RawTree:
         start = self.offsets[i]
         space = self.data.find(b" ", start)
         oid_at = space + 1 + len(name) + 1
-        return self.data[start:space], self.data[oid_at : oid_at + 20]
+        return bytes(self.data[start:space]), bytes(self.data[oid_at : oid_at + 20])
 
     def with_changes(self, changes: dict[bytes, tuple[bytes, bytes] | None]) -> RawTree:
         """A new tree with entries set (mode, id) or removed (None)."""
@@ -148,7 +150,7 @@ class LooseObjectWriter:
     def __init__(self, objects_dir: Path) -> None:
         self.objects_dir = objects_dir
 
-    def write(self, kind: bytes, data: bytes) -> bytes:
+    def write(self, kind: bytes, data: bytes | bytearray) -> bytes:
         header = kind + b" " + str(len(data)).encode() + b"\0"
         digest = hashlib.sha1(header)
         digest.update(data)
@@ -158,17 +160,54 @@ class LooseObjectWriter:
         target = folder / hexid[2:]
         if target.exists():
             return oid
-        level = 1 if len(data) < _SMALL else 0
-        compressor = zlib.compressobj(level)
-        payload = compressor.compress(header) + compressor.compress(data) + compressor.flush()
+        if len(data) < _SMALL:
+            compressor = zlib.compressobj(1)
+            parts: list[bytes | memoryview] = [
+                compressor.compress(header) + compressor.compress(data) + compressor.flush()
+            ]
+        else:
+            parts = stored_zlib_stream(header, data)
         folder.mkdir(exist_ok=True)
         tmp = folder / f"tmp_obj_arka_{os.getpid()}_{threading.get_ident()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
         try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, parts)
         finally:
             os.close(fd)
         os.replace(tmp, target)
         return oid
+
+
+def stored_zlib_stream(header: bytes, data: bytes | bytearray) -> list[bytes | memoryview]:
+    """A valid zlib stream of ``header + data`` made of *stored* deflate blocks, as buffers to
+    hand to writev: no compression work and no copy of ``data`` (a wide tree is ~680 KB of
+    mostly SHA-1 bytes that do not compress; zlib at level 0 still copied it, ~1 ms)."""
+    parts: list[bytes | memoryview] = [b"\x78\x01"]  # CMF/FLG: deflate, 32K window, check bits
+    view = memoryview(data)
+    first = header + bytes(view[: _STORED_BLOCK - len(header)])
+    rest = view[_STORED_BLOCK - len(header) :]
+    blocks: list[bytes | memoryview] = [first]
+    while rest:
+        blocks.append(rest[:_STORED_BLOCK])
+        rest = rest[_STORED_BLOCK:]
+    for i, block in enumerate(blocks):
+        size = len(block)
+        final = 1 if i == len(blocks) - 1 else 0
+        parts.append(struct.pack("<BHH", final, size, size ^ 0xFFFF))
+        parts.append(block)
+    checksum = zlib.adler32(data, zlib.adler32(header))
+    parts.append(struct.pack(">I", checksum))
+    return parts
+
+
+def _write_all(fd: int, parts: list[bytes | memoryview]) -> None:
+    pending = [memoryview(p) for p in parts]
+    while pending:
+        written = os.writev(fd, pending[:512])
+        while written and pending:
+            if written >= len(pending[0]):
+                written -= len(pending[0])
+                pending.pop(0)
+            else:
+                pending[0] = pending[0][written:]
+                written = 0
