@@ -3,7 +3,8 @@
 The engine commits without git's index (building the trees is what keeps a write cheap), so after
 a write the index still describes the previous HEAD and `git status` would show staged changes
 that undo the store's writes. Rewriting the index costs time in proportion to the number of files
-(~14 ms at 10k files, ~110 ms at 100k, measured), so it is done here, by one background thread:
+(~14 ms at 10k files, ~110 ms at 100k, measured), so it is done here, by one background thread
+running `git update-index` in a child process (so the CPU it takes is not under our GIL):
 after the store has been idle for ``delay`` seconds, or at the latest ``max_stale`` seconds after
 the first pending write, and always when the store closes. While a refresh is pending, the
 pre-commit hook (see hooks.py) refuses manual commits.
@@ -16,10 +17,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from ..gitrepo import GitRepo
+from ..gitrepo.gitbin import IndexBusy, update_index
 from .hooks import set_pending
 
 __all__ = ["IndexKeeper"]
@@ -94,62 +96,76 @@ class IndexKeeper:
             self._cond.wait(timeout=min(self.delay - idle, self.max_stale - stale))
 
     def refresh(self) -> None:
-        """Refresh now, for every pending path (takes the store's write lock)."""
-        with self.locked():
+        """Refresh now, for every pending path. Runs `git update-index` in a child process without
+        the store's write lock: writers go on meanwhile, and git's index.lock orders refreshes."""
+        with self._cond:
+            paths = sorted(self._dirty)
+            self._dirty.clear()
+            self._first_dirty = None
+        if not paths:
+            set_pending(self.pending_marker, False)
+            return
+        try:
+            self._write(paths)
+        except Exception:
             with self._cond:
-                paths = sorted(self._dirty)
-                self._dirty.clear()
-                self._first_dirty = None
-            if not paths:
+                self._dirty.update(paths)
+                self._first_dirty = self._first_dirty or time.monotonic()
+            raise
+        with self._cond:
+            if not self._dirty:
                 set_pending(self.pending_marker, False)
-                return
-            tip = self.tip()
-            if tip is None:
-                return
-            try:
-                self._write(paths, tip)
-            except Exception:
-                with self._cond:
-                    self._dirty.update(paths)
-                    self._first_dirty = self._first_dirty or time.monotonic()
-                raise
-            with self._cond:
-                if not self._dirty:
-                    set_pending(self.pending_marker, False)
 
     def repair(self) -> list[str]:
         """At open: entries that disagree with HEAD (a process died before its refresh)."""
         with self.locked():
-            self._remove_our_stale_lock()
+            self._clear_interrupted_refresh()
             tip = self.tip()
             if tip is None:
                 return []
             paths = self.repo.index_differences(self.repo.commit_tree(tip))
             if paths:
-                self._write(paths, tip)
+                self._write(paths)
             return paths
 
-    @contextlib.contextmanager
-    def _our_index_lock(self) -> Iterator[None]:
-        """libgit2 writes the index through ``index.lock``; a marker says that lock is ours, so
-        after a crash mid-refresh the next open may remove it (nobody else holds our flock)."""
-        marker = self.repo.git_dir / "arka-hcm" / "index-refresh"
-        marker.write_text(str(os.getpid()))
-        yield
-        marker.unlink()
+    def _marker(self) -> Path:
+        return self.repo.git_dir / "arka-hcm" / f"index-refresh.{os.getpid()}"
 
-    def _remove_our_stale_lock(self) -> None:
-        marker = self.repo.git_dir / "arka-hcm" / "index-refresh"
-        if marker.exists():
-            (self.repo.git_dir / "index.lock").unlink(missing_ok=True)
-            marker.unlink()
+    def _clear_interrupted_refresh(self) -> None:
+        """A store process killed during a refresh may leave git's ``index.lock`` behind (its git
+        child killed too). Markers name the refreshing pid; for a dead one, give an orphaned git
+        child a moment to finish, then remove the lock so git and the store can write again."""
+        lock = self.repo.git_dir / "index.lock"
+        for marker in (self.repo.git_dir / "arka-hcm").glob("index-refresh.*"):
+            pid = marker.name.rsplit(".", 1)[-1]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            deadline = time.monotonic() + 2.0
+            while lock.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            lock.unlink(missing_ok=True)
+            marker.unlink(missing_ok=True)
 
-    def _write(self, paths: list[str], tip: str) -> None:
+    def _write(self, paths: list[str]) -> None:
         started = time.perf_counter()
+        marker = self._marker()
+        marker.write_text("")
         try:
-            with self._our_index_lock():
-                self.repo.refresh_index(paths, self.repo.commit_tree(tip))
+            for attempt in range(50):
+                try:
+                    update_index(self.repo.workdir, paths)
+                    return
+                except IndexBusy:
+                    time.sleep(0.02 * (attempt + 1))
+                except FileNotFoundError:  # no git binary: libgit2, under the store's lock
+                    with self.locked():
+                        tip = self.tip()
+                        if tip is not None:
+                            self.repo.refresh_index(paths, self.repo.commit_tree(tip))
+                    return
+            raise IndexBusy("git's index.lock stayed held; the refresh will be retried")
         finally:
+            marker.unlink(missing_ok=True)
             self.seconds += time.perf_counter() - started
 
     def close(self) -> None:
@@ -162,3 +178,13 @@ class IndexKeeper:
             thread.join(timeout=30)
         if self._dirty:
             self.refresh()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -20,7 +20,7 @@ from ..domain.layout import LAYERS, META, model_for_path
 from ..domain.models import JournalEntry
 from ..errors import HcmError
 from ..gitrepo import GitRepo
-from ..gitrepo.fsck import run_fsck
+from ..gitrepo.gitbin import run_fsck
 from ..ids import is_valid_id
 from ..jsonio import canonical_bytes, parse_json
 from ..paths import PathResolver

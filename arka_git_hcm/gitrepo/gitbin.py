@@ -1,0 +1,91 @@
+"""What the store asks of the git binary: fsck (libgit2 has none) and git's index refresh.
+
+The index refresh runs in a git process rather than through libgit2 in ours: rewriting a
+100k-entry index takes ~100 ms of CPU, which in-process would hold Python's GIL and stall
+every writer; as a child process it runs on the other core, and git's own ``index.lock``
+makes concurrent refreshes from several store processes safe (each is read-modify-write
+under that lock)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+__all__ = ["IndexBusy", "git_binary", "run_fsck", "update_index"]
+
+
+class IndexBusy(Exception):
+    """git's index.lock is held (a person's git command, another store process): retry later."""
+
+
+def git_binary() -> str | None:
+    return shutil.which("git")
+
+
+def hermetic_git_env() -> dict[str, str]:
+    """git with no user or system config and no GIT_* leaking from the caller's shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["GIT_CONFIG_GLOBAL"] = os.devnull
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
+
+
+def run_fsck(workdir: Path) -> tuple[bool, str]:
+    """(ok, output) of `git fsck --strict` on the repository of ``workdir``."""
+    git = git_binary()
+    if git is None:
+        return False, "the git binary is not installed; install git to verify repository integrity"
+    proc = subprocess.run(
+        [
+            git,
+            "-c",
+            "safe.directory=*",
+            "-C",
+            str(workdir),
+            "fsck",
+            "--strict",
+            "--no-progress",
+            "--no-dangling",
+        ],
+        capture_output=True,
+        text=True,
+        env=hermetic_git_env(),
+        timeout=3600,
+    )
+    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+
+
+def update_index(workdir: Path, paths: list[str], timeout: float = 120) -> None:
+    """`git update-index --add --remove` for exactly ``paths``: each entry takes the work-tree
+    file's content and stat data (or is removed when the file is gone)."""
+    git = git_binary()
+    if git is None:
+        raise FileNotFoundError("git")
+    proc = subprocess.run(
+        [
+            git,
+            "-c",
+            "safe.directory=*",
+            "-c",
+            "core.fsync=none",
+            "-C",
+            str(workdir),
+            "update-index",
+            "--add",
+            "--remove",
+            "-z",
+            "--stdin",
+        ],
+        input=b"".join(p.encode("utf-8") + b"\0" for p in paths),
+        capture_output=True,
+        env=hermetic_git_env(),
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip()
+        if "index.lock" in message:
+            raise IndexBusy(message)
+        raise OSError(f"git update-index failed: {message[:500]}")
