@@ -42,7 +42,7 @@ bench: setup
 lock: setup
 	{ echo "# Tested versions (pip freeze of the dev venv). Makefile and Dockerfile install with -c this file"; \
 	  echo "# so builds are reproducible; pyproject.toml keeps the supported ranges. Refresh: make lock"; \
-	  $(BIN)/pip freeze --exclude-editable | grep -v '^-e'; } > requirements.lock
+	  $(BIN)/pip freeze --exclude-editable | grep -v -e '^-e' -e '^py-spy' -e ' @ '; } > requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -5,7 +5,7 @@
    (the command a client runs), and ``arka-hcm token create --id bench --type agent --roles
    writer --json`` makes the writer token.
 2. For ``--workers 1`` and ``2``: a fresh copy of that folder, ``arka-hcm serve`` on a free port
-   of 127.0.0.1, then with 1, 8 and 32 concurrent clients (asyncio + httpx, one keep-alive
+   of 127.0.0.1, then with 1, 8 and 32 concurrent clients (a thread each with http.client, one keep-alive
    connection each): HCM_APPEND_JOURNAL writes and HCM_GET_MISSION_CONTEXT reads through
    ``POST /v1/hcm/execute``, each phase bounded by a count and a time limit.
 3. After the server stops: new commits (``git rev-list --count``) must equal acknowledged writes
@@ -19,8 +19,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import http.client
 import itertools
 import json
 import os
@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -204,7 +205,7 @@ class Server:
 # --- load generation ---------------------------------------------------------------------------
 
 
-async def run_phase(
+def run_phase(
     base: str,
     token: str,
     kind: str,
@@ -214,43 +215,51 @@ async def run_phase(
     missions: list[str],
     prefix: str,
 ) -> tuple[Measure, Counter[str], int]:
-    """``clients`` concurrent loops, each on its own keep-alive connection, until ``max_ops``
-    operations were started or ``max_s`` seconds passed. Returns the measure (acknowledged
-    operations only), the outcome counts and the number of acknowledged writes."""
+    """``clients`` concurrent loops, each a thread with its own keep-alive connection
+    (``http.client``: the lightest client at hand, so the 2 CPUs go to the server rather than to
+    the load generator), until ``max_ops`` operations were started or ``max_s`` seconds passed.
+    Returns the measure (acknowledged operations only), the outcome counts and the number of
+    acknowledged writes."""
     counter = itertools.count()
     samples: list[float] = []
     outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
     rng = random.Random(hash((prefix, clients)) & 0xFFFF)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    host, port = base.split("//", 1)[1].rsplit(":", 1)
     deadline = time.perf_counter() + max_s
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=base, headers=headers, limits=limits, timeout=httpx.Timeout(60.0)
-    ) as http:
-        # one warm request per connection (connection set-up is not what is measured)
-        await asyncio.gather(*(http.get("/health") for _ in range(clients)))
 
-        async def loop() -> None:
-            while time.perf_counter() < deadline:
+    def loop() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.request("GET", "/health")  # connection set-up is not what is measured
+        conn.getresponse().read()
+        while time.perf_counter() < deadline:
+            with lock:
                 n = next(counter)
-                if n >= max_ops:
-                    return
                 mission = rng.choice(missions)
-                envelope = (
-                    journal_envelope(f"{prefix}-{n}", mission, n)
-                    if kind == "write"
-                    else context_envelope(f"{prefix}-{n}", mission)
-                )
-                body = json.dumps(envelope).encode()
-                started = time.perf_counter()
-                try:
-                    response = await http.post("/v1/hcm/execute", content=body)
-                    elapsed = time.perf_counter() - started
-                    data = response.json()
-                except httpx.HTTPError as exc:
+            if n >= max_ops:
+                break
+            envelope = (
+                journal_envelope(f"{prefix}-{n}", mission, n)
+                if kind == "write"
+                else context_envelope(f"{prefix}-{n}", mission)
+            )
+            body = json.dumps(envelope).encode()
+            started = time.perf_counter()
+            try:
+                conn.request("POST", "/v1/hcm/execute", body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+                elapsed = time.perf_counter() - started
+                data = json.loads(payload)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                with lock:
                     outcomes[f"transport error {type(exc).__name__}"] += 1
-                    continue
-                if response.status_code == 200 and data.get("status") == "ok":
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=60)
+                continue
+            with lock:
+                if response.status == 200 and data.get("status") == "ok":
                     if data.get("replayed"):
                         outcomes["replayed (unexpected)"] += 1
                         continue
@@ -258,11 +267,16 @@ async def run_phase(
                     samples.append(elapsed)
                 else:
                     code = (data.get("error") or {}).get("code", "?")
-                    outcomes[f"HTTP {response.status_code} {code}"] += 1
+                    outcomes[f"HTTP {response.status} {code}"] += 1
+        conn.close()
 
-        timer = Timer()
-        await asyncio.gather(*(loop() for _ in range(clients)))
-        elapsed = timer()
+    timer = Timer()
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = timer()
     op = "HCM_APPEND_JOURNAL" if kind == "write" else "HCM_GET_MISSION_CONTEXT"
     measure = Measure(clients, op, len(samples), elapsed, samples)
     return measure, outcomes, outcomes["ok"] if kind == "write" else 0
@@ -295,17 +309,15 @@ def bench_workers(
                 max_ops = args.write_ops if kind == "write" else args.read_ops
                 max_s = args.write_seconds if kind == "write" else args.read_seconds
                 moves = branch_moves(hcm)
-                measure, outcomes, ok_writes = asyncio.run(
-                    run_phase(
-                        server.base,
-                        token,
-                        kind,
-                        clients,
-                        max_ops,
-                        max_s,
-                        missions,
-                        f"w{workers}-{kind}-c{clients}",
-                    )
+                measure, outcomes, ok_writes = run_phase(
+                    server.base,
+                    token,
+                    kind,
+                    clients,
+                    max_ops,
+                    max_s,
+                    missions,
+                    f"w{workers}-{kind}-c{clients}",
                 )
                 moves = branch_moves(hcm) - moves
                 acked += ok_writes
@@ -382,8 +394,8 @@ def report(
         f"({setup['missions']:,} missions) adopted by `arka-hcm init` in {setup['init_s']:.1f} s. "
         f"Each phase: at most {args.write_ops} writes / {args.write_seconds:.0f} s, "
         f"or {args.read_ops} reads / "
-        f"{args.read_seconds:.0f} s. Clients: asyncio + httpx in one process on the same 2 CPUs as the "
-        "server, one keep-alive connection each.",
+        f"{args.read_seconds:.0f} s. Clients: threads with http.client in one process on the same "
+        "2 CPUs as the server, one keep-alive connection each.",
         "",
     ]
     headers = [

@@ -292,3 +292,17 @@ def test_ok_helper_sees_the_committed_answer(store: HcmStore) -> None:
     data = ok(store, "HCM_GET_MISSION_CONTEXT", {"mission_id": "m1"})["data"]
     assert data["meta"]["title"] == "Audit ACME"
     assert data["status"]["status"] == "planned"
+
+
+def test_read_last_lines_matches_the_whole_file_reading(store: HcmStore) -> None:
+    """The tail reader parses only the end of the journal; it must agree with a full read,
+    blank lines and a missing final newline included."""
+    from arka_git_hcm.services.views import Draft
+
+    draft = Draft(store.repo, None, None)
+    lines = [json.dumps({"n": i}) for i in range(30)]
+    for shape in ("\n".join(lines) + "\n", "\n".join(lines), "\n\n".join(lines) + "\n\n\n", ""):
+        draft.write("state/j.jsonl", shape.encode())
+        full = draft.read_lines("state/j.jsonl")
+        for count in (0, 1, 2, 7, 29, 30, 31, 100):
+            assert draft.read_last_lines("state/j.jsonl", count) == (full[-count:] if count else [])

@@ -64,7 +64,7 @@ def _valid_status(value: dict[str, Any]) -> MissionStatus:
 def last_entries(view: TreeView, paths: MissionPaths, count: int) -> list[dict[str, Any]]:
     if count <= 0:
         return []
-    return view.read_lines(paths.journal)[-count:]
+    return view.read_last_lines(paths.journal, count)
 
 
 def get_mission_context(ctx: OpContext, view: TreeView, payload: p.GetMissionContext) -> dict[str, Any]:

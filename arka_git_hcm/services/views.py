@@ -70,18 +70,46 @@ class TreeView:
             return []
         entries: list[dict[str, Any]] = []
         for number, line in enumerate(raw.split(b"\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                value = parse_json(line, what=f"{path} line {number}")
-            except Exception:
-                raise IoError(
-                    f"{path} line {number} is not valid JSON; run `arka-hcm verify`",
-                    {"path": path, "line": number},
-                ) from None
-            if isinstance(value, dict):
+            value = _parse_line(path, number, line)
+            if value is not None:
                 entries.append(value)
         return entries
+
+    def read_last_lines(self, path: str, count: int) -> list[dict[str, Any]]:
+        """The last ``count`` JSON objects of a JSONL file, parsing only those lines: a context
+        read must not cost in proportion to the whole journal."""
+        raw = self.read(path)
+        if raw is None or count <= 0:
+            return []
+        budget = count + 1
+        while True:
+            pieces = raw.rsplit(b"\n", budget)
+            complete = len(pieces) <= budget  # the split reached the start of the file
+            tail = pieces if complete else pieces[1:]
+            lines = [line for line in tail if line.strip()]
+            if len(lines) >= count or complete:
+                break
+            budget *= 4  # blank lines took the room: look further back
+        first_number = raw.count(b"\n") - len(tail) + 2
+        entries = []
+        for offset, line in enumerate(tail):
+            value = _parse_line(path, first_number + offset, line)
+            if value is not None:
+                entries.append(value)
+        return entries[-count:]
+
+
+def _parse_line(path: str, number: int, line: bytes) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        value = parse_json(line, what=f"{path} line {number}")
+    except Exception:
+        raise IoError(
+            f"{path} line {number} is not valid JSON; run `arka-hcm verify`",
+            {"path": path, "line": number},
+        ) from None
+    return value if isinstance(value, dict) else None
 
 
 class Draft(TreeView):

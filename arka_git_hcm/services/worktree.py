@@ -51,21 +51,21 @@ class StoreLock:
     def _acquire_flock(self, deadline: float, timeout: float) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        delay = 0.0002
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._fd = fd
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise Busy(
-                        f"the HCM is busy (write lock held for more than {timeout:g}s); retry shortly",
-                        retry_after=1,
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.005)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._fd = fd
+            return
+        except BlockingIOError:
+            pass
+        # Contended by another process: wait in a blocking flock (woken by the kernel the moment
+        # the holder releases, instead of polling), on a helper thread so the wait can time out.
+        waiter = _FlockWaiter(fd)
+        if waiter.wait(max(0.0, deadline - time.monotonic())):
+            self._fd = fd
+            return
+        raise Busy(
+            f"the HCM is busy (write lock held for more than {timeout:g}s); retry shortly", retry_after=1
+        )
 
     def release(self) -> None:
         if self._fd is not None:
@@ -81,6 +81,40 @@ class StoreLock:
             yield
         finally:
             self.release()
+
+
+class _FlockWaiter:
+    """A blocking flock on a thread. If the caller gives up first, the thread releases the lock
+    as soon as it gets it (and closes the descriptor), so an abandoned wait never holds it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._state_lock = threading.Lock()
+        self._done = threading.Event()
+        self._abandoned = False
+        threading.Thread(target=self._run, name="arka-hcm-flock", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        with self._state_lock:
+            if self._abandoned:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(self.fd, fcntl.LOCK_UN)
+                os.close(self.fd)
+                return
+            self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        if self._done.wait(timeout):
+            return True
+        with self._state_lock:
+            if self._done.is_set():
+                return True
+            self._abandoned = True
+            return False
 
 
 class WorkTree:
