@@ -95,10 +95,8 @@ class _FlockWaiter:
         threading.Thread(target=self._run, name="arka-hcm-flock", daemon=True).start()
 
     def _run(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-        except OSError:
-            pass
         with self._state_lock:
             if self._abandoned:
                 with contextlib.suppress(OSError):
