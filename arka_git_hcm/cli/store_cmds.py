@@ -16,7 +16,7 @@ from ..jsonio import parse_json
 from ..services.init import init_hcm
 from ..services.snapshots import create_snapshot, list_snapshots
 from ..services.store import HcmStore, error_response
-from ..services.verify import verify_hcm
+from ..services.verify import Finding, verify_hcm
 from . import Context, emit, main, pass_context
 
 LOCAL_CALLER = {"type": "human", "id": "cli", "roles": ["reader"]}
@@ -68,12 +68,23 @@ def init(obj: Context, directory: str, tenant_id: str, tenant_name: str, layout:
         verb = "adopted the existing HCM" if result.adopted else "created a new HCM"
         click.echo(f"{verb} at {result.hcm_path} ({result.files} files, first commit {result.revision[:12]})")
         click.echo(f"config: {result.config_path}   logs: {result.log_path}")
-        for warning in result.warnings[:20]:
-            click.echo(f"warning: {warning.path}: {warning.message}")
-        if len(result.warnings) > 20:
-            click.echo(f"... {len(result.warnings) - 20} more warnings (arka-hcm verify lists them all)")
+        print_findings(result.warnings)
 
     emit(result.to_json(), as_json, human)
+
+
+def print_findings(findings: list[Finding]) -> None:
+    """Errors one by one; a warning shared by many files (an older HCM's formatting) is shown for
+    three of them, then counted, so the real quirks are not buried."""
+    shown: dict[tuple[str, str], int] = {}
+    for finding in findings:
+        key = (finding.severity, finding.message)
+        shown[key] = shown.get(key, 0) + 1
+        if finding.severity == "error" or shown[key] <= 3:
+            click.echo(f"{finding.severity}: {finding.path}: {finding.message}")
+    for (severity, message), count in shown.items():
+        if severity == "warning" and count > 3:
+            click.echo(f"warning: ... and {count - 3} more files: {message} (--json lists all)")
 
 
 def _read_envelopes(source: Any, max_bytes: int, max_depth: int) -> list[Any]:
@@ -271,8 +282,7 @@ def verify(obj: Context, no_fsck: bool, as_json: bool) -> None:
         report = verify_hcm(hcm, fsck=not no_fsck, on_progress=progress)
 
     def human() -> None:
-        for finding in report.findings:
-            click.echo(f"{finding.severity}: {finding.path}: {finding.message}")
+        print_findings(report.findings)
         verdict = "OK" if report.ok else "DAMAGED"
         click.echo(
             f"{verdict}: {report.files} files at {str(report.revision)[:12]}, "
