@@ -48,7 +48,7 @@ ENV ARKA_HCM_PATH=/hcm \
     ARKA_LOG_PATH=/logs \
     ARKA_ENV=production \
     ARKA_TENANT_ID=default \
-    ARKA_WORKERS=2
+    ARKA_WORKERS=1
 
 USER 10001:10001
 WORKDIR /home/arka

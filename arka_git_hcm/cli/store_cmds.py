@@ -14,7 +14,6 @@ from ..config import load_settings
 from ..errors import HcmError, InvalidPayload, error_for_code
 from ..jsonio import parse_json
 from ..services.init import init_hcm
-from ..services.snapshots import create_snapshot, list_snapshots
 from ..services.store import HcmStore, error_response
 from ..services.verify import Finding, verify_hcm
 from . import Context, emit, main, pass_context
@@ -153,7 +152,7 @@ def exec_(obj: Context, file_: Any) -> None:
     sys.exit(exit_code)
 
 
-def _run(
+def run_operation(
     obj: Context, op: str, payload: dict[str, Any], caller: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     store = HcmStore.open(obj.settings)
@@ -192,7 +191,7 @@ def missions_list(obj: Context, status: str | None, client_id: str | None, as_js
       arka-hcm --client ./arka-client missions list --status in_progress
     """
     filters = {k: v for k, v in {"status": status, "client_id": client_id}.items() if v}
-    response = _run(obj, "HCM_LIST_MISSIONS", {"filters": filters})
+    response = run_operation(obj, "HCM_LIST_MISSIONS", {"filters": filters})
     rows = response["data"]["missions"]
 
     def human() -> None:
@@ -229,7 +228,7 @@ def missions_show(obj: Context, mission_id: str, entries: int, at: str | None, a
     }
     if at:
         payload["at"] = at
-    response = _run(obj, "HCM_GET_MISSION_CONTEXT", payload)
+    response = run_operation(obj, "HCM_GET_MISSION_CONTEXT", payload)
     data = response["data"]
 
     def human() -> None:
@@ -349,163 +348,3 @@ def adopt(obj: Context, as_json: bool) -> None:
             click.echo(f"refused (unsafe name or symlink): {path}")
 
     emit(report, as_json, human)
-
-
-@main.command("log")
-@click.option("--mission", "mission_id", help="Only commits that changed this mission.")
-@click.option("--path", help="Only commits that changed this file or folder.")
-@click.option("-n", "--limit", default=20, show_default=True, help="How many commits.")
-@click.option("--since", help="Only commits after this ISO date/time.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@pass_context
-def log_(
-    obj: Context, mission_id: str | None, path: str | None, limit: int, since: str | None, as_json: bool
-) -> None:
-    """Show the HCM's history (HCM_HISTORY): one line per write operation.
-
-    \b
-    Examples:
-      arka-hcm --client ./arka-client log -n 5
-      arka-hcm --client ./arka-client log --mission acme-audit --since 2026-11-01
-    """
-    payload: dict[str, Any] = {"limit": limit}
-    for key, value in {"mission_id": mission_id, "path": path, "since": since}.items():
-        if value:
-            payload[key] = value
-    data = _run(obj, "HCM_HISTORY", payload)["data"]
-
-    def human() -> None:
-        for c in data["commits"]:
-            click.echo(
-                f"{c['revision'][:12]}  {c['time']}  {c['op'] or '-':<24}  {c['caller']:<24}  {c['summary']}"
-            )
-
-    emit(data, as_json, human)
-
-
-@main.command("diff")
-@click.argument("from_rev", metavar="FROM")
-@click.argument("to_rev", metavar="TO", default="HEAD")
-@click.option("--path", help="Only this file or folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@pass_context
-def diff_(obj: Context, from_rev: str, to_rev: str, path: str | None, as_json: bool) -> None:
-    """Show what changed between two points (HCM_DIFF): revisions, snapshot names or ISO dates.
-
-    \b
-    Examples:
-      arka-hcm --client ./arka-client diff HEAD~3
-      arka-hcm --client ./arka-client diff 2026-11-25 2026-11-26 --path state/missions/acme-audit
-    """
-    payload: dict[str, Any] = {"from": from_rev, "to": to_rev}
-    if path:
-        payload["path"] = path
-    data = _run(obj, "HCM_DIFF", payload)["data"]
-
-    def human() -> None:
-        if not data["changes"]:
-            click.echo("no changes")
-        for change in data["changes"]:
-            click.echo(f"{change['change']}: {change['path']}")
-            click.echo(change["patch"].rstrip("\n"))
-
-    emit(data, as_json, human)
-
-
-LOCAL_ADMIN = {"type": "human", "id": "cli-admin", "roles": ["admin"]}
-
-
-@main.group()
-def snapshot() -> None:
-    """Name the current state of the whole HCM (a `snapshot/<name>` tag), list the names."""
-
-
-@snapshot.command("create")
-@click.argument("name")
-@click.option("-m", "--message", default="", help="Why this snapshot (kept in the tag).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@pass_context
-def snapshot_create(obj: Context, name: str, message: str, as_json: bool) -> None:
-    """Tag the current HEAD as snapshot NAME (no commit is written).
-
-    \b
-    Example:
-      arka-hcm --client ./arka-client snapshot create before-migration -m "before the CRM import"
-    """
-    store = HcmStore.open(obj.settings, scan_hand_edits=False)
-    try:
-        info = create_snapshot(store, name, message)
-    finally:
-        store.close()
-    emit(info, as_json, f"snapshot {info['name']} = {info['revision'][:12]}")
-
-
-@snapshot.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@pass_context
-def snapshot_list(obj: Context, as_json: bool) -> None:
-    """List snapshots, oldest first (mission snapshots included).
-
-    \b
-    Example:
-      arka-hcm --client ./arka-client snapshot list
-    """
-    store = HcmStore.open(obj.settings, scan_hand_edits=False)
-    try:
-        rows = list_snapshots(store)
-    finally:
-        store.close()
-
-    def human() -> None:
-        if not rows:
-            click.echo("no snapshots")
-        for row in rows:
-            click.echo(f"{row['time']}  {row['revision'][:12]}  {row['name']}  {row['message']}")
-
-    emit({"snapshots": rows}, as_json, human)
-
-
-@main.command()
-@click.argument("target")
-@click.option("--mission", "mission_id", help="Roll back only this mission's folder.")
-@click.option("--reason", help="Why (kept in the commit message).")
-@click.option("--dry-run", is_flag=True, help="Only list the files that would change.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@pass_context
-def rollback(
-    obj: Context, target: str, mission_id: str | None, reason: str | None, dry_run: bool, as_json: bool
-) -> None:
-    """Bring the HCM (or one mission) back to TARGET: a revision, snapshot name or ISO date.
-
-    History is never rewritten: the rollback is one new HCM_ROLLBACK commit, itself revertible.
-
-    \b
-    Examples:
-      arka-hcm --client ./arka-client rollback before-migration --dry-run
-      arka-hcm --client ./arka-client rollback 2026-11-25T18:00 --mission acme-audit --reason "bad import"
-    """
-    if dry_run:
-        payload: dict[str, Any] = {"from": "HEAD", "to": target}
-        if mission_id:
-            payload["path"] = f"state/missions/{mission_id}"
-        data = _run(obj, "HCM_DIFF", payload)["data"]
-        plan = {"target": data["to"], "would_change": [(c["change"], c["path"]) for c in data["changes"]]}
-
-        def human_plan() -> None:
-            click.echo(f"rolling back to {data['to'][:12]} would change {len(data['changes'])} file(s):")
-            for change in data["changes"]:
-                click.echo(f"  {change['change']}: {change['path']}")
-
-        emit(plan, as_json, human_plan)
-        return
-    payload = {"target": target} | ({"mission_id": mission_id} if mission_id else {})
-    if reason:
-        payload["reason"] = reason
-    response = _run(obj, "HCM_ROLLBACK", payload, LOCAL_ADMIN)
-    data = response["data"]
-    emit(
-        data | {"revision": response["revision"]},
-        as_json,
-        f"rolled back {data['restored_files']} file(s) to {data['target'][:12]} "
-        f"in {response['revision'][:12]}",
-    )

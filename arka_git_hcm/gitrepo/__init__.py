@@ -1,5 +1,6 @@
 """Git adapter: the only package that imports pygit2 or dulwich."""
 
-from .repo import ZERO_OID, CommitInfo, GitRepo, Signature, fsync_dir, sync_filesystem
+from .refs import ZERO_OID, fsync_dir
+from .repo import CommitInfo, GitRepo, Signature, sync_filesystem
 
 __all__ = ["ZERO_OID", "CommitInfo", "GitRepo", "Signature", "fsync_dir", "sync_filesystem"]

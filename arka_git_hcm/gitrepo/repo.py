@@ -8,7 +8,6 @@ paths, so the cost of a write does not grow with the number of files in the HCM.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -22,11 +21,10 @@ from pygit2.enums import FileMode, ObjectType
 
 from ..errors import ConflictingUpdate, IoError, from_os_error
 from ..paths import find_fold_collision
+from . import refs
 from .rawtree import EMPTY_TREE, MODE_BLOB, MODE_TREE, LooseObjectWriter, RawTree, RawTreeCache
 
-__all__ = ["CommitInfo", "GitRepo", "Signature", "ZERO_OID", "configure_library"]
-
-ZERO_OID = "0" * 40
+__all__ = ["CommitInfo", "GitRepo", "Signature", "configure_library", "sync_filesystem"]
 _configured = False
 
 
@@ -65,14 +63,6 @@ def sync_filesystem(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass(frozen=True)
 class Signature:
     name: str
@@ -82,6 +72,12 @@ class Signature:
 
     def to_pygit2(self) -> pygit2.Signature:
         return pygit2.Signature(self.name, self.email, self.time, self.offset)
+
+    def reflog_identity(self) -> str:
+        """``Name <email> <time> <+hhmm>`` as git writes it in reflogs."""
+        sign = "+" if self.offset >= 0 else "-"
+        tz = f"{sign}{abs(self.offset) // 60:02d}{abs(self.offset) % 60:02d}"
+        return f"{self.name} <{self.email}> {self.time} {tz}"
 
 
 @dataclass(frozen=True)
@@ -135,89 +131,20 @@ class GitRepo:
         config["gc.auto"] = "0"  # packing is the store's job (arka-hcm gc), never a surprise pause
         return repo
 
-    # --- refs -----------------------------------------------------------------------------
+    # --- refs (see refs.py) ---------------------------------------------------------------
     def read_ref(self, ref: str) -> str | None:
-        """The id a ref points to, read from disk now (loose file first, then packed-refs)."""
-        loose = self.git_dir / ref
-        try:
-            value = loose.read_text("ascii").strip()
-            if value.startswith("ref:"):
-                return self.read_ref(value[4:].strip())
-            return value or None
-        except FileNotFoundError:
-            pass
-        except NotADirectoryError:
-            return None
-        packed = self.git_dir / "packed-refs"
-        try:
-            for line in packed.read_text("ascii").splitlines():
-                if line and line[0] not in "#^":
-                    oid, _, name = line.partition(" ")
-                    if name == ref:
-                        return oid
-        except FileNotFoundError:
-            pass
-        return None
+        return refs.read_ref(self.git_dir, ref)
 
     def head_ref_name(self) -> str:
-        head = (self.git_dir / "HEAD").read_text("ascii").strip()
-        return head[4:].strip() if head.startswith("ref:") else "HEAD"
+        return refs.head_ref_name(self.git_dir)
 
     def compare_and_swap_ref(
         self, ref: str, old: str | None, new: str, *, who: Signature, message: str, durable: bool
     ) -> bool:
-        """Move ``ref`` from ``old`` to ``new`` only if it still points at ``old``.
-
-        Uses git's own lock protocol (``<ref>.lock`` created O_EXCL, then renamed over the ref),
-        so it is atomic against git, libgit2 and other store processes alike. Returns False when
-        the ref moved meanwhile (the caller rebuilds on the new tip); a held lock is contention.
-        """
-        ref_path = self.git_dir / ref
-        lock_path = ref_path.with_name(ref_path.name + ".lock")
-        ref_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        try:
-            try:
-                moved = self.read_ref(ref) != old
-                if not moved:
-                    os.write(fd, f"{new}\n".encode("ascii"))
-                    if durable:
-                        os.fsync(fd)
-            finally:
-                os.close(fd)  # exactly once: a second close could hit another thread's file
-            if moved:
-                os.unlink(lock_path)
-                return False
-            self._append_reflog(ref, old or ZERO_OID, new, who, message)
-            os.replace(lock_path, ref_path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lock_path)
-            raise
-        if durable:
-            fsync_dir(ref_path.parent)
-        return True
-
-    def _append_reflog(self, ref: str, old: str, new: str, who: Signature, message: str) -> None:
-        log = self.git_dir / "logs" / ref
-        log.parent.mkdir(parents=True, exist_ok=True)
-        sign = "+" if who.offset >= 0 else "-"
-        tz = f"{sign}{abs(who.offset) // 60:02d}{abs(who.offset) % 60:02d}"
-        first = message.splitlines()[0] if message else ""
-        line = f"{old} {new} {who.name} <{who.email}> {who.time} {tz}\t{first}\n"
-        with open(log, "ab") as fh:
-            fh.write(line.encode("utf-8"))
+        return refs.compare_and_swap_ref(self.git_dir, ref, old, new, who.reflog_identity(), message, durable)
 
     def remove_stale_lock(self, ref: str) -> bool:
-        lock = self.git_dir / (ref + ".lock")
-        try:
-            lock.unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        return refs.remove_stale_lock(self.git_dir, ref)
 
     # --- objects --------------------------------------------------------------------------
     def write_blob(self, data: bytes) -> str:
