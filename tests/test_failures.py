@@ -148,3 +148,28 @@ def test_logs_rotate_by_size(tmp_path: Path) -> None:
     assert all(p.stat().st_size <= 4096 for p in tmp_path.iterdir())
     last = json.loads((tmp_path / "ops.jsonl").read_text().splitlines()[-1])
     assert last["n"] == 399
+
+
+def test_roles_granted_in_meta_rules_widen_a_caller(store: HcmStore) -> None:
+    """Contract section 6: roles come from the identity and hindex/meta_rules.json."""
+    from .conftest import ADMIN, ok
+
+    reader = {"type": "human", "id": "bob", "roles": ["reader"]}
+    denied = store.execute(
+        envelope(
+            "HCM_CREATE_MISSION", {"mission_id": "m9", "meta": {"title": "t", "mission_type": "x"}}, reader
+        )
+    )
+    assert denied["error"]["code"] == "ACCESS_DENIED"
+    rules = ok(store, "HCM_GET_DOCUMENT", {"path": "hindex/meta_rules.json"}, ADMIN)["data"]["content"]
+    rules["rules"]["role_grants"] = {"human/bob": ["writer", "superuser"]}
+    ok(store, "HCM_PUT_DOCUMENT", {"path": "hindex/meta_rules.json", "content": rules}, ADMIN)
+    granted = store.execute(
+        envelope(
+            "HCM_CREATE_MISSION", {"mission_id": "m9", "meta": {"title": "t", "mission_type": "x"}}, reader
+        )
+    )
+    assert granted["status"] == "ok"
+    # an unknown role in the file ("superuser") grants nothing; admin stays needed for documents
+    doc = store.execute(envelope("HCM_PUT_DOCUMENT", {"path": "stable/x.json", "content": {}}, reader))
+    assert doc["error"]["code"] == "ACCESS_DENIED"

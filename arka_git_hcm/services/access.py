@@ -6,15 +6,41 @@
   next actions and decisions. Everything else an agent asks to write is refused.
 - ``state/team/`` is written by humans and the system; ``stable/`` and ``hindex/`` (documents)
   need the admin role.
+- Roles come from the caller's identity (its token) plus ``rules.role_grants`` in
+  ``hindex/meta_rules.json``, which only admins can write.
 """
 
 from __future__ import annotations
+
+import json
 
 from ..domain.envelope import Caller
 from ..errors import AccessDenied
 from .ops_base import OpSpec
 
-__all__ = ["authorize"]
+__all__ = ["META_RULES", "authorize", "parse_role_grants"]
+
+META_RULES = "hindex/meta_rules.json"
+_ROLES = ("reader", "writer", "admin")
+
+
+def parse_role_grants(raw: bytes | None) -> dict[str, list[str]]:
+    """``rules.role_grants`` of meta_rules.json: caller label -> extra roles. Anything malformed
+    grants nothing (a broken file must never widen access); verify reports the file itself."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+        grants = value["rules"]["role_grants"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(grants, dict):
+        return {}
+    result: dict[str, list[str]] = {}
+    for label, roles in grants.items():
+        if isinstance(label, str) and isinstance(roles, list):
+            result[label] = [r for r in roles if r in _ROLES]
+    return result
 
 
 def authorize(spec: OpSpec, caller: Caller) -> None:

@@ -24,7 +24,7 @@ from ..domain.envelope import Caller, Envelope, describe_validation_error, parse
 from ..errors import HcmError, InternalError, InvalidPayload, NotFound
 from ..gitrepo import GitRepo
 from ..jsonio import compact_dumps, parse_json
-from .access import authorize
+from .access import META_RULES, authorize, parse_role_grants
 from .engine import EXTERNAL_EDIT_OP, CommitEngine, WriteOutcome, WriteRequest, payload_digest
 from .hooks import install_hooks
 from .oplog import JsonLinesLog
@@ -77,6 +77,7 @@ class HcmStore:
         log_cfg = settings.file.logging
         self.oplog = JsonLinesLog(settings.log_path / "operations.jsonl", log_cfg.max_bytes, log_cfg.backups)
         self.open_report: dict[str, Any] = {}
+        self._grants: tuple[str | None, dict[str, list[str]]] = (None, {})
 
     @classmethod
     def open(
@@ -171,6 +172,7 @@ class HcmStore:
             payload = spec.payload.model_validate(envelope.payload)
         except ValidationError as exc:
             raise describe_validation_error(exc, "payload") from None
+        envelope = envelope.model_copy(update={"caller": self._with_granted_roles(envelope.caller)})
         authorize(spec, envelope.caller)
         ctx = OpContext(
             caller=envelope.caller,
@@ -199,6 +201,22 @@ class HcmStore:
         if result.replayed:
             response["replayed"] = True
         return response
+
+    def _with_granted_roles(self, caller: Caller) -> Caller:
+        """Roles come from the caller's identity (its token over HTTP) plus the grants an admin
+        wrote in ``hindex/meta_rules.json`` -> ``rules.role_grants``: ``{"human/alice": ["admin"]}``.
+        The grants are read at the branch tip, cached by the file's blob id."""
+        tip = self.tip()
+        if tip is None:
+            return caller
+        tree = self.repo.commit_tree(tip)
+        blob = self.repo.entry_id(tree, META_RULES)
+        cached_blob, grants = self._grants  # one tuple: threads never see a half-updated cache
+        if blob != cached_blob:
+            grants = parse_role_grants(self.repo.read_blob(tree, META_RULES))
+            self._grants = (blob, grants)
+        extra = [r for r in grants.get(caller.label, []) if r not in caller.roles]
+        return caller.model_copy(update={"roles": [*caller.roles, *extra]}) if extra else caller
 
     @staticmethod
     def _ok(envelope: Envelope, data: dict[str, Any], revision: str | None) -> dict[str, Any]:
