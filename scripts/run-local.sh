@@ -16,7 +16,7 @@ if ! "$BIN/arka-hcm" --client "$CLIENT" token list --json | grep -q '"id": "dev"
     --label "make run" | tail -n 1
 else
   echo "The development token 'dev' was printed on the first run; to get a new one:"
-  echo "  $BIN/arka-hcm --client $CLIENT token revoke dev && make run"
+  echo "  $BIN/arka-hcm --client $CLIENT token revoke dev && make run CLIENT=$CLIENT PORT=$PORT"
 fi
 echo "Serving $CLIENT/hcm on http://127.0.0.1:$PORT  (OpenAPI: http://127.0.0.1:$PORT/docs; Ctrl-C stops)"
 exec "$BIN/arka-hcm" --client "$CLIENT" serve --host 127.0.0.1 --port "$PORT"

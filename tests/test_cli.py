@@ -295,3 +295,25 @@ def test_every_command_is_in_the_readme() -> None:
     for name, command in _commands(main):
         if not isinstance(command, click.Group):
             assert f"arka-hcm {name}" in readme or f"{name}" in readme.split("## Command line")[1], name
+
+
+def test_a_missing_hcm_names_the_init_command_that_creates_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--client", str(tmp_path / "empty"), "status"])
+    assert result.exit_code == 6
+    assert f"arka-hcm init {tmp_path / 'empty'} --tenant-id" in result.output
+    flat = CliRunner().invoke(main, ["--hcm", str(tmp_path / "memory"), "status"])
+    assert f"arka-hcm init {tmp_path / 'memory'} --layout flat" in flat.output
+
+
+def test_another_git_repository_is_not_taken_for_an_hcm(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    git(project, "init", "-q")
+    (project / "README").write_text("hi\n")
+    git(project, "add", "README")
+    git(project, "-c", "user.name=a", "-c", "user.email=a@b.c", "commit", "-qm", "x")
+    for args in (["status"], ["missions", "list"]):
+        result = CliRunner().invoke(main, ["--hcm", str(project), *args])
+        assert result.exit_code == 6 and "not an HCM" in result.output
+    assert not (project / ".git" / "arka-hcm").exists()
+    assert not (project / ".git" / "hooks" / "pre-commit").exists()

@@ -72,7 +72,7 @@ def test_killed_writers_leave_a_consistent_repository(settings: Settings) -> Non
         messages = journal_messages(hcm)
         missing = [rid for rid in all_acked if messages[rid] != 1]
         assert not missing, f"round {round_}: acknowledged writes lost or doubled: {missing[:5]}"
-        assert max(messages.values()) == 1
+        assert not messages or max(messages.values()) == 1  # a kill may land before any write
     assert len(all_acked) > rounds  # the kills did land mid-run, after real writes
     history = Counter(
         line

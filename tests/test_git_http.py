@@ -314,7 +314,7 @@ def test_push_is_refused_with_a_message(site: Site) -> None:
     git.commit(dest, "pushed.txt", "nope\n")
     done = git.run("push", "origin", "HEAD:main", cwd=dest, check=False)
     assert done.returncode != 0
-    assert "read-only over HTTP" in done.stderr and "arka-hcm push" in done.stderr
+    assert "read-only over HTTP" in done.stderr and "push from your clone" in done.stderr
     assert git.out("rev-parse", "main", cwd=site.hcm) == before
     with site.http() as http:
         auth = {"Authorization": f"Bearer {site.reader}"}

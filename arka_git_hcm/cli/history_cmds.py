@@ -46,17 +46,17 @@ def log_(
 
 @main.command("diff")
 @click.argument("from_rev", metavar="FROM")
-@click.argument("to_rev", metavar="TO", default="HEAD")
+@click.argument("to_rev", metavar="[TO]", default="HEAD")
 @click.option("--path", help="Only this file or folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def diff_(obj: Context, from_rev: str, to_rev: str, path: str | None, as_json: bool) -> None:
-    """Show what changed between two points (HCM_DIFF): revisions, snapshot names or ISO dates.
+    """Show what changed from FROM to TO (default HEAD), each a revision, snapshot name or ISO date.
 
     \b
     Examples:
       arka-hcm --client ./arka-client diff HEAD~3
-      arka-hcm --client ./arka-client diff 2026-11-25 2026-11-26 --path state/missions/acme-audit
+      arka-hcm --client ./arka-client diff HEAD~5 HEAD --path state/missions/acme-audit
     """
     payload: dict[str, Any] = {"from": from_rev, "to": to_rev}
     if path:
@@ -143,7 +143,7 @@ def rollback(
     \b
     Examples:
       arka-hcm --client ./arka-client rollback before-migration --dry-run
-      arka-hcm --client ./arka-client rollback 2026-11-25T18:00 --mission acme-audit --reason "bad import"
+      arka-hcm --client ./arka-client rollback HEAD~1 --mission acme-audit --reason "bad import"
     """
     if dry_run:
         payload: dict[str, Any] = {"from": "HEAD", "to": target}

@@ -58,13 +58,24 @@ def run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
         log_level=log_level,
         timeout_graceful_shutdown=10,
     )
-    if workers <= 1:
-        uvicorn.Server(config).run()
-        return
-    sock = config.bind_socket()
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=sock.detach())
-    Multiprocess(config, sockets=[sock]).run()
+    try:
+        if workers <= 1:
+            server = uvicorn.Server(config)
+            server.run()
+            if not server.started:
+                raise SystemExit(3)
+            return
+        sock = config.bind_socket()
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=sock.detach())
+        Multiprocess(config, sockets=[sock]).run()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            # uvicorn exits 3 (or 1) when it cannot start; its log line above says why
+            raise click.ClickException(
+                f"the server could not start on {host}:{port} (port in use?)"
+            ) from None
+        raise
 
 
 @main.group()

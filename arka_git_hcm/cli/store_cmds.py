@@ -124,9 +124,9 @@ def exec_(obj: Context, file_: Any) -> None:
 
     \b
     Input is one envelope, or JSON lines with one envelope each:
-      {"op": "HCM_APPEND_JOURNAL", "request_id": "r-1",
+      {"op": "HCM_APPEND_JOURNAL", "request_id": "journal-2026-11-26-001",
        "caller": {"type": "agent", "id": "arka-pmo-01", "roles": ["writer"]},
-       "payload": {"mission_id": "m1", "entry": {"author_type": "agent",
+       "payload": {"mission_id": "acme-audit", "entry": {"author_type": "agent",
                    "author_id": "arka-pmo-01", "entry_type": "note", "message": "Kick-off done"}}}
     Exit code: 0 when every answer is ok, else the code of the first error
     (3 INVALID_PAYLOAD, 6 NOT_FOUND, 7 CONFLICTING_UPDATE, ... see README).
@@ -220,7 +220,7 @@ def missions_show(obj: Context, mission_id: str, entries: int, at: str | None, a
 
     \b
     Example:
-      arka-hcm --client ./arka-client missions show acme-audit-2026 --entries 5
+      arka-hcm --client ./arka-client missions show acme-audit --entries 5
     """
     payload: dict[str, Any] = {
         "mission_id": mission_id,

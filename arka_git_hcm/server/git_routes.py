@@ -37,8 +37,7 @@ GIT_BASE = "/git/hcm.git"
 REALM = "arka-hcm"
 PUSH_REFUSED = (
     "this HCM is read-only over HTTP: push is refused.\n"
-    "To copy the history to your own Git, push from the server with `arka-hcm push`,\n"
-    "or fetch from here and push from your clone.\n"
+    "To copy the history to your own Git, fetch it from here and push from your clone.\n"
 )
 SMART_ONLY = (
     "only `git clone` / `git fetch` over smart HTTP are served here "

@@ -56,4 +56,6 @@ def authorize(spec: OpSpec, caller: Caller) -> None:
                 f"{spec.name} needs a human or system caller"
             )
         if spec.zone == "admin" and "admin" not in roles:
-            raise AccessDenied(f"{spec.name} writes stable/, domain/ or hindex/: it needs the admin role")
+            raise AccessDenied(
+                f"{spec.name} needs the admin role ({caller.label} has {', '.join(sorted(roles))})"
+            )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import NotFound
+from ..errors import ConflictingUpdate, NotFound
 from ..gitrepo import Signature
 from ..ids import validate_id
 from .store import HcmStore
@@ -24,6 +24,8 @@ def create_snapshot(store: HcmStore, name: str, message: str = "", who: str = "a
         raise NotFound("the HCM has no commit to snapshot")
     committer = store.settings.file.store.committer
     tagger = Signature(committer.name, committer.email, int(store.clock.now().timestamp()))
+    if store.repo.resolve_commit(f"refs/tags/snapshot/{name}") is not None:
+        raise ConflictingUpdate(f"snapshot {name} already exists; choose another name", {"name": name})
     store.repo.create_tag(f"snapshot/{name}", tip, tagger, message or f"snapshot {name} by {who}")
     return {"name": name, "revision": tip, "tag": f"snapshot/{name}"}
 

@@ -44,6 +44,7 @@ log = logging.getLogger("arka_git_hcm.store")
 OPERATIONS: dict[str, OpSpec] = {
     spec.name: spec for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS + HISTORY_OPS + ROLLBACK_OPS
 }
+NOT_YET = frozenset({"HCM_SEARCH"})
 _AT_REVISION = re.compile(r"^(?:[0-9a-f]{4,40}|HEAD(?:~\d{1,6})?)$")
 _AT_SNAPSHOT = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
 
@@ -59,6 +60,16 @@ def error_response(envelope: Any, error: HcmError, revision: str | None) -> dict
         "error": error.to_dict(),
         "revision": revision,
     }
+
+
+def _init_hint(hcm_path: Path) -> str:
+    """How to create the HCM that was expected at ``hcm_path`` (a client folder's hcm/, or flat)."""
+    if hcm_path.name == "hcm":
+        return (
+            f"create it with `arka-hcm init {hcm_path.parent} --tenant-id <id>` (a client folder: "
+            f"hcm/, config/, logs/)"
+        )
+    return f"create it with `arka-hcm init {hcm_path} --layout flat --tenant-id <id>`"
 
 
 class HcmStore:
@@ -93,11 +104,25 @@ class HcmStore:
         git_dir = Path(settings.hcm_path) / ".git"
         if not git_dir.is_dir():
             raise NotFound(
-                f"no HCM repository at {settings.hcm_path}; create one with "
-                f"`arka-hcm init {settings.hcm_path} --tenant-id <id>`",
+                f"no HCM repository at {settings.hcm_path}; {_init_hint(settings.hcm_path)}",
                 {"path": str(settings.hcm_path)},
             )
-        store = cls(settings, GitRepo(settings.hcm_path), clock or SystemClock(), id_token)
+        repo = GitRepo(settings.hcm_path)
+        head = repo.read_ref(repo.head_ref_name())
+        if head is not None and repo.entry_id(repo.commit_tree(head), "meta.json") is None:
+            # Some other git repository: never install hooks or state in it.
+            raise NotFound(
+                f"{settings.hcm_path} is a git repository but not an HCM (no meta.json on its branch); "
+                f"point --hcm/--client at an HCM, or {_init_hint(settings.hcm_path)} in another folder",
+                {"path": str(settings.hcm_path)},
+            )
+        if head is None:
+            raise NotFound(
+                f"{settings.hcm_path} holds a git repository with no commit, not an HCM; "
+                f"{_init_hint(settings.hcm_path)}",
+                {"path": str(settings.hcm_path)},
+            )
+        store = cls(settings, repo, clock or SystemClock(), id_token)
         if not install_hooks(store.repo.git_dir):
             log.warning(
                 "a pre-commit hook that arka-hcm did not write exists; the index guard is not installed"
@@ -164,6 +189,10 @@ class HcmStore:
 
     def _run(self, envelope: Envelope) -> dict[str, Any]:
         spec = OPERATIONS.get(envelope.op)
+        if spec is None and envelope.op in NOT_YET:
+            raise InvalidPayload(
+                f"{envelope.op} is in the contract but not implemented in this version", {"field": "op"}
+            )
         if spec is None:
             raise InvalidPayload(
                 f"unknown op {envelope.op!r}; known: {', '.join(sorted(OPERATIONS))}", {"field": "op"}
@@ -274,7 +303,7 @@ class HcmStore:
             moment = parse_iso(at)
         except ValueError:
             raise NotFound(
-                f"'at' {at!r} is neither a revision, a snapshot name nor an ISO date/time", {"at": at}
+                f"{at!r} is neither a revision, a snapshot name nor an ISO date/time", {"at": at}
             ) from None
         commit = self.commit_at(moment)
         if commit is None:

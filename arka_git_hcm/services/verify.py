@@ -201,7 +201,14 @@ def verify_hcm(
             if not location.is_file() or location.is_symlink():
                 found.append(Finding("error", path, "in HEAD but missing from the work tree"))
             elif repo.hash_file(location) != blob:
-                found.append(Finding("error", path, "the work tree differs from HEAD (edited by hand?)"))
+                found.append(
+                    Finding(
+                        "error",
+                        path,
+                        "the work tree differs from HEAD: an uncommitted hand edit "
+                        "(`arka-hcm adopt` commits it)",
+                    )
+                )
         except OSError as exc:
             found.append(Finding("error", path, f"cannot read the work tree file: {exc.strerror}"))
         if on_progress and (done % 200 == 0 or done == total):
@@ -212,5 +219,11 @@ def verify_hcm(
         for name in filenames:
             rel = os.path.relpath(Path(dirpath) / name, hcm_path).replace(os.sep, "/")
             if rel not in files:
-                found.append(Finding("error", rel, "in the work tree but not in HEAD (not committed)"))
+                found.append(
+                    Finding(
+                        "error",
+                        rel,
+                        "in the work tree but not in HEAD: an uncommitted file (`arka-hcm adopt` commits it)",
+                    )
+                )
     return VerifyReport(head, total, found)
