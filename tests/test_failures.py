@@ -173,3 +173,17 @@ def test_roles_granted_in_meta_rules_widen_a_caller(store: HcmStore) -> None:
     # an unknown role in the file ("superuser") grants nothing; admin stays needed for documents
     doc = store.execute(envelope("HCM_PUT_DOCUMENT", {"path": "stable/x.json", "content": {}}, reader))
     assert doc["error"]["code"] == "ACCESS_DENIED"
+
+
+def test_two_writers_of_one_log_lose_no_line_across_rotations(tmp_path: Path) -> None:
+    """Server workers each hold the log open; one rotating must not make the other write into the
+    renamed file or lose lines."""
+    first = JsonLinesLog(tmp_path / "ops.jsonl", max_bytes=4096, backups=100)
+    second = JsonLinesLog(tmp_path / "ops.jsonl", max_bytes=4096, backups=100)
+    for i in range(400):
+        (first if i % 2 else second).write({"n": i, "pad": "y" * 30})
+    numbers = sorted(json.loads(line)["n"] for p in tmp_path.iterdir() for line in p.read_text().splitlines())
+    assert numbers == list(range(400))
+    assert all(p.stat().st_size <= 4096 for p in tmp_path.iterdir())
+    first.close()
+    second.close()

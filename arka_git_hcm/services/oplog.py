@@ -3,12 +3,18 @@
 The operation log records *that* something happened (time, op, request_id, caller, status, error
 code, duration, revision), never payload contents or secrets: these logs leave the client's
 machine when support asks for them.
+
+The file stays open (O_APPEND: each line lands whole at the end, whichever process writes it);
+rotation takes an flock and renames, and every writer notices a rotation by another process
+because the path no longer names the file it holds open.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +28,57 @@ class JsonLinesLog:
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
-        self._ok = True
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self.failed = False
 
     def write(self, record: dict[str, Any]) -> None:
         line = (compact_dumps(record) + "\n").encode("utf-8")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        with self._lock:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fd = self._current_fd()
                 if os.fstat(fd).st_size + len(line) > self.max_bytes and self.backups > 0:
-                    self._rotate()
-                    os.close(fd)
-                    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    fd = self._rotate(fd, len(line))
                 os.write(fd, line)
-            finally:
-                os.close(fd)
-        except OSError:
-            # A full or read-only log volume must not fail the operation it describes.
-            self._ok = False
+            except OSError:
+                # A full or read-only log volume must not fail the operation it describes.
+                self.failed = True
+                self._close()
 
-    def _rotate(self) -> None:
-        for index in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            if older.exists():
-                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
-        if self.path.exists():
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+    def _current_fd(self) -> int:
+        if self._fd is not None:
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                    return self._fd
+            except FileNotFoundError:
+                pass
+            self._close()  # rotated (or removed) by someone else: follow the path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        return self._fd
+
+    def _rotate(self, fd: int, incoming: int) -> int:
+        lock_fd = os.open(self.path.parent, os.O_RDONLY)  # flock on the folder: no extra file
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            fd = self._current_fd()  # another process may have rotated while we waited
+            if os.fstat(fd).st_size + incoming > self.max_bytes:
+                for index in range(self.backups - 1, 0, -1):
+                    older = self.path.with_name(f"{self.path.name}.{index}")
+                    if older.exists():
+                        os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+                os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+                fd = self._current_fd()
+            return fd
+        finally:
+            os.close(lock_fd)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()

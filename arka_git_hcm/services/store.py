@@ -137,6 +137,7 @@ class HcmStore:
 
     def close(self) -> None:
         self.engine.close()
+        self.oplog.close()
 
     # --- the operation layer --------------------------------------------------------------
     def execute(self, request: Any, *, caller: Caller | None = None) -> dict[str, Any]:
