@@ -100,3 +100,21 @@ def test_rollback_needs_an_admin_and_an_existing_target(store: HcmStore) -> None
     missing = store.execute(envelope("HCM_ROLLBACK", {"target": "no-such-snapshot"}, ADMIN))
     assert missing["error"]["code"] == "NOT_FOUND"
     assert commit_count(store.settings.hcm_path) == count
+
+
+def test_gc_packs_loose_objects_and_the_store_goes_on(store: HcmStore) -> None:
+    from arka_git_hcm.services.maintenance import pack_objects
+
+    create_mission(store, "m1")
+    first = journal(store, "before gc", request_id="gc-1")
+    dry = pack_objects(store, dry_run=True)
+    assert dry["before"]["count"] > 0 and dry["after"] is None
+    report = pack_objects(store)
+    assert report["after"]["count"] == 0 and report["after"]["packs"] >= 1
+    again = journal(store, "before gc", request_id="gc-1")  # replay reads packed objects
+    assert again["replayed"] is True and again["data"] == first["data"]
+    journal(store, "after gc")
+    context = ok(store, "HCM_GET_MISSION_CONTEXT", {"mission_id": "m1", "at": first["revision"]})
+    assert [e["message"] for e in context["data"]["last_journal_entries"]] == ["before gc"]
+    store.close()
+    assert_clean(store.settings.hcm_path)

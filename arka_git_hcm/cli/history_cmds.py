@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ..services.maintenance import pack_objects
 from ..services.snapshots import create_snapshot, list_snapshots
 from ..services.store import HcmStore
 from . import Context, emit, main, pass_context
@@ -170,3 +171,39 @@ def rollback(
         f"rolled back {data['restored_files']} file(s) to {data['target'][:12]} "
         f"in {response['revision'][:12]}",
     )
+
+
+@main.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only count the loose objects and packs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def gc_(obj: Context, dry_run: bool, as_json: bool) -> None:
+    """Pack the loose objects writes leave behind (git gc, under the store's write lock).
+
+    History is not changed; unreachable objects are pruned only after git's two-week grace.
+
+    \b
+    Examples:
+      arka-hcm --client ./arka-client gc --dry-run
+      arka-hcm --client ./arka-client gc
+    """
+    store = HcmStore.open(obj.settings, scan_hand_edits=False)
+    try:
+        report = pack_objects(store, dry_run=dry_run)
+    finally:
+        store.close()
+
+    def human() -> None:
+        before = report["before"]
+        click.echo(
+            f"before: {before.get('count', 0)} loose objects ({before.get('size', 0)} KiB), "
+            f"{before.get('packs', 0)} pack(s) ({before.get('size_pack', 0)} KiB)"
+        )
+        if report["after"]:
+            after = report["after"]
+            click.echo(
+                f"after:  {after.get('count', 0)} loose objects ({after.get('size', 0)} KiB), "
+                f"{after.get('packs', 0)} pack(s) ({after.get('size_pack', 0)} KiB)"
+            )
+
+    emit(report, as_json, human)

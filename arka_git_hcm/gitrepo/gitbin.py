@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["IndexBusy", "git_binary", "run_fsck", "update_index"]
+__all__ = ["IndexBusy", "count_objects", "gc", "git_binary", "run_fsck", "update_index"]
 
 
 class IndexBusy(Exception):
@@ -89,3 +89,41 @@ def update_index(workdir: Path, paths: list[str], timeout: float = 120) -> None:
         if "index.lock" in message:
             raise IndexBusy(message)
         raise OSError(f"git update-index failed: {message[:500]}")
+
+
+def count_objects(workdir: Path) -> dict[str, int]:
+    """`git count-objects -v` as numbers (count/size of loose objects, packs, size-pack in KiB)."""
+    git = git_binary()
+    if git is None:
+        raise FileNotFoundError("git")
+    proc = subprocess.run(
+        [git, "-c", "safe.directory=*", "-C", str(workdir), "count-objects", "-v"],
+        capture_output=True,
+        text=True,
+        env=hermetic_git_env(),
+        timeout=600,
+        check=True,
+    )
+    result = {}
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition(": ")
+        if value.strip().isdigit():
+            result[key.strip().replace("-", "_")] = int(value)
+    return result
+
+
+def gc(workdir: Path) -> None:
+    """`git gc --quiet`: packs loose objects; unreachable objects are pruned only after git's
+    default grace period (two weeks), so nothing a reflog or a running reader needs goes away."""
+    git = git_binary()
+    if git is None:
+        raise FileNotFoundError("git")
+    proc = subprocess.run(
+        [git, "-c", "safe.directory=*", "-C", str(workdir), "gc", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=hermetic_git_env(),
+        timeout=3600,
+    )
+    if proc.returncode != 0:
+        raise OSError(f"git gc failed: {proc.stderr.strip()[:500]}")
