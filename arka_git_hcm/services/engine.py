@@ -34,7 +34,15 @@ from typing import Any
 from ..clock import Clock
 from ..config import Settings
 from ..domain.commit_message import OperationTrailers, build_message, parse_trailers
-from ..errors import Busy, ConflictingUpdate, HcmError, InternalError, ReadOnly, from_os_error
+from ..errors import (
+    Busy,
+    ConflictingUpdate,
+    HcmError,
+    IdempotencyMismatch,
+    InternalError,
+    ReadOnly,
+    from_os_error,
+)
 from ..gitrepo import GitRepo, Signature, sync_filesystem
 from ..jsonio import compact_dumps, parse_json
 from ..paths import PathResolver
@@ -515,8 +523,6 @@ class CommitEngine:
 
 
 def raise_mismatch(request_id: str, commit: str) -> None:
-    from ..errors import IdempotencyMismatch
-
     raise IdempotencyMismatch(
         f"request_id {request_id!r} was already used for a different operation or payload "
         f"(commit {commit[:12]}); use a new request_id for a new write",
