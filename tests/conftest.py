@@ -3,6 +3,7 @@ system git config, so results do not depend on the machine running them."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -79,19 +80,57 @@ def store(settings: Settings) -> Iterator[HcmStore]:
     s.close()
 
 
-@pytest.fixture
-def fixture_store(tmp_path: Path) -> Iterator[HcmStore]:
-    """The HCM v1 fixture, adopted."""
-    client = tmp_path / "v1"
+# --- the HCM v1 fixture, adopted once per session and copied per test ---------------------------
+# Stores built here refresh git's index only when a test asks (``index_refresh_delay_s=60`` and
+# ``engine.refresh_index()``), so no background refresh competes with the test for the lock.
+
+START = datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
+
+
+def quiet_settings(client: Path, **store: Any) -> Settings:
+    return make_settings(client, **{"index_refresh_delay_s": 60.0, **store})
+
+
+def open_store(settings: Settings, start: datetime = START, ids: Iterator[int] | None = None) -> HcmStore:
+    counter = ids if ids is not None else itertools.count(1)
+    return HcmStore.open(settings, clock=FixedClock(start), id_token=lambda: f"{next(counter):04d}")
+
+
+def new_hcm(client: Path, start: datetime = START) -> Settings:
+    settings = quiet_settings(client)
+    init_hcm(settings, "acme", "ACME", clock=FixedClock(start))
+    return settings
+
+
+def adopt_fixture(client: Path) -> Settings:
     shutil.copytree(FIXTURE_HCM, client / "hcm")
     for path in (client / "hcm").rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     (client / "hcm").chmod(0o755)
-    s = make_settings(client)
-    init_hcm(s, "example-tenant", clock=fixed_clock())
-    st = HcmStore.open(s, clock=fixed_clock())
-    yield st
-    st.close()
+    settings = quiet_settings(client)
+    init_hcm(settings, "example-tenant", clock=FixedClock(START))
+    return settings
+
+
+def copy_client(template: Path, client: Path) -> Settings:
+    """A copy of a prepared client folder (hcm with its .git, config, logs): cheaper than init."""
+    shutil.copytree(template, client, symlinks=True, copy_function=shutil.copyfile)
+    return quiet_settings(client)
+
+
+@pytest.fixture(scope="session")
+def v1_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    client = tmp_path_factory.mktemp("template") / "v1"
+    adopt_fixture(client)
+    return client
+
+
+@pytest.fixture
+def fixture_store(tmp_path: Path, v1_template: Path) -> Iterator[HcmStore]:
+    """The HCM v1 fixture, adopted (a copy of the session's template)."""
+    s = open_store(copy_client(v1_template, tmp_path / "v1"))
+    yield s
+    s.close()
 
 
 HUMAN = {"type": "human", "id": "alice", "roles": ["writer"]}

@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from arka_git_hcm.services.store import HcmStore
 
 from .conftest import ADMIN, AGENT, FIXTURE_HCM, HUMAN, READER, commit_count, ok
 from .test_ops import (
-    adopt_fixture,
     clean,
-    copy_client,
     fail,
     files_of,
     git_commit_file,
     hcm_of,
-    open_store,
     read_json,
     write,
 )
@@ -34,21 +27,6 @@ FIXTURE_FILES = files_of(FIXTURE_HCM)
 
 def fixture_json(rel: str) -> Any:
     return json.loads(FIXTURE_FILES[rel])
-
-
-@pytest.fixture(scope="module")
-def v1_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    client = tmp_path_factory.mktemp("template") / "v1"
-    adopt_fixture(client)
-    return client
-
-
-@pytest.fixture
-def fixture_store(tmp_path: Path, v1_template: Path) -> Iterator[HcmStore]:
-    """conftest's fixture_store, with git's index refreshed by the test thread (see test_ops.py)."""
-    s = open_store(copy_client(v1_template, tmp_path / "v1"))
-    yield s
-    s.close()
 
 
 def includes(loaded: dict[str, Any], original: dict[str, Any]) -> bool:

@@ -2,10 +2,10 @@
 write with the contract's message and trailers, errors that leave nothing behind, access, idempotency
 and reads ``at`` a point of history. (HCM_SEARCH / HCM_HISTORY / HCM_DIFF are tested elsewhere.)
 
-The ``store`` and ``fixture_store`` fixtures below shadow conftest's: same construction (copied
-from a prepared template, which is cheaper than init), but git's index is refreshed by the test
-thread (``index_refresh_delay_s=60`` and :func:`clean`) rather than by a timer thread, so no
-background thread competes with the test for the store's lock (see
+The ``store`` fixture below shadows conftest's, built like conftest's ``fixture_store`` (copied
+from a prepared template, which is cheaper than init): git's index is refreshed by the test
+thread (``index_refresh_delay_s=60`` and :func:`clean`) rather than by the background refresher,
+so nothing competes with the test for the store's lock (see
 test_store_lock_release_racing_another_threads_acquire at the end of this file).
 """
 
@@ -14,71 +14,41 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from arka_git_hcm.clock import FixedClock
-from arka_git_hcm.config import Settings
 from arka_git_hcm.jsonio import canonical_bytes
-from arka_git_hcm.services.init import init_hcm
 from arka_git_hcm.services.store import HcmStore
 
-from .conftest import (
+from .conftest import (  # noqa: F401 (helpers re-exported to the other test_ops_* files)
     ADMIN,
     AGENT,
     FIXTURE_HCM,
     HUMAN,
     READER,
+    START,
+    adopt_fixture,
     assert_clean,
     commit_count,
+    copy_client,
     envelope,
     git,
     make_settings,
+    new_hcm,
     ok,
+    open_store,
+    quiet_settings,
 )
 
-START = datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
 MISSION_META = {"title": "Audit ACME", "mission_type": "audit"}
 NOTE = {"author_type": "agent", "author_id": "arka-pmo-01", "entry_type": "note", "message": "hello"}
 
 
 # --- shared helpers (imported by the other test_ops_* / test_fixture_v1 / test_verify files) --------
-
-
-def quiet_settings(client: Path, **store: Any) -> Settings:
-    return make_settings(client, **{"index_refresh_delay_s": 60.0, **store})
-
-
-def open_store(settings: Settings, start: datetime = START, ids: Iterator[int] | None = None) -> HcmStore:
-    counter = ids if ids is not None else itertools.count(1)
-    return HcmStore.open(settings, clock=FixedClock(start), id_token=lambda: f"{next(counter):04d}")
-
-
-def new_hcm(client: Path, start: datetime = START) -> Settings:
-    settings = quiet_settings(client)
-    init_hcm(settings, "acme", "ACME", clock=FixedClock(start))
-    return settings
-
-
-def adopt_fixture(client: Path) -> Settings:
-    shutil.copytree(FIXTURE_HCM, client / "hcm")
-    for path in (client / "hcm").rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    (client / "hcm").chmod(0o755)
-    settings = quiet_settings(client)
-    init_hcm(settings, "example-tenant", clock=FixedClock(START))
-    return settings
-
-
-def copy_client(template: Path, client: Path) -> Settings:
-    """A copy of a prepared client folder (hcm with its .git, config, logs): cheaper than init."""
-    shutil.copytree(template, client, symlinks=True, copy_function=shutil.copyfile)
-    return quiet_settings(client)
 
 
 @pytest.fixture(scope="session")
@@ -88,23 +58,9 @@ def new_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return client
 
 
-@pytest.fixture(scope="session")
-def v1_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    client = tmp_path_factory.mktemp("template") / "v1"
-    adopt_fixture(client)
-    return client
-
-
 @pytest.fixture
 def store(tmp_path: Path, new_template: Path) -> Iterator[HcmStore]:
     s = open_store(copy_client(new_template, tmp_path / "client"))
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def fixture_store(tmp_path: Path, v1_template: Path) -> Iterator[HcmStore]:
-    s = open_store(copy_client(v1_template, tmp_path / "v1"))
     yield s
     s.close()
 

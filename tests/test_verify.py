@@ -17,8 +17,6 @@ from arka_git_hcm.services.verify import Finding, check_file, check_folder, veri
 from .conftest import ADMIN, AGENT, git, ok
 from .test_ops import (
     actions,
-    adopt_fixture,
-    copy_client,
     decide,
     git_commit_file,
     hcm_of,
@@ -29,21 +27,6 @@ from .test_ops import (
 )
 
 MDIR = "state/missions/example-tenant-discovery-001"
-
-
-@pytest.fixture(scope="module")
-def v1_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    client = tmp_path_factory.mktemp("template") / "v1"
-    adopt_fixture(client)
-    return client
-
-
-@pytest.fixture
-def fixture_store(tmp_path: Path, v1_template: Path) -> Iterator[HcmStore]:
-    """conftest's fixture_store, with git's index refreshed by the test thread (see test_ops.py)."""
-    s = open_store(copy_client(v1_template, tmp_path / "v1"))
-    yield s
-    s.close()
 
 
 @pytest.fixture
