@@ -86,28 +86,22 @@ def print_findings(findings: list[Finding]) -> None:
             click.echo(f"warning: ... and {count - 3} more files: {message} (--json lists all)")
 
 
-def _read_envelopes(source: Any, max_bytes: int, max_depth: int) -> list[Any]:
-    """One JSON envelope (possibly pretty-printed), or JSON lines with one envelope each.
-    Each envelope is parsed strictly with the configured limits; a bad one becomes an error answer."""
+def _read_envelopes(source: Any, max_bytes: int, max_depth: int) -> list[tuple[bytes, str] | HcmError]:
+    """Split the input into envelopes, as raw bytes for the store to parse: one JSON envelope
+    (possibly pretty-printed), or JSON lines with one envelope each (named "line N" in errors)."""
     raw = source.read()
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogateescape")
     lines = [line for line in raw.split(b"\n") if line.strip()]
     if not lines:
         return [InvalidPayload("no envelope on input: give one JSON object, or JSON lines")]
-
-    def parse(data: bytes, what: str) -> Any:
+    if len(lines) > 1:
         try:
-            return parse_json(data, max_bytes=max_bytes, max_depth=max_depth, what=what)
-        except HcmError as exc:
-            return exc
-
-    if len(lines) == 1:
-        return [parse(raw, "envelope")]
-    first = parse(lines[0], "line 1")
-    if isinstance(first, HcmError):
-        return [parse(raw, "envelope")]  # one pretty-printed envelope over several lines
-    return [first] + [parse(line, f"line {n}") for n, line in enumerate(lines[1:], start=2)]
+            parse_json(lines[0], max_bytes=max_bytes, max_depth=max_depth, what="line 1")
+        except HcmError:
+            return [(raw, "envelope")]  # one pretty-printed envelope over several lines
+        return [(line, f"line {n}") for n, line in enumerate(lines, start=1)]
+    return [(raw, "envelope")]
 
 
 @main.command("exec")
@@ -143,7 +137,8 @@ def exec_(obj: Context, file_: Any) -> None:
             if isinstance(item, HcmError):
                 response = error_response(None, item, store.tip())
             else:
-                response = store.execute(item)
+                data, what = item
+                response = store.execute(data, what=what)
             click.echo(json.dumps(response, ensure_ascii=False))
             if response["status"] != "ok" and exit_code == 0:
                 exit_code = error_for_code(response["error"]["code"]).exit_code

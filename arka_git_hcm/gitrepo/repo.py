@@ -153,10 +153,6 @@ class GitRepo:
     def hash_file(self, path: Path) -> str:
         return str(pygit2.hashfile(str(path)))
 
-    @staticmethod
-    def hash_bytes(data: bytes) -> str:
-        return str(pygit2.hash(data))
-
     def commit_tree(self, commit_id: str) -> str:
         return str(self._commit(commit_id).tree_id)
 

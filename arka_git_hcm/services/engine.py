@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
+import stat
 import threading
 import time
 import uuid
@@ -56,6 +58,7 @@ __all__ = ["CommitEngine", "WriteOutcome", "WriteRequest", "WriteResult", "paylo
 log = logging.getLogger("arka_git_hcm.engine")
 MAX_CAS_ATTEMPTS = 8
 EXTERNAL_EDIT_OP = "HCM_EXTERNAL_EDIT"
+NOT_A_FILE = "not-a-regular-file"
 
 
 def payload_digest(op: str, caller: str, payload: Any) -> str:
@@ -191,26 +194,41 @@ class CommitEngine:
         with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
             tip = self.tip()
             tree = self.repo.commit_tree(tip) if tip else None
-            found = []
-            for path in sorted(self.repo.worktree_status()):
-                if ".arka-tmp-" in path:
-                    continue  # a temp file of a killed writer; never part of the HCM
-                expected = self.repo.entry_id(tree, path)
-                location = self.resolver.root / path
-                if location.is_symlink() or not location.is_file():
-                    actual = None if not location.is_symlink() and not location.exists() else "other"
-                else:
-                    actual = self.repo.hash_file(location)
-                if actual != expected:
-                    found.append(path)
-            return found
+            return [
+                path
+                for path in sorted(self.repo.worktree_status())
+                # a temp file of a killed writer is never part of the HCM
+                if ".arka-tmp-" not in path and self._disk_blob_id(path) != self.repo.entry_id(tree, path)
+            ]
 
-    def find_request(self, request_id: str) -> str | None:
-        """The commit that recorded ``request_id``, if any (reads the history since last time)."""
-        tip = self.tip()
-        if tip is not None:
-            self._catch_up(tip)
-        return self._requests.get(request_id)
+    def adoption_request(self, paths: list[str]) -> WriteRequest:
+        """A write committing the disk's content of ``paths`` as HCM_EXTERNAL_EDIT. Paths that
+        already equal the branch (adopted meanwhile by another process) are left out."""
+
+        def apply(draft: Draft) -> WriteOutcome:
+            changed = []
+            for path in sorted(paths):
+                data = self._disk_bytes(path)
+                if data != draft.read(path):
+                    changed.append(path)
+                    if data is None:
+                        draft.delete(path)
+                    else:
+                        draft.write(path, data)
+            target = changed[0] if len(changed) == 1 else "."
+            summary = f"adopted hand edits of {len(changed)} file(s)"
+            return WriteOutcome({"paths": changed}, target, summary, stored_result={"paths": changed})
+
+        return WriteRequest(
+            op=EXTERNAL_EDIT_OP,
+            request_id=f"external-{uuid.uuid4().hex[:16]}",
+            caller_type="system",
+            caller_id="arka-hcm",
+            payload_sha256="",
+            apply=apply,
+            replay=lambda stored, view: dict(stored or {}),
+            adopts_hand_edits=True,
+        )
 
     # --- batches --------------------------------------------------------------------------
     def _run_batch(self, batch: list[WriteRequest]) -> None:
@@ -338,46 +356,41 @@ class CommitEngine:
                 continue  # already rewritten by this chain: the disk holds the tip's version
             expected = self.repo.entry_id(chain.tip_tree, path)
             info = self.worktree.stat(path)
-            if info is None:
-                if expected is not None:
-                    edited.append(path)
-                continue
-            key = (info.st_ino, info.st_size, info.st_mtime_ns)
-            if expected is not None and self._stat_cache.get(path) == key:
-                continue
-            actual = self.repo.hash_file(self.resolver.resolve(path))
-            if actual != expected:
+            key = None if info is None else (info.st_ino, info.st_size, info.st_mtime_ns)
+            if key is not None and expected is not None and self._stat_cache.get(path) == key:
+                continue  # unchanged since this process wrote or checked it: no hashing
+            if self._disk_blob_id(path) != expected:
                 edited.append(path)
-            else:
+            elif key is not None:
                 self._stat_cache[path] = key
         return edited
 
-    def _plan_external_edit(self, chain: _Chain, paths: list[str]) -> None:
-        draft = Draft(self.repo, chain.tree, chain.parent)
-        for path in paths:
+    def _disk_blob_id(self, path: str) -> str | None:
+        """The blob id of the work-tree file at ``path``; None when absent; NOT_A_FILE for a
+        folder, a symlink or a path the resolver refuses (never followed, never hashed)."""
+        try:
             location = self.resolver.resolve(path)
-            try:
-                draft.write(path, location.read_bytes())
-            except FileNotFoundError:
-                draft.delete(path)
-        summary = f"adopted hand edits of {len(paths)} file(s)"
-        target = paths[0] if len(paths) == 1 else "."
-        request = WriteRequest(
-            op=EXTERNAL_EDIT_OP,
-            request_id=f"external-{uuid.uuid4().hex[:16]}",
-            caller_type="system",
-            caller_id="arka-hcm",
-            payload_sha256="",
-            apply=lambda d: WriteOutcome({}, target, summary),
-            replay=lambda stored, view: {},
-        )
-        outcome = WriteOutcome(
-            {"paths": sorted(paths)}, target, summary, stored_result={"paths": sorted(paths)}
-        )
+            info = os.lstat(location)
+        except FileNotFoundError:
+            return None
+        except HcmError:
+            return NOT_A_FILE
+        if not stat.S_ISREG(info.st_mode):
+            return NOT_A_FILE
+        return self.repo.hash_file(location)
+
+    def _disk_bytes(self, path: str) -> bytes | None:
+        try:
+            return self.resolver.resolve(path).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def _plan_external_edit(self, chain: _Chain, paths: list[str]) -> None:
+        request = self.adoption_request(paths)
+        draft = Draft(self.repo, chain.tree, chain.parent)
+        outcome = request.apply(draft)
         self._append(chain, request, draft, outcome)
         log.warning("adopted hand edits: %s", ", ".join(sorted(paths)[:20]))
-        # The disk already holds these bytes: nothing to rewrite, but they are now "ours".
-        chain.changed.update(paths)
 
     # --- landing --------------------------------------------------------------------------
     def _land(self, chain: _Chain) -> bool:

@@ -25,7 +25,7 @@ from ..errors import HcmError, InternalError, InvalidPayload, NotFound
 from ..gitrepo import GitRepo
 from ..jsonio import compact_dumps, parse_json
 from .access import META_RULES, authorize, parse_role_grants
-from .engine import EXTERNAL_EDIT_OP, CommitEngine, WriteOutcome, WriteRequest, payload_digest
+from .engine import CommitEngine, WriteRequest, payload_digest
 from .hooks import install_hooks
 from .oplog import JsonLinesLog
 from .ops_base import OpContext, OpSpec
@@ -35,7 +35,7 @@ from .ops_missions import MISSION_OPS
 from .ops_records import RECORD_OPS
 from .ops_rollback import ROLLBACK_OPS
 from .ops_team_docs import TEAM_DOC_OPS
-from .views import Draft, TreeView
+from .views import TreeView
 
 __all__ = ["OPERATIONS", "HcmStore", "error_response"]
 
@@ -140,9 +140,12 @@ class HcmStore:
         self.oplog.close()
 
     # --- the operation layer --------------------------------------------------------------
-    def execute(self, request: Any, *, caller: Caller | None = None) -> dict[str, Any]:
+    def execute(
+        self, request: Any, *, caller: Caller | None = None, what: str = "envelope"
+    ) -> dict[str, Any]:
         """Run one envelope (dict, or raw JSON bytes) and return the contract's response.
-        ``caller`` (the token's identity over HTTP) must match a caller the envelope claims."""
+        ``caller`` (the token's identity over HTTP) must match a caller the envelope claims;
+        ``what`` names the input in parse errors ("line 3" of a JSON-lines stream)."""
         started = time.perf_counter()
         envelope_dict: Any = request
         response: dict[str, Any]
@@ -161,7 +164,7 @@ class HcmStore:
                 request,
                 max_bytes=limits.max_envelope_bytes,
                 max_depth=limits.max_json_depth,
-                what="envelope",
+                what=what,
             )
             envelope = parse_envelope(envelope_dict)
             if caller is not None:
@@ -202,7 +205,8 @@ class HcmStore:
             payload = spec.payload.model_validate(envelope.payload)
         except ValidationError as exc:
             raise describe_validation_error(exc, "payload") from None
-        envelope = envelope.model_copy(update={"caller": self._with_granted_roles(envelope.caller)})
+        tip = self.tip()  # read once: the grants and a read without `at` answer as of this commit
+        envelope = envelope.model_copy(update={"caller": self._with_granted_roles(envelope.caller, tip)})
         authorize(spec, envelope.caller)
         ctx = OpContext(
             caller=envelope.caller,
@@ -213,7 +217,8 @@ class HcmStore:
             resolve_at=self.resolve_at,
         )
         if spec.kind == "read":
-            commit = self.resolve_at(getattr(payload, "at", None))
+            at = getattr(payload, "at", None)
+            commit = tip if at is None else self.resolve_at(at)
             view = self.view(commit)
             data = spec.handler(ctx, view, payload)
             return self._ok(envelope, data, commit)
@@ -232,11 +237,10 @@ class HcmStore:
             response["replayed"] = True
         return response
 
-    def _with_granted_roles(self, caller: Caller) -> Caller:
+    def _with_granted_roles(self, caller: Caller, tip: str | None) -> Caller:
         """Roles come from the caller's identity (its token over HTTP) plus the grants an admin
         wrote in ``hindex/meta_rules.json`` -> ``rules.role_grants``: ``{"human/alice": ["admin"]}``.
         The grants are read at the branch tip, cached by the file's blob id."""
-        tip = self.tip()
         if tip is None:
             return caller
         tree = self.repo.commit_tree(tip)
@@ -347,31 +351,4 @@ class HcmStore:
         return report
 
     def _adopt(self, paths: list[str]) -> str | None:
-        def apply(draft: Draft) -> WriteOutcome:
-            changed = []
-            for path in paths:
-                location = self.engine.resolver.resolve(path)
-                try:
-                    data: bytes | None = location.read_bytes()
-                except (FileNotFoundError, IsADirectoryError):
-                    data = None
-                if data != draft.read(path):  # another process may have adopted it meanwhile
-                    changed.append(path)
-                    if data is None:
-                        draft.delete(path)
-                    else:
-                        draft.write(path, data)
-            target = changed[0] if len(changed) == 1 else "."
-            summary = f"adopted hand edits of {len(changed)} file(s)"
-            return WriteOutcome({"paths": changed}, target, summary, stored_result={"paths": changed})
-
-        request = WriteRequest(
-            op=EXTERNAL_EDIT_OP,
-            request_id=f"external-{int(time.time() * 1000)}-{len(paths)}",
-            caller_type="system",
-            caller_id="arka-hcm",
-            payload_sha256=payload_digest(EXTERNAL_EDIT_OP, "", paths),
-            apply=apply,
-            replay=lambda stored, view: dict(stored or {}),
-        )
-        return self.engine.submit_adoption(request)
+        return self.engine.submit_adoption(self.engine.adoption_request(paths))
