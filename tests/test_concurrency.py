@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -9,13 +10,26 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from arka_git_hcm.config import Settings
+from arka_git_hcm.services import engine as engine_module
+from arka_git_hcm.services.init import init_hcm
 from arka_git_hcm.services.store import HcmStore
 
-from .conftest import assert_clean, commit_count, create_mission, git, journal
+from .conftest import (
+    AGENT,
+    assert_clean,
+    commit_count,
+    create_mission,
+    envelope,
+    git,
+    journal,
+    make_settings,
+    open_store,
+)
 
 WRITER = Path(__file__).with_name("writer_process.py")
 FULL = os.environ.get("HCM_STRESS") == "full"
@@ -89,3 +103,110 @@ def test_processes_and_threads_together_never_lose_a_write(settings: Settings) -
     assert sum(messages.values()) == len(acked)
     assert commit_count(hcm) == start + len(acked)
     assert_clean(hcm)
+
+
+def test_chained_batches_acknowledge_a_write_only_after_a_sync_that_follows_its_branch_move(
+    client_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durability full with more writers than a batch holds: the leader chains batches, syncing
+    once per batch. Every acknowledgement must still come after a sync that followed the
+    branch move carrying that write (the event order is recorded as it happens)."""
+    settings = make_settings(client_dir, durability="full", batch_max=2, index_refresh_delay_s=60.0)
+    init_hcm(settings, "acme", "ACME")
+    store = open_store(settings)
+    create_mission(store, "m1")
+    events: list[tuple[str, Any]] = []
+    lock = threading.Lock()
+    real_sync = engine_module.sync_filesystem
+    real_cas = store.repo.compare_and_swap_ref
+
+    def sync(path: Path) -> None:
+        real_sync(path)
+        with lock:
+            events.append(("sync", None))
+
+    def cas(ref: str, old: str | None, new: str, **kw: Any) -> bool:
+        moved = real_cas(ref, old, new, **kw)
+        if moved:
+            landed = {info.id for info in store.repo.walk(new, old)}
+            with lock:
+                events.append(("cas", landed))
+        return moved
+
+    monkeypatch.setattr(engine_module, "sync_filesystem", sync)
+    monkeypatch.setattr(store.repo, "compare_and_swap_ref", cas)
+
+    def work(t: int) -> None:
+        for i in range(10):
+            revision = journal(store, f"c{t}-{i}")["revision"]
+            with lock:
+                events.append(("ack", revision))
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    store.close()
+    acks = [(i, rev) for i, (kind, rev) in enumerate(events) if kind == "ack"]
+    assert len(acks) == 60
+    for at, revision in acks:
+        moved = next(i for i, (kind, landed) in enumerate(events) if kind == "cas" and revision in landed)
+        assert moved < at
+        assert any(kind == "sync" for kind, _ in events[moved:at]), f"ack of {revision} before any sync"
+    moves = sum(1 for kind, _ in events if kind == "cas")
+    syncs = sum(1 for kind, _ in events if kind == "sync")
+    assert moves >= 30  # batches of at most 2
+    assert syncs < 2 * moves  # chained: fewer than the two syncs an isolated batch costs
+    messages = journal_messages(settings.hcm_path)
+    assert all(messages[f"c{t}-{i}"] == 1 for t in range(6) for i in range(10))
+    assert_clean(settings.hcm_path)
+
+
+def test_asyncio_writers_are_batched_by_the_committer_thread(client_dir: Path) -> None:
+    """The server's path: execute_async from one event loop, writes joined into batches by the
+    engine's committer thread (no thread per request), each still its own commit."""
+    settings = make_settings(client_dir, durability="full", index_refresh_delay_s=60.0)
+    init_hcm(settings, "acme", "ACME")
+    store = open_store(settings)
+    create_mission(store, "m1")
+    hcm = settings.hcm_path
+    start = commit_count(hcm)
+    reflog = hcm / ".git/logs/refs/heads/main"
+    moves_before = len(reflog.read_text().splitlines())
+
+    def entry(n: int) -> dict[str, Any]:
+        payload = {
+            "mission_id": "m1",
+            "entry": {"author_type": "agent", "author_id": "a", "entry_type": "note", "message": f"a{n}"},
+        }
+        return envelope("HCM_APPEND_JOURNAL", payload, AGENT, request_id=f"a{n}")
+
+    async def main() -> list[dict[str, Any]]:
+        return await asyncio.gather(
+            *(store.execute_async(entry(n), offload=asyncio.to_thread) for n in range(40))
+        )
+
+    responses = asyncio.run(main())
+    # a replay and a read go through the same path
+    replay, read = asyncio.run(
+        _both(
+            store.execute_async(entry(0), offload=asyncio.to_thread),
+            store.execute_async(
+                envelope("HCM_GET_MISSION_CONTEXT", {"mission_id": "m1"}, AGENT), offload=asyncio.to_thread
+            ),
+        )
+    )
+    store.close()
+    assert [r["status"] for r in responses] == ["ok"] * 40
+    assert len({r["revision"] for r in responses}) == 40  # one commit each
+    assert replay["replayed"] is True and replay["revision"] == responses[0]["revision"]
+    assert read["status"] == "ok" and len(read["data"]["last_journal_entries"]) == 10
+    assert commit_count(hcm) == start + 40
+    moves = len(reflog.read_text().splitlines()) - moves_before
+    assert moves < 40  # writes waiting together shared branch moves
+    assert_clean(hcm)
+
+
+async def _both(a: Any, b: Any) -> tuple[Any, Any]:
+    return (await a, await b)

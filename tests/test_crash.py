@@ -24,10 +24,13 @@ from .test_concurrency import WRITER, journal_messages
 FULL = os.environ.get("HCM_STRESS") == "full"
 
 
-def run_and_kill(client: Path, prefix: str, delay: float, durability: str) -> list[str]:
+def run_and_kill(
+    client: Path, prefix: str, delay: float, durability: str, threads: int = 2, batch_max: int = 32
+) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(
-        [sys.executable, str(WRITER), str(client), prefix, "100000", "2", durability],
+        [sys.executable, str(WRITER), str(client), prefix, "100000", str(threads), durability]
+        + [str(batch_max)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -64,8 +67,12 @@ def test_killed_writers_leave_a_consistent_repository(settings: Settings) -> Non
     for round_ in range(rounds):
         # startup takes ~0.3-0.5 s; kill anywhere from before the first write to deep into the run
         delay = rng.uniform(0.3, 1.2)
-        durability = "full" if round_ % 3 == 0 else "fast"
-        all_acked += run_and_kill(client, f"k{round_}", delay, durability)
+        if round_ % 3 == 0:
+            # durable, 4 threads in batches of 2: batches chain (one sync covers the landed
+            # batch and the next one's objects), so kills also land between chained batches
+            all_acked += run_and_kill(client, f"k{round_}", delay, "full", threads=4, batch_max=2)
+        else:
+            all_acked += run_and_kill(client, f"k{round_}", delay, "fast")
         reopened = HcmStore.open(settings)  # recovery happens here
         reopened.close()
         assert_clean(hcm)

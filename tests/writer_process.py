@@ -1,6 +1,6 @@
 """A separate writer process for the concurrency and crash tests.
 
-    python tests/writer_process.py CLIENT_DIR PREFIX COUNT [THREADS] [DURABILITY]
+    python tests/writer_process.py CLIENT_DIR PREFIX COUNT [THREADS] [DURABILITY] [BATCH_MAX]
 
 Appends COUNT journal entries to mission m1 (request ids PREFIX-<n>), spread over THREADS
 threads, and prints "ACK <request_id>" (flushed) only after the store acknowledged each one.
@@ -20,11 +20,13 @@ def main() -> None:
     client, prefix, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     threads = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     durability = sys.argv[5] if len(sys.argv) > 5 else "fast"
+    # a batch_max below THREADS keeps writes queued behind every batch: the chained group commit
+    batch_max = int(sys.argv[6]) if len(sys.argv) > 6 else 32
     settings = Settings(
         hcm_path=client / "hcm",
         config_path=client / "config",
         log_path=client / "logs",
-        file=FileConfig(store=StoreConfig(durability=durability, lock_timeout_s=120)),
+        file=FileConfig(store=StoreConfig(durability=durability, lock_timeout_s=120, batch_max=batch_max)),
     )
     store = HcmStore.open(settings)
     out = threading.Lock()

@@ -223,7 +223,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         answers `{request_id, op, status, data, error, revision}`."""
         record = authenticate(request)
         body = await read_body(request)
-        response = await run_in_threadpool(store().execute, body, caller=caller_of(record))
+        response = await store().execute_async(body, caller=caller_of(record), offload=run_in_threadpool)
         request.state.request_id = response.get("request_id")
         return _response_json(response)
 
@@ -237,7 +237,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             "payload": payload,
         }
         request.state.request_id = envelope["request_id"]
-        response = await run_in_threadpool(store().execute, envelope, caller=caller)
+        response = await store().execute_async(envelope, caller=caller, offload=run_in_threadpool)
         return _response_json(response)
 
     @app.get("/v1/missions", tags=["reads"])

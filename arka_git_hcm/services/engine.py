@@ -21,6 +21,7 @@ uses to make the work tree equal HEAD again. Git's index is refreshed off the ho
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -57,6 +58,8 @@ __all__ = ["CommitEngine", "WriteOutcome", "WriteRequest", "WriteResult", "paylo
 
 log = logging.getLogger("arka_git_hcm.engine")
 MAX_CAS_ATTEMPTS = 8
+# batches one leader commits in a row under one hold of the lock before letting others in
+MAX_CHAINED_BATCHES = 16
 EXTERNAL_EDIT_OP = "HCM_EXTERNAL_EDIT"
 NOT_A_FILE = "not-a-regular-file"
 
@@ -96,6 +99,8 @@ class WriteRequest:
     result: WriteResult | None = None
     error: HcmError | None = None
     done: bool = False
+    # set by submit_async: called (from the committing thread) once the request is done
+    on_done: Callable[[], None] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -142,6 +147,8 @@ class CommitEngine:
         self._cond = threading.Condition()
         self._queue: list[WriteRequest] = []
         self._leader = False
+        self._committer: threading.Thread | None = None  # leads batches of submit_async
+        self._closing = False
         self._repo_lock = threading.RLock()  # pygit2 objects (index) are not shared across threads
         self._requests: dict[str, str] = {}
         self._indexed_tip: str | None = None
@@ -156,7 +163,8 @@ class CommitEngine:
         return self.repo.read_ref(self.ref)
 
     def submit(self, request: WriteRequest) -> WriteResult:
-        """Run one write (possibly batched with others waiting) and return its result or raise."""
+        """Run one write (possibly batched with others waiting) and return its result or raise.
+        The calling thread waits; it leads a batch itself when no other thread is leading."""
         if self.broken:
             raise ReadOnly(self.broken)
         with self._cond:
@@ -165,20 +173,91 @@ class CommitEngine:
                 if self._leader:
                     self._cond.wait()
                     continue
-                self._leader = True
-                batch = self._queue[: self.settings.file.store.batch_max]
-                del self._queue[: len(batch)]
-                self._cond.release()
-                try:
-                    self._run_batch(batch)
-                finally:
-                    self._cond.acquire()
-                    self._leader = False
-                    self._cond.notify_all()
-        if request.error is not None:
-            raise request.error
-        assert request.result is not None
-        return request.result
+                self._lead()
+        return _outcome(request)
+
+    async def submit_async(self, request: WriteRequest) -> WriteResult:
+        """The same as :meth:`submit` for an asyncio caller (the HTTP server): the request joins
+        the queue and a committer thread of the engine leads the batches, so the event loop
+        neither blocks nor hands each write to a thread of its own."""
+        if self.broken:
+            raise ReadOnly(self.broken)
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+
+        def settle() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        def wake() -> None:  # runs in the committing thread
+            loop.call_soon_threadsafe(settle)
+
+        request.on_done = wake
+        with self._cond:
+            if self._closing:
+                raise ReadOnly("the store is closing; retry")
+            if self._committer is None:
+                self._committer = threading.Thread(
+                    target=self._commit_loop, name="arka-hcm-committer", daemon=True
+                )
+                self._committer.start()
+            self._queue.append(request)
+            self._cond.notify_all()
+        await finished
+        return _outcome(request)
+
+    def _lead(self) -> None:
+        """Take a batch off the queue and commit it (``self._cond`` held on entry and exit).
+        While more writes are waiting, the leader goes on with them under the same lock."""
+        self._leader = True
+        taken = self._queue[: self.settings.file.store.batch_max]
+        del self._queue[: len(taken)]
+        self._cond.release()
+        try:
+            self._run_batches(taken)
+        finally:
+            self._cond.acquire()
+            self._leader = False
+            # a request no batch could settle (never expected) waits for the next leader
+            self._queue[:0] = [r for r in taken if not r.done]
+            self._cond.notify_all()
+        self._callbacks(taken)
+
+    def _take_more(self, taken: list[WriteRequest]) -> list[WriteRequest]:
+        with self._cond:
+            more = self._queue[: self.settings.file.store.batch_max]
+            del self._queue[: len(more)]
+        taken.extend(more)
+        return more
+
+    def _acknowledge(self, requests: list[WriteRequest]) -> None:
+        """Requests whose answer is final (and durable): mark them done, wake their waiters."""
+        with self._cond:
+            for request in requests:
+                request.done = True
+        self._wake(requests)
+
+    def _wake(self, requests: list[WriteRequest]) -> None:
+        with self._cond:
+            self._cond.notify_all()
+        self._callbacks(requests)
+
+    @staticmethod
+    def _callbacks(requests: list[WriteRequest]) -> None:
+        for request in requests:
+            if request.done and request.on_done is not None:
+                callback, request.on_done = request.on_done, None
+                callback()
+
+    def _commit_loop(self) -> None:
+        with self._cond:
+            while True:
+                if self._queue and not self._leader:
+                    self._lead()  # queued writes are committed even once closing has begun
+                elif self._closing:
+                    return
+                else:
+                    self._cond.wait()
 
     def submit_adoption(self, request: WriteRequest) -> str | None:
         """Commit files as they are on disk (hand edits, an adopted HCM); returns the revision,
@@ -231,32 +310,71 @@ class CommitEngine:
         )
 
     # --- batches --------------------------------------------------------------------------
-    def _run_batch(self, batch: list[WriteRequest]) -> None:
+    def _run_batches(self, taken: list[WriteRequest]) -> None:
+        """Commit ``taken``, then whatever queued meanwhile, under one hold of the lock.
+
+        Chained group commit: when more writes are waiting after a batch landed, that batch is
+        not synced on its own. The next batch's intent names the paths of both, and the one
+        sync before the next branch move makes the landed batch durable (it is acknowledged
+        then) together with the new batch's objects. One sync per batch instead of two."""
+        batch = list(taken)
+        unsettled: _Chain | None = None  # landed, not yet synced nor acknowledged
         try:
             with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
                 self._recover_locked()
-                self._commit_batch(batch)
+                for _round in range(MAX_CHAINED_BATCHES):
+                    landed = self._commit_batch(batch, unsettled)
+                    self._wake([r for r in batch if r.done])  # replays and refusals answer now
+                    if unsettled is not None and not self._settled(unsettled):
+                        self._settle(unsettled)  # nothing landed after it: sync it on its own
+                    unsettled = None
+                    batch = self._take_more(taken) if _round + 1 < MAX_CHAINED_BATCHES else []
+                    if landed is not None:
+                        if batch and self.durable and not self.broken:
+                            unsettled = landed
+                        else:
+                            self._settle(landed)
+                    if not batch:
+                        break
         except HcmError as exc:
-            for request in batch:
-                if not request.done:
-                    request.error, request.done = exc, True
+            self._fail(taken, exc, unsettled)
         except OSError as exc:
-            err = from_os_error(exc, "committing")
-            for request in batch:
-                if not request.done:
-                    request.error, request.done = err, True
+            self._fail(taken, from_os_error(exc, "committing"), unsettled)
         except Exception:
             log.exception("unexpected failure while committing a batch")
-            for request in batch:
-                if not request.done:
-                    request.error = InternalError("the write failed unexpectedly; nothing was committed")
-                    request.done = True
+            error = InternalError("the write failed unexpectedly; nothing was committed")
+            self._fail(taken, error, unsettled)
 
-    def _commit_batch(self, batch: list[WriteRequest]) -> None:
+    def _fail(self, taken: list[WriteRequest], error: HcmError, unsettled: _Chain | None) -> None:
+        if unsettled is not None and not self._settled(unsettled):
+            try:
+                # the intent stays: it may also name the failed batch's paths, for recovery
+                self._settle(unsettled, close_intent=False)
+            except OSError:
+                log.exception("syncing a landed batch failed")
+        for request in taken:
+            if not request.done:
+                request.error, request.result, request.done = error, None, True
+
+    @staticmethod
+    def _settled(chain: _Chain) -> bool:
+        return all(planned.request.done for planned in chain.planned)
+
+    def _settle(self, chain: _Chain, *, close_intent: bool = True) -> None:
+        """Make a landed batch durable, close its intent and acknowledge its writes."""
+        if self.durable:
+            sync_filesystem(self.settings.hcm_path)
+        if close_intent and not self.broken:  # a broken work tree keeps its intent for repair
+            self.worktree.clear_intent()
+        self._acknowledge([planned.request for planned in chain.planned])
+
+    def _commit_batch(self, batch: list[WriteRequest], unsettled: _Chain | None) -> _Chain | None:
+        """Plan and land ``batch``; returns the landed chain (its writes answered but not yet
+        acknowledged), or None when nothing landed (replays and errors are settled here)."""
         for _attempt in range(MAX_CAS_ATTEMPTS):
             pending = [r for r in batch if not r.done]
             if not pending:
-                return
+                return None
             tip = self.tip()
             if tip is not None:
                 self._catch_up(tip)
@@ -266,19 +384,22 @@ class CommitEngine:
                 self._plan(chain, request)
             if not chain.planned:
                 self._finish_unplanned(pending)
-                return
-            if self._land(chain):
+                return None
+            if unsettled is not None and self._settled(unsettled):
+                unsettled = None
+            if self._land(chain, unsettled):
+                landed = {id(planned.request) for planned in chain.planned}
                 for planned in chain.planned:
                     planned.request.result = WriteResult(planned.outcome.data, planned.commit)
-                    planned.request.done = True
-                self._finish_unplanned(pending)
-                return
+                self._finish_unplanned([r for r in pending if id(r) not in landed])
+                return chain
             # the branch moved under us (plain git, another tool): rebuild on the new tip
             time.sleep(0.002 * (_attempt + 1))
         for request in batch:
             if not request.done:
                 request.error = Busy("the HCM branch kept moving during the write; retry", retry_after=1)
                 request.done = True
+        return None
 
     def _finish_unplanned(self, pending: list[WriteRequest]) -> None:
         for request in pending:
@@ -393,13 +514,17 @@ class CommitEngine:
         log.warning("adopted hand edits: %s", ", ".join(sorted(paths)[:20]))
 
     # --- landing --------------------------------------------------------------------------
-    def _land(self, chain: _Chain) -> bool:
-        """Move the branch to the chain's last commit and bring the work tree along."""
+    def _land(self, chain: _Chain, unsettled: _Chain | None) -> bool:
+        """Move the branch to the chain's last commit and bring the work tree along. The sync
+        here also makes ``unsettled`` (the previous batch, landed) durable: it is acknowledged."""
         assert chain.parent is not None
         paths = sorted(chain.changed)
-        self.worktree.write_intent(self.ref, chain.tip, chain.parent, paths)
+        recorded = sorted(chain.changed | unsettled.changed) if unsettled is not None else paths
+        self.worktree.write_intent(self.ref, chain.tip, chain.parent, recorded)
         if self.durable:
             sync_filesystem(self.repo.git_dir)
+        if unsettled is not None:
+            self._acknowledge([planned.request for planned in unsettled.planned])
         who = Signature(self.committer.name, self.committer.email, int(self.clock.now().timestamp()))
         first = chain.planned[0].outcome
         moved = self.repo.compare_and_swap_ref(
@@ -419,12 +544,7 @@ class CommitEngine:
             # The commit landed; the intent stays so the next open repairs the work tree.
             self.broken = f"the work tree could not follow the branch ({exc.message}); restart the service"
             log.error("work tree update failed after the branch moved: %s", exc.message)
-            if self.durable:
-                sync_filesystem(self.repo.git_dir)
             return True
-        if self.durable:
-            sync_filesystem(self.settings.hcm_path)
-        self.worktree.clear_intent()
         for planned in chain.planned:
             self._requests[planned.request.request_id] = planned.commit
             if planned.outcome.snapshot_tag:
@@ -531,8 +651,20 @@ class CommitEngine:
         return self.index.repair()
 
     def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._committer is not None:
+            self._committer.join(timeout=30)
         self.index.close()
         self.repo.close()
+
+
+def _outcome(request: WriteRequest) -> WriteResult:
+    if request.error is not None:
+        raise request.error
+    assert request.result is not None
+    return request.result
 
 
 def raise_mismatch(request_id: str, commit: str) -> None:

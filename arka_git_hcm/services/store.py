@@ -8,10 +8,12 @@ store.close()
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,11 @@ from pydantic import ValidationError
 from ..clock import Clock, SystemClock, parse_iso
 from ..config import Settings
 from ..domain.envelope import Caller, Envelope, describe_validation_error, parse_envelope
-from ..errors import HcmError, InternalError, InvalidPayload, NotFound
+from ..errors import AccessDenied, HcmError, InternalError, InvalidPayload, NotFound
 from ..gitrepo import GitRepo
 from ..jsonio import compact_dumps, parse_json
 from .access import META_RULES, authorize, parse_role_grants
-from .engine import CommitEngine, WriteRequest, payload_digest
+from .engine import CommitEngine, WriteRequest, WriteResult, payload_digest
 from .hooks import install_hooks
 from .oplog import JsonLinesLog
 from .ops_base import OpContext, OpSpec
@@ -70,6 +72,24 @@ def _init_hint(hcm_path: Path) -> str:
             f"hcm/, config/, logs/)"
         )
     return f"create it with `arka-hcm init {hcm_path} --layout flat --tenant-id <id>`"
+
+
+@dataclass
+class _Job:
+    """One envelope on its way through the operation layer."""
+
+    started: float
+    envelope_dict: Any
+    envelope: Envelope | None = None
+    read: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    write: WriteRequest | None = None
+    response: dict[str, Any] | None = None
+
+    def settle(self, result: WriteResult) -> None:
+        assert self.envelope is not None
+        self.response = HcmStore._ok(self.envelope, result.data, result.revision)
+        if result.replayed:
+            self.response["replayed"] = True
 
 
 class HcmStore:
@@ -146,10 +166,38 @@ class HcmStore:
         """Run one envelope (dict, or raw JSON bytes) and return the contract's response.
         ``caller`` (the token's identity over HTTP) must match a caller the envelope claims;
         ``what`` names the input in parse errors ("line 3" of a JSON-lines stream)."""
-        started = time.perf_counter()
-        envelope_dict: Any = request
-        response: dict[str, Any]
-        try:
+        job = self._prepare(request, caller, what)
+        if job.response is None:
+            with self._answering(job):
+                if job.write is not None:
+                    job.settle(self.engine.submit(job.write))
+                else:
+                    job.response = job.read()
+        return self._finish(job)
+
+    async def execute_async(
+        self,
+        request: Any,
+        *,
+        caller: Caller | None = None,
+        offload: Callable[[Callable[[], dict[str, Any]]], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """:meth:`execute` for an asyncio server: the envelope is checked in the calling loop,
+        a read runs through ``offload`` (a thread pool), a write joins the engine's queue."""
+        job = self._prepare(request, caller, "envelope")
+        if job.response is None:
+            with self._answering(job):
+                if job.write is not None:
+                    job.settle(await self.engine.submit_async(job.write))
+                else:
+                    job.response = await offload(job.read)
+        return self._finish(job)
+
+    def _prepare(self, request: Any, caller: Caller | None, what: str) -> _Job:
+        """Parse, validate and authorize one envelope: a job holding its read or its write, or
+        already answered (an error)."""
+        job = _Job(started=time.perf_counter(), envelope_dict=request)
+        with self._answering(job):
             if not isinstance(request, (bytes, str)):
                 # A Python value (CLI, embedding, tests) goes through the same strict parser as
                 # bytes from the network, so NaN, sizes and depth are refused the same way.
@@ -160,38 +208,46 @@ class HcmStore:
                         f"the envelope is not JSON ({exc}); NaN and Infinity are not JSON"
                     ) from None
             limits = self.settings.file.limits
-            envelope_dict = parse_json(
+            job.envelope_dict = parse_json(
                 request,
                 max_bytes=limits.max_envelope_bytes,
                 max_depth=limits.max_json_depth,
                 what=what,
             )
-            envelope = parse_envelope(envelope_dict)
+            envelope = parse_envelope(job.envelope_dict)
             if caller is not None:
                 envelope = self._bind_caller(envelope, caller)
-            response = self._run(envelope)
+            self._plan(job, envelope)
+        return job
+
+    @contextlib.contextmanager
+    def _answering(self, job: _Job) -> Iterator[None]:
+        """Any failure inside becomes the job's error response (never a traceback)."""
+        try:
+            yield
         except HcmError as exc:
-            response = error_response(envelope_dict, exc, self._safe_tip())
+            job.response = error_response(job.envelope_dict, exc, self._safe_tip())
         except Exception:
             log.exception("operation failed unexpectedly")
-            response = error_response(
-                envelope_dict, InternalError("the operation failed unexpectedly"), self._safe_tip()
+            job.response = error_response(
+                job.envelope_dict, InternalError("the operation failed unexpectedly"), self._safe_tip()
             )
-        self._log(envelope_dict, response, started)
-        return response
+
+    def _finish(self, job: _Job) -> dict[str, Any]:
+        assert job.response is not None
+        self._log(job.envelope_dict, job.response, job.started)
+        return job.response
 
     def _bind_caller(self, envelope: Envelope, caller: Caller) -> Envelope:
         claimed = envelope.caller
         if (claimed.type, claimed.id) != (caller.type, caller.id):
-            from ..errors import AccessDenied
-
             raise AccessDenied(
                 f"the envelope claims caller {claimed.label} but the token belongs to {caller.label}",
                 {"claimed": claimed.label, "token": caller.label},
             )
         return envelope.model_copy(update={"caller": caller})
 
-    def _run(self, envelope: Envelope) -> dict[str, Any]:
+    def _plan(self, job: _Job, envelope: Envelope) -> None:
         spec = OPERATIONS.get(envelope.op)
         if spec is None and envelope.op in NOT_YET:
             raise InvalidPayload(
@@ -208,6 +264,7 @@ class HcmStore:
         tip = self.tip()  # read once: the grants and a read without `at` answer as of this commit
         envelope = envelope.model_copy(update={"caller": self._with_granted_roles(envelope.caller, tip)})
         authorize(spec, envelope.caller)
+        job.envelope = envelope
         ctx = OpContext(
             caller=envelope.caller,
             clock=self.clock,
@@ -217,12 +274,16 @@ class HcmStore:
             resolve_at=self.resolve_at,
         )
         if spec.kind == "read":
-            at = getattr(payload, "at", None)
-            commit = tip if at is None else self.resolve_at(at)
-            view = self.view(commit)
-            data = spec.handler(ctx, view, payload)
-            return self._ok(envelope, data, commit)
-        write = WriteRequest(
+
+            def read() -> dict[str, Any]:
+                at = getattr(payload, "at", None)
+                commit = tip if at is None else self.resolve_at(at)
+                data = spec.handler(ctx, self.view(commit), payload)
+                return self._ok(envelope, data, commit)
+
+            job.read = read
+            return
+        job.write = WriteRequest(
             op=spec.name,
             request_id=envelope.request_id,
             caller_type=envelope.caller.type,
@@ -231,11 +292,6 @@ class HcmStore:
             apply=lambda draft: spec.handler(ctx, draft, payload),
             replay=spec.replay,
         )
-        result = self.engine.submit(write)
-        response = self._ok(envelope, result.data, result.revision)
-        if result.replayed:
-            response["replayed"] = True
-        return response
 
     def _with_granted_roles(self, caller: Caller, tip: str | None) -> Caller:
         """Roles come from the caller's identity (its token over HTTP) plus the grants an admin
