@@ -346,6 +346,9 @@ class Measure:
     latencies: list[float] = field(default_factory=list, repr=False)
     note: str = ""
     ratio: float | None = None
+    # percentiles measured elsewhere (wrk reports them; it does not hand out its samples)
+    given_p50_ms: float | None = None
+    given_p99_ms: float | None = None
 
     @property
     def ops_per_s(self) -> float:
@@ -353,11 +356,11 @@ class Measure:
 
     @property
     def p50_ms(self) -> float:
-        return percentile(self.latencies, 50)
+        return self.given_p50_ms if self.given_p50_ms is not None else percentile(self.latencies, 50)
 
     @property
     def p99_ms(self) -> float:
-        return percentile(self.latencies, 99)
+        return self.given_p99_ms if self.given_p99_ms is not None else percentile(self.latencies, 99)
 
     def merge(self, other: Measure) -> None:
         self.count += other.count
