@@ -184,11 +184,56 @@ class HcmShape:
     missions_dir_entries: int
 
 
-def generate_hcm(target_files: int, seed: int = 7) -> tuple[dict[str, bytes], list[str], int]:
+def _history_files(index: int, count: int) -> dict[str, bytes]:
+    """What a mission accumulates as it lives, ``count`` files: evidence, day rollups and
+    archived journal days, in the mission's own narrow folders (contract layout, valid models)."""
+    mission_id = f"m-{index:06d}"
+    out: dict[str, bytes] = {}
+    for n in range(count):
+        day = f"2026-{1 + n // 28 % 12:02d}-{1 + n % 28:02d}"
+        if n % 3 == 0:
+            out[f"evidence/ev-{n:04d}.json"] = canonical_bytes(
+                {
+                    "evidence_id": f"ev-{n:04d}",
+                    "type": "document",
+                    "title": f"Evidence {n} of mission {index}",
+                    "created_at": f"{day}T10:00:00Z",
+                    "created_by_type": "agent",
+                    "created_by_id": "arka-analyst-01",
+                    "confidence": "medium",
+                    "summary": "Interview notes and the figures they point to.",
+                }
+            )
+        elif n % 3 == 1:
+            out[f"snapshots/{day}.day.json"] = canonical_bytes(
+                {
+                    "snapshot_id": f"{day}.day",
+                    "mission_id": mission_id,
+                    "date": day,
+                    "key_events": [f"Workshop {n} held"],
+                }
+            )
+        else:
+            entry = {
+                "timestamp": f"{day}T10:00:00Z",
+                "author_type": "agent",
+                "author_id": "arka-pmo-01",
+                "entry_type": "note",
+                "message": f"Archived entry {n} of mission {index}.",
+            }
+            out[f"journal/archives/journal.{day}.jsonl"] = compact_dumps(entry).encode() + b"\n"
+    return out
+
+
+def generate_hcm(
+    target_files: int, seed: int = 7, mission_files: int = len(MISSION_FILES)
+) -> tuple[dict[str, bytes], list[str], int]:
     """The files of an HCM of about ``target_files`` files, in memory: the skeleton, ~1% documents
-    in stable/ and domain/ (narrow folders of 100), the rest missions of 5 files, ALL in
-    state/missions/ as the contract says (at 100k that is ~19,800 mission folders in one git tree).
-    Returns (path -> bytes, mission ids, number of documents)."""
+    in stable/ and domain/ (narrow folders of 100), the rest missions, ALL in state/missions/ as
+    the contract says. A mission has ``mission_files`` files: the 5 every mission has, plus (when
+    more) the history a mission accumulates (evidence, day rollups, archived journal days). With
+    5 (the default, the worst case for the one wide folder) 100k files are ~19,800 missions; with
+    20, ~4,950. Returns (path -> bytes, mission ids, number of documents)."""
     rng = random.Random(seed)
     now = "2026-10-01T08:00:00Z"
     files = {
@@ -196,7 +241,8 @@ def generate_hcm(target_files: int, seed: int = 7) -> tuple[dict[str, bytes], li
         for path, value in skeleton(TENANT, "Bench Corp", "production", now).items()
     }
     documents = max(20, target_files // 100)
-    mission_count = max(4, (target_files - len(files) - documents) // len(MISSION_FILES))
+    per_mission = max(len(MISSION_FILES), mission_files)
+    mission_count = max(4, (target_files - len(files) - documents) // per_mission)
     for i in range(documents):
         folder = DOC_FOLDERS[i % len(DOC_FOLDERS)]
         group = i // (len(DOC_FOLDERS) * DOCS_PER_FOLDER)
@@ -204,6 +250,7 @@ def generate_hcm(target_files: int, seed: int = 7) -> tuple[dict[str, bytes], li
     missions = []
     for i in range(mission_count):
         mission_id, content = _mission_files(rng, i)
+        content.update(_history_files(i, per_mission - len(MISSION_FILES)))
         for name, data in content.items():
             files[f"state/missions/{mission_id}/{name}"] = data
         missions.append(mission_id)
@@ -221,15 +268,23 @@ def write_files(root: Path, files: dict[str, bytes]) -> None:
             fh.write(data)
 
 
-def write_hcm_folder(hcm: Path, target_files: int, seed: int = 7) -> HcmShape:
+def write_hcm_folder(
+    hcm: Path, target_files: int, seed: int = 7, mission_files: int = len(MISSION_FILES)
+) -> HcmShape:
     """A plain HCM folder (no .git yet), ready for `arka-hcm init` to adopt it."""
-    files, missions, documents = generate_hcm(target_files, seed)
+    files, missions, documents = generate_hcm(target_files, seed, mission_files)
     write_files(hcm, files)
     return HcmShape(len(files), missions, documents, len(missions) + 1)
 
 
 def build_client_fast(
-    client: Path, target_files: int, env: dict[str, str], *, durability: str = "full", seed: int = 7
+    client: Path,
+    target_files: int,
+    env: dict[str, str],
+    *,
+    durability: str = "full",
+    seed: int = 7,
+    mission_files: int = len(MISSION_FILES),
 ) -> HcmShape:
     """A client folder (hcm/, config/, logs/) whose HCM has the same first commit content that
     `init_hcm` adoption produces (same blobs, same trees, loose objects, git's index current),
@@ -237,7 +292,7 @@ def build_client_fast(
     into blobs directly, the root tree is built once with the store's own tree builder, the
     branch is set, and git's index is rebuilt from HEAD by the git binary."""
     hcm = client / "hcm"
-    files, missions, documents = generate_hcm(target_files, seed)
+    files, missions, documents = generate_hcm(target_files, seed, mission_files)
     write_files(hcm, files)
     repo = GitRepo.init(hcm, "main")
     blobs = {rel: repo.write_blob(data) for rel, data in files.items()}

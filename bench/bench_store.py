@@ -336,7 +336,7 @@ def bench_size(size: int, args: argparse.Namespace, workdir: Path, log: Any) -> 
     try:
         client = root / "store"
         timer = Timer()
-        shape = build_client_fast(client, size, env)
+        shape = build_client_fast(client, size, env, mission_files=args.mission_files)
         info.update(
             files=shape.files,
             missions=len(shape.missions),
@@ -359,7 +359,7 @@ def bench_size(size: int, args: argparse.Namespace, workdir: Path, log: Any) -> 
         if size <= args.adopt_max:
             adopt_client = root / "adopt"
             timer = Timer()
-            write_hcm_folder(adopt_client / "hcm", size)
+            write_hcm_folder(adopt_client / "hcm", size, mission_files=args.mission_files)
             written = timer()
             timer = Timer()
             init_hcm(settings_for(adopt_client, "full"), "bench")
@@ -510,7 +510,13 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, meta: dict[s
         + "; ".join(f"{r['size']:,}: {r['loadavg_start']} → {r['loadavg_end']}" for r in results)
         + ".",
         "",
-        f"Sequential, one thread. {args.ops} writes per store method and size in {args.rounds} "
+        f"Missions of {args.mission_files} files"
+        + (
+            " (the 5 every mission has: the most missions per file count)"
+            if args.mission_files <= 5
+            else f" (the 5 every mission has + {args.mission_files - 5} of history)"
+        )
+        + f". Sequential, one thread. {args.ops} writes per store method and size in {args.rounds} "
         "interleaved "
         f"rounds (+{WARMUP_WRITES} unmeasured warm-up writes per store open); git baseline up to "
         f"{args.git_ops} writes within {args.git_budget:.0f} s per size; {args.context_reads} context "
@@ -597,6 +603,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--git-ops", type=int, default=None, help="git baseline writes per size [= --ops]")
     parser.add_argument("--git-budget", type=float, default=45.0, help="seconds of git baseline per size")
     parser.add_argument("--context-reads", type=int, default=1000)
+    parser.add_argument(
+        "--mission-files",
+        type=int,
+        default=5,
+        help="files per mission [5: the 5 every mission has, so the most missions in the one "
+        "state/missions folder, the worst case]; more adds the history a mission accumulates "
+        "(evidence, day rollups, archived journal days)",
+    )
     parser.add_argument("--breakdown-ops", type=int, default=150, help="writes timed step by step (0: skip)")
     parser.add_argument(
         "--adopt-max",
