@@ -3,11 +3,10 @@
 The public surface (pinned by tests/test_public_api.py)::
 
     from arka_git_hcm import HcmStore, load_settings, init_hcm, verify_hcm
-    store = HcmStore.open(load_settings(client="./arka-client"))
-    response = store.execute({"op": "HCM_LIST_MISSIONS", "request_id": "r1",
-                              "caller": {"type": "human", "id": "ops", "roles": ["reader"]},
-                              "payload": {}})
-    store.close()
+    with HcmStore.open(load_settings(client="./arka-client")) as store:
+        response = store.execute({"op": "HCM_LIST_MISSIONS", "request_id": "r1",
+                                  "caller": {"type": "human", "id": "ops", "roles": ["reader"]},
+                                  "payload": {}})
 
 Names are loaded lazily so that importing a foundation module (errors, paths) does not pull in
 the git adapter or the services.

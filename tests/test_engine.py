@@ -306,3 +306,14 @@ def test_read_last_lines_matches_the_whole_file_reading(store: HcmStore) -> None
         full = draft.read_lines("state/j.jsonl")
         for count in (0, 1, 2, 7, 29, 30, 31, 100):
             assert draft.read_last_lines("state/j.jsonl", count) == (full[-count:] if count else [])
+
+
+def test_a_store_used_as_a_context_manager_closes_itself(client_dir: Path) -> None:
+    """`with HcmStore.open(...) as store:` closes the store at the end of the block: git's index,
+    refreshed only on close here (60 s delay), already matches HEAD when the block ends."""
+    settings = make_settings(client_dir, index_refresh_delay_s=60.0)
+    init_hcm(settings, "acme", "ACME")
+    with HcmStore.open(settings) as store:
+        create_mission(store, "m1")
+        assert git(settings.hcm_path, "status", "--porcelain") != ""  # the index lags until close
+    assert git(settings.hcm_path, "status", "--porcelain", "--untracked-files=all") == ""

@@ -24,24 +24,19 @@ import pytest
 from arka_git_hcm.jsonio import canonical_bytes
 from arka_git_hcm.services.store import HcmStore
 
-from .conftest import (  # noqa: F401 (helpers re-exported to the other test_ops_* files)
+from .conftest import (
     ADMIN,
     AGENT,
-    FIXTURE_HCM,
     HUMAN,
     READER,
-    START,
-    adopt_fixture,
     assert_clean,
     commit_count,
     copy_client,
     envelope,
     git,
-    make_settings,
     new_hcm,
     ok,
     open_store,
-    quiet_settings,
 )
 
 MISSION_META = {"title": "Audit ACME", "mission_type": "audit"}

@@ -15,7 +15,7 @@ import pytest
 
 from arka_git_hcm.services.store import HcmStore
 
-from .conftest import AGENT, HUMAN, commit_count, ok
+from .conftest import AGENT, HUMAN, commit_count, new_hcm, ok, open_store
 from .test_ops import (
     M1,
     actions,
@@ -26,9 +26,7 @@ from .test_ops import (
     git_commit_file,
     hcm_of,
     mission,
-    new_hcm,
     note,
-    open_store,
     read_json,
     write,
 )

@@ -14,16 +14,14 @@ from arka_git_hcm.jsonio import canonical_bytes
 from arka_git_hcm.services.store import HcmStore
 from arka_git_hcm.services.verify import Finding, check_file, check_folder, verify_hcm
 
-from .conftest import ADMIN, AGENT, git, ok
+from .conftest import ADMIN, AGENT, git, new_hcm, ok, open_store
 from .test_ops import (
     actions,
     decide,
     git_commit_file,
     hcm_of,
     mission,
-    new_hcm,
     note,
-    open_store,
 )
 
 MDIR = "state/missions/example-tenant-discovery-001"

@@ -94,11 +94,8 @@ def snapshot_create(obj: Context, name: str, message: str, as_json: bool) -> Non
     Example:
       arka-hcm --client ./arka-client snapshot create before-migration -m "before the CRM import"
     """
-    store = HcmStore.open(obj.settings, scan_hand_edits=False)
-    try:
+    with HcmStore.open(obj.settings, scan_hand_edits=False) as store:
         info = create_snapshot(store, name, message)
-    finally:
-        store.close()
     emit(info, as_json, f"snapshot {info['name']} = {info['revision'][:12]}")
 
 
@@ -112,11 +109,8 @@ def snapshot_list(obj: Context, as_json: bool) -> None:
     Example:
       arka-hcm --client ./arka-client snapshot list
     """
-    store = HcmStore.open(obj.settings, scan_hand_edits=False)
-    try:
+    with HcmStore.open(obj.settings, scan_hand_edits=False) as store:
         rows = list_snapshots(store)
-    finally:
-        store.close()
 
     def human() -> None:
         if not rows:
@@ -187,11 +181,8 @@ def gc_(obj: Context, dry_run: bool, as_json: bool) -> None:
       arka-hcm --client ./arka-client gc --dry-run
       arka-hcm --client ./arka-client gc
     """
-    store = HcmStore.open(obj.settings, scan_hand_edits=False)
-    try:
+    with HcmStore.open(obj.settings, scan_hand_edits=False) as store:
         report = pack_objects(store, dry_run=dry_run)
-    finally:
-        store.close()
 
     def human() -> None:
         before = report["before"]

@@ -130,9 +130,8 @@ def exec_(obj: Context, file_: Any) -> None:
     """
     limits = obj.settings.file.limits
     items = _read_envelopes(file_, limits.max_envelope_bytes, limits.max_json_depth)
-    store = HcmStore.open(obj.settings)
     exit_code = 0
-    try:
+    with HcmStore.open(obj.settings) as store:
         for item in items:
             if isinstance(item, HcmError):
                 response = error_response(None, item, store.tip())
@@ -142,16 +141,13 @@ def exec_(obj: Context, file_: Any) -> None:
             click.echo(json.dumps(response, ensure_ascii=False))
             if response["status"] != "ok" and exit_code == 0:
                 exit_code = error_for_code(response["error"]["code"]).exit_code
-    finally:
-        store.close()
     sys.exit(exit_code)
 
 
 def run_operation(
     obj: Context, op: str, payload: dict[str, Any], caller: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    store = HcmStore.open(obj.settings)
-    try:
+    with HcmStore.open(obj.settings) as store:
         response = store.execute(
             {
                 "op": op,
@@ -160,8 +156,6 @@ def run_operation(
                 "payload": payload,
             }
         )
-    finally:
-        store.close()
     if response["status"] != "ok":
         error = error_for_code(response["error"]["code"])(response["error"]["message"])
         raise error
@@ -303,7 +297,7 @@ def status(obj: Context, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps({"hcm": str(obj.settings.hcm_path), "ok": False, "error": exc.to_dict()}))
         raise
-    try:
+    with store:
         tip = store.tip()
         info = {
             "ok": True,
@@ -313,8 +307,6 @@ def status(obj: Context, as_json: bool) -> None:
             "durability": obj.settings.file.store.durability,
             "recovery": store.open_report["recovery"],
         }
-    finally:
-        store.close()
     emit(info, as_json, f"HCM at {info['hcm']}: {info['branch']} at {str(tip)[:12]}")
 
 
@@ -328,11 +320,8 @@ def adopt(obj: Context, as_json: bool) -> None:
     Example (after editing stable/glossary/core.json in an editor):
       arka-hcm --client ./arka-client adopt
     """
-    store = HcmStore.open(obj.settings, scan_hand_edits=False)
-    try:
+    with HcmStore.open(obj.settings, scan_hand_edits=False) as store:
         report = store.scan_hand_edits(adopt=True)
-    finally:
-        store.close()
 
     def human() -> None:
         if not report["paths"] and not report["unsafe"]:

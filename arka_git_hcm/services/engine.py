@@ -221,7 +221,6 @@ class CommitEngine:
             # a request no batch could settle (never expected) waits for the next leader
             self._queue[:0] = [r for r in taken if not r.done]
             self._cond.notify_all()
-        self._callbacks(taken)
 
     def _take_more(self, taken: list[WriteRequest]) -> list[WriteRequest]:
         with self._cond:
@@ -238,12 +237,12 @@ class CommitEngine:
         self._wake(requests)
 
     def _wake(self, requests: list[WriteRequest]) -> None:
+        """Wake the waiters of ``requests`` that are done: threads in submit, and the
+        callbacks of submit_async (each called once)."""
+        if not requests:
+            return
         with self._cond:
             self._cond.notify_all()
-        self._callbacks(requests)
-
-    @staticmethod
-    def _callbacks(requests: list[WriteRequest]) -> None:
         for request in requests:
             if request.done and request.on_done is not None:
                 callback, request.on_done = request.on_done, None
@@ -355,6 +354,7 @@ class CommitEngine:
         for request in taken:
             if not request.done:
                 request.error, request.result, request.done = error, None, True
+        self._wake(taken)
 
     @staticmethod
     def _settled(chain: _Chain) -> bool:
@@ -385,8 +385,6 @@ class CommitEngine:
             if not chain.planned:
                 self._finish_unplanned(pending)
                 return None
-            if unsettled is not None and self._settled(unsettled):
-                unsettled = None
             if self._land(chain, unsettled):
                 landed = {id(planned.request) for planned in chain.planned}
                 for planned in chain.planned:
@@ -518,6 +516,8 @@ class CommitEngine:
         """Move the branch to the chain's last commit and bring the work tree along. The sync
         here also makes ``unsettled`` (the previous batch, landed) durable: it is acknowledged."""
         assert chain.parent is not None
+        if unsettled is not None and self._settled(unsettled):
+            unsettled = None  # acknowledged by an earlier attempt of this batch (the branch moved)
         paths = sorted(chain.changed)
         recorded = sorted(chain.changed | unsettled.changed) if unsettled is not None else paths
         self.worktree.write_intent(self.ref, chain.tip, chain.parent, recorded)

@@ -1,9 +1,8 @@
 """The operation layer: one envelope in, one response out, the same for the CLI and the server.
 
-store = HcmStore.open(settings)
-response = store.execute({"op": "HCM_APPEND_JOURNAL", "request_id": "r1", "caller": {...},
-                          "payload": {...}})
-store.close()
+with HcmStore.open(settings) as store:   # or store = HcmStore.open(...); ...; store.close()
+    response = store.execute({"op": "HCM_APPEND_JOURNAL", "request_id": "r1", "caller": {...},
+                              "payload": {...}})
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from .ops_rollback import ROLLBACK_OPS
 from .ops_team_docs import TEAM_DOC_OPS
 from .views import TreeView
 
-__all__ = ["OPERATIONS", "HcmStore", "error_response"]
+__all__ = ["OPERATIONS", "HcmStore", "error_response", "ok_response"]
 
 log = logging.getLogger("arka_git_hcm.store")
 
@@ -64,6 +63,17 @@ def error_response(envelope: Any, error: HcmError, revision: str | None) -> dict
     }
 
 
+def ok_response(envelope: Envelope, data: dict[str, Any], revision: str | None) -> dict[str, Any]:
+    return {
+        "request_id": envelope.request_id,
+        "op": envelope.op,
+        "status": "ok",
+        "data": data,
+        "error": None,
+        "revision": revision,
+    }
+
+
 def _init_hint(hcm_path: Path) -> str:
     """How to create the HCM that was expected at ``hcm_path`` (a client folder's hcm/, or flat)."""
     if hcm_path.name == "hcm":
@@ -81,13 +91,13 @@ class _Job:
     started: float
     envelope_dict: Any
     envelope: Envelope | None = None
-    read: Callable[[], dict[str, Any]] = field(default=lambda: {})
-    write: WriteRequest | None = None
+    read: Callable[[], dict[str, Any]] | None = None  # a read operation: answers when called
+    write: WriteRequest | None = None  # a write operation: what the engine commits
     response: dict[str, Any] | None = None
 
     def settle(self, result: WriteResult) -> None:
         assert self.envelope is not None
-        self.response = HcmStore._ok(self.envelope, result.data, result.revision)
+        self.response = ok_response(self.envelope, result.data, result.revision)
         if result.replayed:
             self.response["replayed"] = True
 
@@ -159,6 +169,12 @@ class HcmStore:
         self.engine.close()
         self.oplog.close()
 
+    def __enter__(self) -> HcmStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- the operation layer --------------------------------------------------------------
     def execute(
         self, request: Any, *, caller: Caller | None = None, what: str = "envelope"
@@ -172,6 +188,7 @@ class HcmStore:
                 if job.write is not None:
                     job.settle(self.engine.submit(job.write))
                 else:
+                    assert job.read is not None
                     job.response = job.read()
         return self._finish(job)
 
@@ -190,6 +207,7 @@ class HcmStore:
                 if job.write is not None:
                     job.settle(await self.engine.submit_async(job.write))
                 else:
+                    assert job.read is not None
                     job.response = await offload(job.read)
         return self._finish(job)
 
@@ -279,7 +297,7 @@ class HcmStore:
                 at = getattr(payload, "at", None)
                 commit = tip if at is None else self.resolve_at(at)
                 data = spec.handler(ctx, self.view(commit), payload)
-                return self._ok(envelope, data, commit)
+                return ok_response(envelope, data, commit)
 
             job.read = read
             return
@@ -307,17 +325,6 @@ class HcmStore:
             self._grants = (blob, grants)
         extra = [r for r in grants.get(caller.label, []) if r not in caller.roles]
         return caller.model_copy(update={"roles": [*caller.roles, *extra]}) if extra else caller
-
-    @staticmethod
-    def _ok(envelope: Envelope, data: dict[str, Any], revision: str | None) -> dict[str, Any]:
-        return {
-            "request_id": envelope.request_id,
-            "op": envelope.op,
-            "status": "ok",
-            "data": data,
-            "error": None,
-            "revision": revision,
-        }
 
     def _log(self, envelope: Any, response: dict[str, Any], started: float) -> None:
         caller = envelope.get("caller") if isinstance(envelope, dict) else None
