@@ -16,6 +16,7 @@ import pytest
 
 from arka_git_hcm.clock import FixedClock
 from arka_git_hcm.config import FileConfig, LimitsConfig, Settings, StoreConfig
+from arka_git_hcm.gitrepo.gitbin import maintenance_lock
 from arka_git_hcm.services.init import init_hcm
 from arka_git_hcm.services.store import HcmStore
 
@@ -180,7 +181,8 @@ def commit_count(hcm: Path) -> int:
 
 def assert_clean(hcm: Path) -> None:
     """The versioning promise after any operation: fsck passes and the work tree equals HEAD."""
-    git(hcm, "fsck", "--strict", "--no-progress")
+    with maintenance_lock(hcm, exclusive=False):  # a repack (maybe of a killed writer) moves packs
+        git(hcm, "fsck", "--strict", "--no-progress")
     assert git(hcm, "status", "--porcelain", "--untracked-files=all") == ""
 
 

@@ -194,9 +194,11 @@ def test_verify_finds_damage_and_exits_1(client: Path) -> None:
 
 def test_verify_reports_a_corrupt_object(client: Path) -> None:
     objects = client / "hcm" / ".git" / "objects"
-    loose = next(p for p in objects.glob("??/*"))
-    loose.chmod(0o644)
-    loose.write_bytes(b"garbage")
+    pack = next(p for p in objects.glob("pack/*.pack"))
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 8] = b"garbage!"
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
     result = run("--client", str(client), "verify", "--json")
     assert result.exit_code == 1
     assert any(

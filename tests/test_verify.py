@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -120,6 +121,13 @@ def _deleted_from_work_tree(store: HcmStore) -> str:
 def _missing_object(store: HcmStore) -> str:
     hcm = hcm_of(store)
     blob = git(hcm, "rev-parse", "HEAD:domain/org/org_profile.json").strip()
+    # unpack every pack into loose objects (git's plumbing), then lose the one blob
+    for pack in sorted((hcm / ".git" / "objects" / "pack").glob("*.pack")):
+        moved = hcm.parent / pack.name
+        os.replace(pack, moved)
+        pack.with_suffix(".idx").unlink()
+        with moved.open("rb") as stream:
+            subprocess.run(["git", "unpack-objects", "-q"], cwd=hcm, stdin=stream, check=True)
     os.unlink(hcm / ".git" / "objects" / blob[:2] / blob[2:])
     return "domain/org/org_profile.json"
 

@@ -1,4 +1,5 @@
-"""What the store asks of the git binary: fsck (libgit2 has none), git's index refresh, and gc.
+"""What the store asks of the git binary: fsck (libgit2 has none), git's index refresh, repack
+and gc.
 
 The index refresh runs in a git process rather than through libgit2 in ours: rewriting a
 100k-entry index takes ~100 ms of CPU, which in-process would hold Python's GIL and stall
@@ -8,12 +9,24 @@ under that lock)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["IndexBusy", "count_objects", "gc", "git_binary", "run_fsck", "update_index"]
+__all__ = [
+    "IndexBusy",
+    "count_objects",
+    "gc",
+    "git_binary",
+    "maintenance_lock",
+    "repack_geometric",
+    "run_fsck",
+    "update_index",
+]
 
 
 class IndexBusy(Exception):
@@ -33,8 +46,29 @@ def hermetic_git_env() -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def maintenance_lock(workdir: Path, *, exclusive: bool, wait: bool = True) -> Iterator[int | None]:
+    """flock on ``.git/arka-hcm/maintenance.lock``: exclusive while git moves packs (repack,
+    gc), shared while fsck reads them (a pack deleted under fsck reads as damage). Yields the
+    descriptor, to hand to the git child (the lock then lives as long as git runs, even if
+    this process is killed), or None when ``wait`` is False and the lock is taken."""
+    folder = workdir / ".git" / "arka-hcm"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "maintenance.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None
+            return
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def _git(
-    workdir: Path, *args: str, stdin: bytes | None = None, timeout: float
+    workdir: Path, *args: str, stdin: bytes | None = None, timeout: float, keep_fd: int | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     """Run git on the repository of ``workdir``, hermetically; FileNotFoundError without git.
     ``safe.directory=*``: the store decides which folder it serves, not git's owner check
@@ -48,6 +82,7 @@ def _git(
         capture_output=True,
         env=hermetic_git_env(),
         timeout=timeout,
+        pass_fds=() if keep_fd is None else (keep_fd,),
     )
 
 
@@ -58,7 +93,8 @@ def _stderr(proc: subprocess.CompletedProcess[bytes]) -> str:
 def run_fsck(workdir: Path) -> tuple[bool, str]:
     """(ok, output) of `git fsck --strict` on the repository of ``workdir``."""
     try:
-        proc = _git(workdir, "fsck", "--strict", "--no-progress", "--no-dangling", timeout=3600)
+        with maintenance_lock(workdir, exclusive=False):
+            proc = _git(workdir, "fsck", "--strict", "--no-progress", "--no-dangling", timeout=3600)
     except FileNotFoundError:
         return False, "the git binary is not installed; install git to verify repository integrity"
     return proc.returncode == 0, (proc.stdout.decode("utf-8", "replace") + _stderr(proc)).strip()
@@ -99,9 +135,31 @@ def count_objects(workdir: Path) -> dict[str, int]:
     return result
 
 
+def repack_geometric(workdir: Path, *, durable: bool, timeout: float = 600) -> bool:
+    """`git repack --geometric=2 -d`: the smallest packs (one per batch of writes) and loose
+    objects are folded into one, delta-compressed, so that each pack left is at least twice
+    the size of all smaller ones together; large packs are left alone. Objects of the folded
+    packs are all kept, reachable or not (a writer's objects may not be named by a ref yet).
+    False when another repack or gc holds the maintenance lock (nothing to do then)."""
+    fsync = "pack,pack-metadata" if durable else "none"
+    with maintenance_lock(workdir, exclusive=True, wait=False) as fd:
+        if fd is None:
+            return False
+        proc = _git(
+            workdir,
+            *("-c", f"core.fsync={fsync}", "repack", "-d", "-q", "--geometric=2"),
+            timeout=timeout,
+            keep_fd=fd,
+        )
+    if proc.returncode != 0:
+        raise OSError(f"git repack failed: {_stderr(proc)[:500]}")
+    return True
+
+
 def gc(workdir: Path) -> None:
     """`git gc --quiet`: packs loose objects; unreachable objects are pruned only after git's
     default grace period (two weeks), so nothing a reflog or a running reader needs goes away."""
-    proc = _git(workdir, "gc", "--quiet", timeout=3600)
+    with maintenance_lock(workdir, exclusive=True) as fd:
+        proc = _git(workdir, "gc", "--quiet", timeout=3600, keep_fd=fd)
     if proc.returncode != 0:
         raise OSError(f"git gc failed: {_stderr(proc)[:500]}")

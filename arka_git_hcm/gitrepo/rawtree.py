@@ -1,26 +1,23 @@
-"""Git tree objects as bytes, edited in place, and loose objects written directly.
+"""Git tree objects as bytes, edited in place.
 
 Why not libgit2's TreeBuilder for every tree: the contract puts every mission in one folder,
 ``state/missions/``. At 20,000 missions that tree is ~680 KB, and a write rewrites it whole:
 TreeBuilder copies every entry, re-serializes, deflates and the next read re-parses it (~30 ms a
 write at 100k files, measured). Here the tip's trees stay in memory as their raw bytes plus an
 index of entries; changing the id of an existing entry (the common case: one mission's subtree
-changed) is a 20-byte splice, hashed with hashlib and stored as a loose object whose zlib stream
-is not compressed (tree ids do not compress anyway). The bytes are exactly git's tree format, so
-the object ids equal those git and libgit2 compute; `git fsck --strict` checks them in the tests.
+changed) is a 20-byte splice, hashed with hashlib and packed (packs.py) as a zlib stream of
+stored blocks (tree ids do not compress anyway). The bytes are exactly git's tree format, so the
+object ids equal those git and libgit2 compute; `git fsck --strict` checks them in the tests.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import struct
 import threading
 import zlib
 from collections import OrderedDict
-from pathlib import Path
 
-__all__ = ["EMPTY_TREE", "MODE_BLOB", "MODE_TREE", "LooseObjectWriter", "RawTree", "RawTreeCache"]
+__all__ = ["EMPTY_TREE", "MODE_BLOB", "MODE_TREE", "RawTree", "RawTreeCache", "stored_zlib_stream"]
 
 MODE_TREE = b"40000"
 MODE_BLOB = b"100644"
@@ -143,51 +140,6 @@ class RawTreeCache:
                 self._bytes -= len(old.data) + 64
 
 
-class LooseObjectWriter:
-    """Writes git loose objects: zlib stream in a temp file, renamed into objects/xx/ (a crash
-    leaves a temp file, never a torn object). No fsync here: the engine syncs the filesystem.
-    Paths are plain strings and fan-out folders known to exist are remembered: on the hot path
-    an object costs one stat, one open, one writev and one rename."""
-
-    def __init__(self, objects_dir: Path) -> None:
-        self.objects_dir = objects_dir
-        self._root = str(objects_dir)
-        self._folders: set[str] = set()
-
-    def write(self, kind: bytes, data: bytes | bytearray) -> bytes:
-        header = kind + b" " + str(len(data)).encode() + b"\0"
-        digest = hashlib.sha1(header)
-        digest.update(data)
-        oid = digest.digest()
-        hexid = oid.hex()
-        folder = f"{self._root}/{hexid[:2]}"
-        target = f"{folder}/{hexid[2:]}"
-        if os.path.exists(target):
-            return oid
-        if len(data) < _SMALL:
-            compressor = zlib.compressobj(1)
-            parts: list[bytes | memoryview] = [
-                compressor.compress(header) + compressor.compress(data) + compressor.flush()
-            ]
-        else:
-            parts = stored_zlib_stream(header, data)
-        if folder not in self._folders:
-            os.makedirs(folder, exist_ok=True)
-            self._folders.add(folder)
-        tmp = f"{folder}/tmp_obj_arka_{os.getpid()}_{threading.get_ident()}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-        except FileNotFoundError:  # the folder went away (git gc prunes empty ones): remake it
-            os.makedirs(folder, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-        try:
-            _write_all(fd, parts)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        return oid
-
-
 def stored_zlib_stream(header: bytes, data: bytes | bytearray) -> list[bytes | memoryview]:
     """A valid zlib stream of ``header + data`` made of *stored* deflate blocks, as buffers to
     hand to writev: no compression work and no copy of ``data`` (a wide tree is ~680 KB of
@@ -208,16 +160,3 @@ def stored_zlib_stream(header: bytes, data: bytes | bytearray) -> list[bytes | m
     checksum = zlib.adler32(data, zlib.adler32(header))
     parts.append(struct.pack(">I", checksum))
     return parts
-
-
-def _write_all(fd: int, parts: list[bytes | memoryview]) -> None:
-    pending = [memoryview(p) for p in parts]
-    while pending:
-        written = os.writev(fd, pending[:512])
-        while written and pending:
-            if written >= len(pending[0]):
-                written -= len(pending[0])
-                pending.pop(0)
-            else:
-                pending[0] = pending[0][written:]
-                written = 0

@@ -12,6 +12,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from ..spare import SpareFiles
+
 __all__ = ["ZERO_OID", "compare_and_swap_ref", "fsync_dir", "head_ref_name", "read_ref", "remove_stale_lock"]
 
 ZERO_OID = "0" * 40
@@ -53,7 +55,14 @@ def head_ref_name(git_dir: Path) -> str:
 
 
 def compare_and_swap_ref(
-    git_dir: Path, ref: str, old: str | None, new: str, identity: str, message: str, durable: bool
+    git_dir: Path,
+    ref: str,
+    old: str | None,
+    new: str,
+    identity: str,
+    message: str,
+    durable: bool,
+    spares: SpareFiles | None = None,
 ) -> bool:
     """Move ``ref`` from ``old`` to ``new`` only if it still points at ``old``. Returns False when
     it moved meanwhile (the caller rebuilds on the new tip) or its lock is held (contention)."""
@@ -61,7 +70,10 @@ def compare_and_swap_ref(
     lock_path = ref_path.with_name(ref_path.name + ".lock")
     ref_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        if spares is not None:
+            fd = spares.create_exclusive(lock_path)
+        else:
+            fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
     try:

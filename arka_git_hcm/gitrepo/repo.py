@@ -11,6 +11,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import subprocess
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,11 +24,14 @@ from pygit2.enums import FileMode, ObjectType
 
 from ..errors import ConflictingUpdate, IoError, from_os_error
 from ..paths import find_fold_collision
-from . import refs
-from .rawtree import EMPTY_TREE, MODE_BLOB, MODE_TREE, LooseObjectWriter, RawTree, RawTreeCache
+from ..spare import SpareFiles, process_alive
+from . import gitbin, packs, refs
+from .rawtree import EMPTY_TREE, MODE_BLOB, MODE_TREE, RawTree, RawTreeCache
 
 __all__ = ["CommitInfo", "GitRepo", "Signature", "configure_library", "sync_filesystem"]
 _configured = False
+_BLOB, _TREE, _COMMIT = packs.KIND_CODES[b"blob"], packs.KIND_CODES[b"tree"], packs.KIND_CODES[b"commit"]
+PENDING_LIMIT = 32 * 1024 * 1024  # pending object bytes that force a pack out mid-batch
 
 
 def configure_library() -> None:
@@ -104,19 +110,36 @@ def _damaged(exc: Exception) -> IoError:
 class GitRepo:
     """A non-bare repository whose work tree is the HCM folder.
 
+    New objects (blobs, trees, commits) are kept in memory, *pending*, and written as one pack
+    by :meth:`flush_objects` (see packs.py): the engine flushes before the sync that precedes
+    its branch move, and :meth:`compare_and_swap_ref` flushes too, so an object is on disk
+    before any ref can name it. Reads see pending objects: raw trees and blobs from memory,
+    and anything read through libgit2 flushes first.
+
     libgit2 reports a corrupt or missing object as a GitError wherever it is read; the adapter
     turns those into IO_ERROR so that no pygit2 exception crosses the boundary."""
 
     def __init__(self, workdir: Path) -> None:
         configure_library()
         self.workdir = Path(workdir)
+        self._repo = self._open_libgit2()
+        self.git_dir = Path(self._repo.path)
+        self.pack_dir = self.git_dir / "objects" / "pack"
+        self._rollup_stamp = self.git_dir / "arka-hcm" / "packs-rolled-up"
+        self._seen_rollup = self._stamp()
+        self._trees = RawTreeCache()
+        self._pending: dict[bytes, tuple[int, bytes, bytes | None]] = {}  # id -> (type, data, base)
+        self._pending_bytes = 0
+        self._pack_lock = threading.RLock()
+        self._signatures: dict[tuple[str, str], bytes] = {}
+        self.packs_written = 0
+        self.spares = SpareFiles(self.git_dir / "arka-hcm" / "spare")  # new files, made ahead
+
+    def _open_libgit2(self) -> pygit2.Repository:
         try:
-            self._repo = pygit2.Repository(str(self.workdir), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+            return pygit2.Repository(str(self.workdir), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
         except pygit2.GitError as exc:
             raise IoError(f"{self.workdir} holds no readable git repository: {exc}") from None
-        self.git_dir = Path(self._repo.path)
-        self._trees = RawTreeCache()
-        self._loose = LooseObjectWriter(self.git_dir / "objects")
 
     # --- creation -------------------------------------------------------------------------
     @classmethod
@@ -141,14 +164,96 @@ class GitRepo:
     def compare_and_swap_ref(
         self, ref: str, old: str | None, new: str, *, who: Signature, message: str, durable: bool
     ) -> bool:
-        return refs.compare_and_swap_ref(self.git_dir, ref, old, new, who.reflog_identity(), message, durable)
+        self.flush_objects()  # no ref may name an object that is not on disk
+        return refs.compare_and_swap_ref(
+            self.git_dir, ref, old, new, who.reflog_identity(), message, durable, self.spares
+        )
 
     def remove_stale_lock(self, ref: str) -> bool:
         return refs.remove_stale_lock(self.git_dir, ref)
 
     # --- objects --------------------------------------------------------------------------
+    def _put(self, code: int, kind: bytes, data: bytes, base: bytes | None = None) -> bytes:
+        """Keep a new object pending (written by the next flush); returns its id. ``base``: an
+        object it differs little from (stored as a delta of it if both go in the same pack)."""
+        oid = packs.object_id(kind, data)
+        if oid not in self._pending:
+            self._pending[oid] = (code, data, base)
+            self._pending_bytes += len(data)
+            if self._pending_bytes > PENDING_LIMIT:
+                self.flush_objects()
+        return oid
+
+    def flush_objects(self) -> str | None:
+        """Write every pending object as one pack (no fsync: the caller syncs); its name."""
+        if not self._pending:
+            return None
+        with self._pack_lock:
+            items = list(self._pending.items())
+            if not items:
+                return None
+            try:
+                name = packs.write_pack(self.pack_dir, [(oid, *entry) for oid, entry in items], self.spares)
+            except OSError as exc:
+                raise from_os_error(exc, "writing a pack of new objects") from None
+            for oid, _ in items:
+                self._pending.pop(oid, None)
+            self._pending_bytes = sum(len(entry[1]) for entry in self._pending.values())
+            self.packs_written += 1
+            return name
+
+    def repack(self, *, durable: bool) -> None:
+        """Fold the small packs (and any loose objects) with `git repack --geometric=2 -d`, then
+        tell every store process to reopen its libgit2 handle. Safe beside writers: git folds
+        only packs it listed when it started and keeps every object of them."""
+        try:
+            if not gitbin.repack_geometric(self.workdir, durable=durable):
+                return  # another process is folding packs right now
+        except subprocess.TimeoutExpired as exc:
+            raise IoError(f"git repack took too long: {exc}") from None
+        self._stamp_rollup()
+        self._reopen()
+
+    def pack_count(self) -> int:
+        return len(packs.list_packs(self.pack_dir))
+
+    def remove_dead_temp_packs(self) -> list[str]:
+        """Half-written pack files of killed processes (call under the store's write lock)."""
+        return packs.remove_dead_temp_files(self.pack_dir, process_alive)
+
+    def _stamp(self) -> tuple[int, int]:
+        try:
+            info = os.stat(self._rollup_stamp)
+        except FileNotFoundError:
+            return (0, 0)
+        return (info.st_ino, info.st_mtime_ns)
+
+    def _stamp_rollup(self) -> None:
+        self._rollup_stamp.parent.mkdir(exist_ok=True)
+        tmp = self._rollup_stamp.with_name(f"{self._rollup_stamp.name}.{os.getpid()}.tmp")
+        tmp.write_text(f"{time.time_ns()}\n")
+        os.replace(tmp, self._rollup_stamp)
+
+    def notice_rollups(self) -> None:
+        """Reopen libgit2's handle if packs were folded (by any process) since it was opened:
+        libgit2 keeps deleted packs mapped, holding their disk space and their memory."""
+        stamp = self._stamp()
+        if stamp != self._seen_rollup:
+            self._reopen()
+
+    def _reopen(self) -> None:
+        self._seen_rollup = self._stamp()
+        self._repo = self._open_libgit2()  # threads still using the old handle keep it alive
+
+    def _visible(self, oid: str | pygit2.Oid | bytes) -> None:
+        """Before libgit2 reads ``oid``: if it is still pending, write the pending pack now."""
+        if self._pending:
+            raw = oid if isinstance(oid, bytes) else bytes.fromhex(str(oid))
+            if raw in self._pending:
+                self.flush_objects()
+
     def write_blob(self, data: bytes) -> str:
-        return str(self._repo.create_blob(data))
+        return self._put(_BLOB, b"blob", bytes(data)).hex()
 
     def hash_file(self, path: Path) -> str:
         return str(pygit2.hashfile(str(path)))
@@ -157,6 +262,7 @@ class GitRepo:
         return str(self._commit(commit_id).tree_id)
 
     def _commit(self, commit_id: str) -> pygit2.Commit:
+        self._visible(commit_id)
         try:
             obj = self._repo.get(commit_id)
         except pygit2.GitError as exc:
@@ -166,6 +272,7 @@ class GitRepo:
         return obj
 
     def _entry(self, tree_id: str, path: str) -> pygit2.Object | None:
+        self._visible(tree_id)
         try:
             tree = self._repo.get(tree_id)
             if not isinstance(tree, pygit2.Tree):
@@ -177,6 +284,7 @@ class GitRepo:
             raise _damaged(exc) from None
 
     def _object(self, oid: str | pygit2.Oid) -> pygit2.Object:
+        self._visible(oid)
         try:
             obj = self._repo.get(oid)
         except pygit2.GitError as exc:
@@ -192,6 +300,9 @@ class GitRepo:
         found = self._lookup(tree_id, path)
         if found is None or found[0] == MODE_TREE:
             return None
+        pending = self._pending.get(found[1])
+        if pending is not None:
+            return pending[1]
         blob = self._object(found[1].hex())
         if not isinstance(blob, pygit2.Blob):
             return None
@@ -204,6 +315,9 @@ class GitRepo:
         return None if found is None else found[1].hex()
 
     def blob_data(self, blob_id: str) -> bytes:
+        pending = self._pending.get(bytes.fromhex(blob_id))
+        if pending is not None:
+            return pending[1]
         blob = self._object(blob_id)
         assert isinstance(blob, pygit2.Blob)
         return blob.data
@@ -213,14 +327,18 @@ class GitRepo:
         if tree_id is None:
             return []
         if path:
-            entry = self._entry(tree_id, path)
-            if entry is None or entry.type != ObjectType.TREE:
+            found = self._lookup(tree_id, path)
+            if found is None or found[0] != MODE_TREE:
                 return []
-            tree = self._object(entry.id)
+            tree = self._raw_tree(found[1])
         else:
-            tree = self._object(tree_id)
-        assert isinstance(tree, pygit2.Tree)
-        return [(e.name or "", e.type == ObjectType.TREE) for e in tree]
+            tree = self._raw_tree(bytes.fromhex(tree_id))
+        entries = []
+        for name in tree.names:
+            entry = tree.entry(name)
+            assert entry is not None
+            entries.append((name.decode("utf-8", "surrogateescape"), entry[0] == MODE_TREE))
+        return entries
 
     def walk_files(self, tree_id: str | None, prefix: str = "") -> Iterator[tuple[str, str]]:
         """Every (path, blob id) under ``prefix`` in ``tree_id``."""
@@ -255,11 +373,14 @@ class GitRepo:
         except OSError as exc:
             raise from_os_error(exc, "writing tree objects") from None
         if result is None:
-            result = self._loose.write(b"tree", b"")
+            result = self._put(_TREE, b"tree", b"")
         return result.hex()
 
     def _raw_tree(self, oid: bytes) -> RawTree:
         tree = self._trees.get(oid)
+        if tree is None and oid in self._pending:
+            tree = RawTree.parse(self._pending[oid][1])
+            self._trees.put(oid, tree)
         if tree is None:
             try:
                 obj = self._repo.odb.read(oid.hex())
@@ -293,7 +414,7 @@ class GitRepo:
         new_tree = tree.with_changes(entry_changes)
         if not new_tree.data:
             return None
-        oid = self._loose.write(b"tree", new_tree.data)
+        oid = self._put(_TREE, b"tree", bytes(new_tree.data), tree_oid)
         self._trees.put(oid, new_tree)
         return oid
 
@@ -325,16 +446,27 @@ class GitRepo:
     def write_commit(
         self, tree: str, parents: list[str], author: Signature, committer: Signature, message: str
     ) -> str:
-        """Write a commit object without moving any ref (the ref moves by compare-and-swap)."""
-        oid = self._repo.create_commit(
-            None,
-            author.to_pygit2(),
-            committer.to_pygit2(),
-            message,
-            pygit2.Oid(hex=tree),
-            [pygit2.Oid(hex=p) for p in parents],
-        )
-        return str(oid)
+        """A new commit object (pending) without moving any ref (the ref moves by compare-and-
+        swap). The bytes are those libgit2's git_commit_create writes (a test compares them)."""
+        lines = [b"tree " + tree.encode("ascii")]
+        lines.extend(b"parent " + p.encode("ascii") for p in parents)
+        lines.append(b"author " + self._signature_bytes(author))
+        lines.append(b"committer " + self._signature_bytes(committer))
+        data = b"\n".join(lines) + b"\n\n" + message.encode("utf-8")
+        return self._put(_COMMIT, b"commit", data).hex()
+
+    def _signature_bytes(self, who: Signature) -> bytes:
+        """``Name <email> time +hhmm``; name and email checked and trimmed by libgit2 itself
+        (once per identity), so they are exactly what git_signature_new would keep."""
+        key = (who.name, who.email)
+        identity = self._signatures.get(key)
+        if identity is None:
+            checked = pygit2.Signature(who.name, who.email, 0, 0)
+            identity = f"{checked.name} <{checked.email}>".encode()
+            self._signatures[key] = identity
+        sign = "+" if who.offset >= 0 else "-"
+        zone = f"{sign}{abs(who.offset) // 60:02d}{abs(who.offset) % 60:02d}"
+        return identity + f" {who.time} {zone}".encode("ascii")
 
     def commit_info(self, commit_id: str) -> CommitInfo:
         c = self._commit(commit_id)
@@ -353,6 +485,7 @@ class GitRepo:
 
     def create_tag(self, name: str, commit_id: str, tagger: Signature, message: str) -> str:
         """An annotated tag ``refs/tags/<name>`` on a commit; ConflictingUpdate if it exists."""
+        self.flush_objects()
         try:
             oid = self._repo.create_tag(
                 name, pygit2.Oid(hex=commit_id), ObjectType.COMMIT, tagger.to_pygit2(), message + "\n"
@@ -380,6 +513,7 @@ class GitRepo:
 
     def resolve_commit(self, spec: str) -> str | None:
         """A revision (full/short id, ref, tag name) as a commit id, or None."""
+        self.flush_objects()
         try:
             obj = self._repo.revparse_single(spec)
         except (KeyError, ValueError, pygit2.GitError):
@@ -492,6 +626,7 @@ class GitRepo:
         return sorted(paths)
 
     def index_differences(self, tree_id: str) -> list[str]:
+        self._visible(tree_id)
         index = self._repo.index
         index.read(force=True)
         tree = self._repo.get(tree_id)
@@ -519,5 +654,7 @@ class GitRepo:
     def close(self) -> None:
         """Release libgit2's object cache now (the budget is process-wide, and a closed store's
         superseded wide trees would otherwise crowd out the next store's)."""
+        self.flush_objects()
+        self.spares.close()
         self._repo.free()
         self._trees = RawTreeCache()

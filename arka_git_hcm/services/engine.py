@@ -60,6 +60,8 @@ log = logging.getLogger("arka_git_hcm.engine")
 MAX_CAS_ATTEMPTS = 8
 # batches one leader commits in a row under one hold of the lock before letting others in
 MAX_CHAINED_BATCHES = 16
+PACKS_BEFORE_REPACK = 16  # packs (one per batch) this process writes between two repacks
+PACKS_AT_CLOSE = 32  # at close, more packs than this are folded (CLI runs write one each)
 EXTERNAL_EDIT_OP = "HCM_EXTERNAL_EDIT"
 NOT_A_FILE = "not-a-regular-file"
 
@@ -141,13 +143,14 @@ class CommitEngine:
         self.durable = store.durability == "full"
         self.resolver = PathResolver(settings.hcm_path)
         state_dir = repo.git_dir / "arka-hcm"
-        self.worktree = WorkTree(self.resolver, state_dir)
+        self.worktree = WorkTree(self.resolver, state_dir, self.repo.spares)
         self.lock = StoreLock(state_dir / "write.lock")
         self.committer = Signature(store.committer.name, store.committer.email, 0)
         self._cond = threading.Condition()
         self._queue: list[WriteRequest] = []
         self._leader = False
         self._committer: threading.Thread | None = None  # leads batches of submit_async
+        self._repacker: threading.Thread | None = None  # folds small packs (_maintain_packs)
         self._closing = False
         self._repo_lock = threading.RLock()  # pygit2 objects (index) are not shared across threads
         self._requests: dict[str, str] = {}
@@ -335,6 +338,7 @@ class CommitEngine:
                             self._settle(landed)
                     if not batch:
                         break
+                self._maintain_packs()
         except HcmError as exc:
             self._fail(taken, exc, unsettled)
         except OSError as exc:
@@ -343,6 +347,30 @@ class CommitEngine:
             log.exception("unexpected failure while committing a batch")
             error = InternalError("the write failed unexpectedly; nothing was committed")
             self._fail(taken, error, unsettled)
+
+    def _maintain_packs(self) -> None:
+        """Every PACKS_BEFORE_REPACK packs this process wrote (one per batch), fold the small
+        ones in the background (`git repack --geometric`, see GitRepo.repack). Writers go on
+        meanwhile; every write of these batches is acknowledged already."""
+        if self.repo.packs_written < PACKS_BEFORE_REPACK:
+            return
+        self.repo.packs_written = 0
+        with self._cond:
+            if self._closing or (self._repacker is not None and self._repacker.is_alive()):
+                return
+            self._repacker = threading.Thread(target=self._repack, name="arka-hcm-repack", daemon=True)
+            self._repacker.start()
+
+    def _repack(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.repo.repack(durable=self.durable)
+        except FileNotFoundError:
+            log.warning("the git binary is missing: small packs are not folded; install git")
+        except Exception:  # derived layout only: the next attempt, or `arka-hcm gc`, folds them
+            log.warning("folding small packs failed; it will be retried", exc_info=True)
+        else:
+            log.debug("folded small packs in %.0f ms", (time.perf_counter() - started) * 1000)
 
     def _fail(self, taken: list[WriteRequest], error: HcmError, unsettled: _Chain | None) -> None:
         if unsettled is not None and not self._settled(unsettled):
@@ -376,6 +404,7 @@ class CommitEngine:
             if not pending:
                 return None
             tip = self.tip()
+            self.repo.notice_rollups()
             if tip is not None:
                 self._catch_up(tip)
             tip_tree = self.repo.commit_tree(tip) if tip else None
@@ -520,6 +549,7 @@ class CommitEngine:
             unsettled = None  # acknowledged by an earlier attempt of this batch (the branch moved)
         paths = sorted(chain.changed)
         recorded = sorted(chain.changed | unsettled.changed) if unsettled is not None else paths
+        self.repo.flush_objects()  # the batch's objects, as one pack, covered by the sync below
         self.worktree.write_intent(self.ref, chain.tip, chain.parent, recorded)
         if self.durable:
             sync_filesystem(self.repo.git_dir)
@@ -627,6 +657,7 @@ class CommitEngine:
         tree = self.repo.commit_tree(tip) if tip else None
         paths = [p for p in intent.get("paths", []) if isinstance(p, str)]
         self.worktree.remove_temp_files(paths)
+        self.repo.remove_dead_temp_packs()
         self._checkout_paths(tree, paths)
         if self.durable:
             sync_filesystem(self.settings.hcm_path)
@@ -656,6 +687,11 @@ class CommitEngine:
             self._cond.notify_all()
         if self._committer is not None:
             self._committer.join(timeout=30)
+        if self._repacker is not None:
+            self._repacker.join(timeout=600)
+        with contextlib.suppress(OSError):
+            if self.repo.pack_count() > PACKS_AT_CLOSE:
+                self._repack()
         self.index.close()
         self.repo.close()
 

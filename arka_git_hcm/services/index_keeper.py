@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import IndexBusy, update_index
+from ..spare import process_alive
 from .hooks import set_pending
 
 __all__ = ["IndexKeeper"]
@@ -138,7 +139,7 @@ class IndexKeeper:
         lock = self.repo.git_dir / "index.lock"
         for marker in (self.repo.git_dir / "arka-hcm").glob("index-refresh.*"):
             pid = marker.name.rsplit(".", 1)[-1]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and process_alive(int(pid)):
                 continue
             deadline = time.monotonic() + 2.0
             while lock.exists() and time.monotonic() < deadline:
@@ -178,13 +179,3 @@ class IndexKeeper:
             thread.join(timeout=30)
         if self._dirty:
             self.refresh()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

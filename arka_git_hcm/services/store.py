@@ -353,6 +353,7 @@ class HcmStore:
             return None
 
     def view(self, commit: str | None) -> TreeView:
+        self.repo.notice_rollups()
         return TreeView(self.repo, self.repo.commit_tree(commit) if commit else None, commit)
 
     def resolve_at(self, at: str | None) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import Busy, from_os_error
 from ..jsonio import compact_dumps, parse_json
 from ..paths import PathResolver
+from ..spare import SpareFiles
 
 __all__ = ["StoreLock", "WorkTree"]
 
@@ -116,27 +117,32 @@ class _FlockWaiter:
 
 
 class WorkTree:
-    def __init__(self, resolver: PathResolver, state_dir: Path) -> None:
+    def __init__(self, resolver: PathResolver, state_dir: Path, spares: SpareFiles | None = None) -> None:
         self.resolver = resolver
         self.root = resolver.root
         self.intent_path = state_dir / "intent.json"
+        self.spares = spares  # empty files made ahead (no inode created on the hot path)
+
+    def _open_new(self, fallback: Path) -> tuple[int, str]:
+        if self.spares is not None:
+            return self.spares.open_new(str(fallback))
+        return os.open(fallback, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), str(fallback)
 
     # --- files ----------------------------------------------------------------------------
     def write_file(self, rel: str, data: bytes) -> os.stat_result:
-        """Replace a file atomically (temp file in the same folder + rename): a reader or a crash
-        sees the old bytes or the new ones, never a torn file. Durability comes from the engine's
-        filesystem sync after the batch, not from one fsync per file."""
+        """Replace a file atomically (temp file + rename): a reader or a crash sees the old bytes
+        or the new ones, never a torn file. The temp file is a spare made ahead (see spare.py),
+        else one created beside the target. Durability comes from the engine's filesystem sync
+        after the batch, not from one fsync per file."""
         target = self.resolver.resolve(rel)
         if not target.parent.is_dir():
             self._make_parents(rel)
-        tmp = target.with_name(f".{target.name}.arka-tmp-{os.getpid()}")
+        fallback = target.with_name(f".{target.name}.arka-tmp-{os.getpid()}")
+        tmp = str(fallback)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd, tmp = self._open_new(fallback)
             try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                _write_all(fd, data)
             finally:
                 os.close(fd)
             os.replace(tmp, target)
@@ -196,8 +202,11 @@ class WorkTree:
     def write_intent(self, ref: str, old: str | None, new: str, paths: list[str]) -> None:
         self.intent_path.parent.mkdir(parents=True, exist_ok=True)
         body = compact_dumps({"ref": ref, "old": old, "new": new, "paths": sorted(paths)})
-        tmp = self.intent_path.with_suffix(".tmp")
-        tmp.write_text(body + "\n", encoding="utf-8")
+        fd, tmp = self._open_new(self.intent_path.with_suffix(".tmp"))
+        try:
+            _write_all(fd, (body + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
         os.replace(tmp, self.intent_path)
 
     def read_intent(self) -> dict[str, Any] | None:
@@ -215,3 +224,10 @@ class WorkTree:
     def clear_intent(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.intent_path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

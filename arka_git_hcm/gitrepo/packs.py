@@ -1,0 +1,307 @@
+"""Pack files written by the store: one pack (and its index) per batch of writes.
+
+A write adds about six objects (its blobs, the trees on its path, its commit). As loose objects
+that is six files created, written and renamed per write, the largest cost of a durable write
+under load (measured ~0.84 ms a write at 10k files, against ~0.12 ms for the same bytes as one
+pack per batch of four). So the store keeps a batch's new objects in memory and writes them here
+as one pack: whole objects only (no deltas), each zlib stream level 1 or, for wide trees, made
+of stored blocks. The format is git's pack v2 with a v2 index, so git, libgit2 and dulwich read
+them like any other pack; `git fsck --strict` checks them in the tests.
+
+The pack is renamed into place before its index, as git does: readers look packs up by their
+index, so they never see a pack that is not complete. No fsync here; the engine orders
+durability with its filesystem syncs.
+
+Small packs pile up; the engine has `git repack --geometric=2` fold them (with deltas: the
+successive missions trees differ by one entry), see gitbin.repack_geometric.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..spare import SpareFiles
+from .rawtree import stored_zlib_stream
+
+__all__ = ["KIND_CODES", "PackInfo", "list_packs", "object_id", "remove_dead_temp_files", "write_pack"]
+
+KIND_CODES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
+_SMALL = 64 * 1024
+_IDX_MAGIC = b"\xfftOc"
+_OFS_DELTA = 6
+DELTA_MIN = 4096  # smaller objects are not worth a delta
+MAX_DELTA_DEPTH = 16  # a reader applies at most this many deltas to rebuild an object
+_LARGE = 0x80000000
+
+
+def object_id(kind: bytes, data: bytes | bytearray) -> bytes:
+    digest = hashlib.sha1(kind + b" " + str(len(data)).encode() + b"\0")
+    digest.update(data)
+    return digest.digest()
+
+
+def _entry_header(code: int, size: int) -> bytes:
+    first = (code << 4) | (size & 0x0F)
+    size >>= 4
+    out = bytearray()
+    while size:
+        out.append(first | 0x80)
+        first = size & 0x7F
+        size >>= 7
+    out.append(first)
+    return bytes(out)
+
+
+def _entry_stream(data: bytes | bytearray) -> list[bytes | memoryview]:
+    if len(data) < _SMALL:
+        compressor = zlib.compressobj(1)
+        return [compressor.compress(data) + compressor.flush()]
+    return stored_zlib_stream(b"", data)
+
+
+def _negative_offset(distance: int) -> bytes:
+    """git's encoding of an OFS_DELTA base distance (big-endian 7-bit groups, each but the last
+    with the high bit set, and one added to every group but the last)."""
+    out = [distance & 0x7F]
+    distance >>= 7
+    while distance:
+        distance -= 1
+        out.append(0x80 | (distance & 0x7F))
+        distance >>= 7
+    return bytes(reversed(out))
+
+
+def _size_varint(size: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = size & 0x7F
+        size >>= 7
+        if size:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _common_prefix(a: bytes, b: bytes, limit: int) -> int:
+    lo, hi = 0, limit
+    while lo < hi:  # binary search on slice equality: memcmp in C, no Python loop per byte
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid : len(a) - lo] == b[len(b) - mid : len(b) - lo]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def make_delta(base: bytes, target: bytes) -> bytes:
+    """A git delta turning ``base`` into ``target``: copy the common head, insert what differs,
+    copy the common tail. Exact for the store's edits of a wide tree (one entry's id replaced,
+    or one entry added or removed), where everything but a few dozen bytes is shared."""
+    limit = min(len(base), len(target))
+    head = _common_prefix(base, target, limit)
+    tail = _common_suffix(base, target, limit - head)
+    out = bytearray(_size_varint(len(base)) + _size_varint(len(target)))
+    _copy(out, 0, head)
+    middle = target[head : len(target) - tail]
+    for at in range(0, len(middle), 127):
+        piece = middle[at : at + 127]
+        out.append(len(piece))
+        out += piece
+    _copy(out, len(base) - tail, tail)
+    return bytes(out)
+
+
+def _copy(out: bytearray, offset: int, size: int) -> None:
+    while size:
+        step = min(size, 0xFFFFFF)
+        command, args = 0x80, bytearray()
+        for i in range(4):
+            byte = (offset >> (8 * i)) & 0xFF
+            if byte:
+                command |= 1 << i
+                args.append(byte)
+        for i in range(3):
+            byte = (step >> (8 * i)) & 0xFF
+            if byte:
+                command |= 0x10 << i
+                args.append(byte)
+        out.append(command)
+        out += args
+        offset += step
+        size -= step
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    name: str  # "pack-<hex>"
+    size: int  # bytes of the .pack file
+
+
+def write_pack(
+    pack_dir: Path,
+    objects: Sequence[tuple[bytes, int, bytes, bytes | None]],
+    spares: SpareFiles | None = None,
+) -> str:
+    """Write ``(oid, type code, data, delta base id or None)`` objects (distinct ids) as one
+    pack; returns its name. An object whose base comes earlier in the same pack is stored as a
+    delta of it (OFS_DELTA) when that is much smaller: a wide tree changed by one entry."""
+    entries: list[tuple[bytes, int, int]] = []  # (oid, crc32, offset)
+    placed: dict[bytes, tuple[int, bytes, int]] = {}  # oid -> (offset, data, depth): delta bases
+    digest = hashlib.sha1()
+    parts: list[bytes | memoryview] = []
+    head = b"PACK" + struct.pack(">II", 2, len(objects))
+    digest.update(head)
+    parts.append(head)
+    offset = len(head)
+    for oid, code, data, base in objects:
+        start, crc = offset, 0
+        chunk: tuple[bytes | memoryview, ...] = ()
+        depth = 0
+        if base is not None and base in placed and placed[base][2] < MAX_DELTA_DEPTH:
+            base_offset, base_data, base_depth = placed[base]
+            delta = make_delta(base_data, data)
+            if len(delta) * 4 < len(data):
+                header = _entry_header(_OFS_DELTA, len(delta)) + _negative_offset(start - base_offset)
+                chunk = (header, *_entry_stream(delta))
+                depth = base_depth + 1
+        if not chunk:
+            chunk = (_entry_header(code, len(data)), *_entry_stream(data))
+        if len(data) >= DELTA_MIN:
+            placed[oid] = (start, data, depth)
+        for part in chunk:
+            crc = zlib.crc32(part, crc)
+            digest.update(part)
+            parts.append(part)
+            offset += len(part)
+        entries.append((oid, crc, start))
+    pack_sha = digest.digest()
+    parts.append(pack_sha)
+    return _install(pack_dir, parts, entries, pack_sha, spares)
+
+
+def _install(
+    pack_dir: Path,
+    parts: list[bytes | memoryview],
+    entries: list[tuple[bytes, int, int]],
+    pack_sha: bytes,
+    spares: SpareFiles | None,
+) -> str:
+    name = f"pack-{pack_sha.hex()}"
+    pack_path = pack_dir / f"{name}.pack"
+    idx_path = pack_dir / f"{name}.idx"
+    if idx_path.exists() and pack_path.exists():
+        return name  # the very same objects in the very same order: already there
+    pack_dir.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}_{threading.get_ident()}"
+    _write_file(pack_dir / f"tmp_pack_arka_{tag}", parts, pack_path, spares)
+    _write_file(pack_dir / f"tmp_idx_arka_{tag}", [_index_bytes(entries, pack_sha)], idx_path, spares)
+    return name
+
+
+def _write_file(tmp: Path, parts: list[bytes | memoryview], target: Path, spares: SpareFiles | None) -> None:
+    if spares is not None:
+        fd, used = spares.open_new(str(tmp), 0o444)
+    else:
+        fd, used = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444), str(tmp)
+    try:
+        pending = [memoryview(p) for p in parts]
+        while pending:
+            written = os.writev(fd, pending[:512])
+            while written and pending:
+                if written >= len(pending[0]):
+                    written -= len(pending[0])
+                    pending.pop(0)
+                else:
+                    pending[0] = pending[0][written:]
+                    written = 0
+    finally:
+        os.close(fd)
+    os.replace(used, target)
+
+
+def _index_bytes(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> bytes:
+    entries = sorted(entries)
+    fanout = [0] * 256
+    for oid, _, _ in entries:
+        fanout[oid[0]] += 1
+    total = 0
+    for i in range(256):
+        total += fanout[i]
+        fanout[i] = total
+    small: list[int] = []
+    large: list[int] = []
+    for _, _, offset in entries:
+        if offset < _LARGE:
+            small.append(offset)
+        else:
+            small.append(_LARGE | len(large))
+            large.append(offset)
+    body = b"".join(
+        [
+            _IDX_MAGIC,
+            struct.pack(">I", 2),
+            struct.pack(">256I", *fanout),
+            b"".join(oid for oid, _, _ in entries),
+            struct.pack(f">{len(entries)}I", *(crc for _, crc, _ in entries)),
+            struct.pack(f">{len(small)}I", *small),
+            struct.pack(f">{len(large)}Q", *large),
+            pack_sha,
+        ]
+    )
+    return body + hashlib.sha1(body).digest()
+
+
+def list_packs(pack_dir: Path) -> list[PackInfo]:
+    """Every pack that has its index, smallest first."""
+    found = []
+    try:
+        names = os.listdir(pack_dir)
+    except FileNotFoundError:
+        return []
+    present = set(names)
+    for file in names:
+        if file.startswith("pack-") and file.endswith(".idx") and file[:-4] + ".pack" in present:
+            try:
+                size = os.stat(pack_dir / (file[:-4] + ".pack")).st_size
+            except FileNotFoundError:
+                continue
+            found.append(PackInfo(file[:-4], size))
+    return sorted(found, key=lambda p: (p.size, p.name))
+
+
+def remove_dead_temp_files(pack_dir: Path, alive: Callable[[int], bool]) -> list[str]:
+    """Temp files of packs being written by processes that died (killed mid-write)."""
+    removed = []
+    try:
+        names = os.listdir(pack_dir)
+    except FileNotFoundError:
+        return []
+    for file in names:
+        if not file.startswith(("tmp_pack_arka_", "tmp_idx_arka_")):
+            continue
+        pid = file.split("_")[3]
+        if pid.isdigit() and not alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pack_dir / file)
+                removed.append(file)
+    return removed

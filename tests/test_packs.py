@@ -1,0 +1,310 @@
+"""One pack per batch: the packs and indexes the store writes must be exactly git's formats, the
+store must read objects it has not written yet, and small packs must be folded."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arka_git_hcm.config import Settings
+from arka_git_hcm.gitrepo import GitRepo, Signature, packs
+from arka_git_hcm.services import engine as engine_module
+from arka_git_hcm.services.store import HcmStore
+from arka_git_hcm.spare import SpareFiles
+
+from .conftest import assert_clean, create_mission, git, journal, ok, open_store
+
+
+def new_repo(path: Path) -> GitRepo:
+    pygit2.init_repository(str(path))
+    return GitRepo(path)
+
+
+def blob_objects(count: int, seed: int = 1) -> list[tuple[bytes, int, bytes, bytes | None]]:
+    rng = random.Random(seed)
+    objects = []
+    for i in range(count):
+        data = rng.randbytes(rng.choice([0, 5, 300, 70_000])) + str(i).encode()
+        objects.append((packs.object_id(b"blob", data), 3, data, None))
+    return objects
+
+
+def edited_versions(count: int, seed: int, kinds: tuple[str, ...]) -> list[bytes]:
+    """Successive versions of a wide object: ids replaced, entries inserted and removed, or two
+    ids far apart replaced (a delta of head and tail then carries the whole middle)."""
+    rng = random.Random(seed)
+    data = rng.randbytes(20_000)
+    versions = []
+    for _ in range(count):
+        b = bytearray(data)
+        at = rng.randrange(0, len(b) - 40)
+        kind = rng.choice(kinds)
+        if kind in ("splice", "two"):
+            b[at : at + 20] = rng.randbytes(20)
+        if kind == "two":
+            other = rng.randrange(0, len(b) - 20)
+            b[other : other + 20] = rng.randbytes(20)
+        if kind == "insert":
+            b[at:at] = rng.randbytes(rng.randrange(1, 400))
+        if kind == "remove":
+            del b[at : at + rng.randrange(1, 40)]
+        data = bytes(b)
+        versions.append(data)
+    return versions
+
+
+def index_by_git(pack: Path, tmp: Path) -> bytes:
+    """The .idx that `git index-pack` computes for a copy of ``pack``."""
+    copy = tmp / "copy.pack"
+    shutil.copy(pack, copy)
+    subprocess.run(
+        ["git", "index-pack", "-o", str(tmp / "copy.idx"), str(copy)], check=True, capture_output=True
+    )
+    return (tmp / "copy.idx").read_bytes()
+
+
+def test_a_pack_of_whole_objects_is_what_git_indexes(tmp_path: Path) -> None:
+    repo_dir = tmp_path / "r"
+    new_repo(repo_dir)
+    pack_dir = repo_dir / ".git" / "objects" / "pack"
+    objects = blob_objects(60)
+    name = packs.write_pack(pack_dir, objects)
+    assert (pack_dir / f"{name}.idx").read_bytes() == index_by_git(pack_dir / f"{name}.pack", tmp_path)
+    git(repo_dir, "verify-pack", str(pack_dir / f"{name}.idx"))
+    libgit2 = pygit2.Repository(str(repo_dir))
+    for oid, _, data, _ in objects:
+        assert libgit2[oid.hex()].data == data
+        assert git(repo_dir, "cat-file", "-s", oid.hex()).strip() == str(len(data))
+    assert packs.write_pack(pack_dir, objects) == name  # the same pack again: already there
+    assert [p.name for p in packs.list_packs(pack_dir)] == [name]
+
+
+@pytest.mark.parametrize("kinds", [("splice", "insert", "remove"), ("splice", "insert", "remove", "two")])
+def test_successive_versions_are_packed_as_deltas_that_git_and_libgit2_read(
+    tmp_path: Path, kinds: tuple[str, ...]
+) -> None:
+    repo_dir = tmp_path / "r"
+    new_repo(repo_dir)
+    pack_dir = repo_dir / ".git" / "objects" / "pack"
+    versions = edited_versions(40, seed=7, kinds=kinds)
+    objects: list[tuple[bytes, int, bytes, bytes | None]] = []
+    previous = None
+    for data in versions:
+        oid = packs.object_id(b"blob", data)
+        objects.append((oid, 3, data, previous))
+        previous = oid
+    name = packs.write_pack(pack_dir, objects)
+    pack = pack_dir / f"{name}.pack"
+    report = git(repo_dir, "verify-pack", "-v", str(pack_dir / f"{name}.idx"))
+    assert f"chain length = {packs.MAX_DELTA_DEPTH + 1}:" not in report
+    if "two" not in kinds:
+        # 40 versions of 20 KB: whole every MAX_DELTA_DEPTH + 1, deltas of a few hundred bytes between
+        assert pack.stat().st_size < 4 * 20_500
+        assert f"chain length = {packs.MAX_DELTA_DEPTH}:" in report
+    assert (pack_dir / f"{name}.idx").read_bytes() == index_by_git(pack, tmp_path)
+    libgit2 = pygit2.Repository(str(repo_dir))
+    for oid, _, data, _ in objects:
+        assert libgit2[oid.hex()].data == data
+    git(repo_dir, "fsck", "--strict", "--no-progress", "--no-dangling")
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=st.binary(min_size=0, max_size=600), target=st.binary(min_size=0, max_size=600))
+def test_a_delta_rebuilds_its_target_from_its_base(base: bytes, target: bytes) -> None:
+    assert apply_delta(base, packs.make_delta(base, target)) == target
+
+
+def apply_delta(base: bytes, delta: bytes) -> bytes:
+    """git's delta format, read independently of the writer (patch-delta.c's rules)."""
+
+    def varint(at: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            byte = delta[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value, at
+
+    base_size, at = varint(0)
+    result_size, at = varint(at)
+    assert base_size == len(base)
+    out = bytearray()
+    while at < len(delta):
+        command = delta[at]
+        at += 1
+        if command & 0x80:
+            offset = size = 0
+            for i in range(4):
+                if command & (1 << i):
+                    offset |= delta[at] << (8 * i)
+                    at += 1
+            for i in range(3):
+                if command & (0x10 << i):
+                    size |= delta[at] << (8 * i)
+                    at += 1
+            out += base[offset : offset + (size or 0x10000)]
+        else:
+            assert command, "0 is a reserved delta command"
+            out += delta[at : at + command]
+            at += command
+    assert len(out) == result_size
+    return bytes(out)
+
+
+def test_the_repo_reads_objects_it_has_not_written_yet(tmp_path: Path) -> None:
+    repo_dir = tmp_path / "r"
+    repo = new_repo(repo_dir)
+    blob = repo.write_blob(b'{"a": 1}\n')
+    tree = repo.build_tree(None, {"state/missions/m1/meta.json": blob, "meta.json": blob})
+    assert packs.list_packs(repo.pack_dir) == []  # nothing on disk yet
+    assert repo.read_blob(tree, "state/missions/m1/meta.json") == b'{"a": 1}\n'
+    assert repo.blob_data(blob) == b'{"a": 1}\n'
+    assert repo.list_dir(tree, "state/missions") == [("m1", True)]
+    assert repo.list_dir(tree, "") == [("meta.json", False), ("state", True)]
+    assert packs.list_packs(repo.pack_dir) == []
+    who = Signature("agent-1", "agent-1@agent.arka", 1_700_000_000, 60)
+    commit = repo.write_commit(tree, [], who, who, "HCM_TEST m1: first\n")
+    assert repo.commit_info(commit).tree == tree  # read through libgit2: the pending pack is written
+    assert len(packs.list_packs(repo.pack_dir)) == 1
+    assert git(repo_dir, "cat-file", "-t", commit).strip() == "commit"
+
+
+def test_commits_are_the_bytes_libgit2_writes(tmp_path: Path) -> None:
+    repo = new_repo(tmp_path / "r")
+    libgit2 = pygit2.Repository(str(tmp_path / "r"))
+    tree = repo.build_tree(None, {"a.json": repo.write_blob(b"{}\n")})
+    repo.flush_objects()
+    parent = str(
+        libgit2.create_commit(
+            None, pygit2.Signature("x", "x@y.z", 1, 0), pygit2.Signature("x", "x@y.z", 1, 0), "p\n", tree, []
+        )
+    )
+    cases = [
+        (Signature("agent-1", "agent-1@agent.arka", 1_700_000_000, 0), [], "HCM_X m: s\n\nArka-Op: X\n"),
+        (Signature(" Ünïcode name ", "a@b.c", 1_700_000_001, -330), [parent], "no newline"),
+        (Signature("arka-hcm", "hcm@arka.local", 2_000_000_000, 120), [parent, parent], "é\n"),
+    ]
+    for who, parents, message in cases:
+        ours = repo.write_commit(tree, parents, who, who, message)
+        theirs = libgit2.create_commit(
+            None,
+            who.to_pygit2(),
+            who.to_pygit2(),
+            message,
+            pygit2.Oid(hex=tree),
+            [pygit2.Oid(hex=p) for p in parents],
+        )
+        assert ours == str(theirs), who
+
+
+def _packs_of(hcm: Path) -> int:
+    return len(packs.list_packs(hcm / ".git" / "objects" / "pack"))
+
+
+def test_small_packs_are_folded_and_other_handles_reopen(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "PACKS_BEFORE_REPACK", 4)
+    hcm = settings.hcm_path
+    with open_store(settings) as store, open_store(settings) as other:
+        create_mission(store, "m1")
+        first_handle = other.repo._repo
+        seen: list[int] = []
+        for i in range(30):
+            journal(store, f"entry {i}")
+            if store.engine._repacker is not None:
+                store.engine._repacker.join()
+            seen.append(_packs_of(hcm))
+        assert max(seen) <= 8, seen  # without folding there would be 32 packs
+        assert (hcm / ".git" / "arka-hcm" / "packs-rolled-up").exists()
+        # the other store reopens its libgit2 handle and reads everything, old and new
+        context = ok(other, "HCM_GET_MISSION_CONTEXT", {"mission_id": "m1"})
+        assert other.repo._repo is not first_handle
+        assert len(context["data"]["last_journal_entries"]) > 0
+    assert_clean(hcm)
+    assert git(hcm, "count-objects", "-v").splitlines()[0] == "count: 0"  # nothing loose
+
+
+def test_a_cli_run_folds_packs_at_close_when_they_pile_up(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "PACKS_AT_CLOSE", 5)
+    monkeypatch.setattr(engine_module, "PACKS_BEFORE_REPACK", 10_000)  # as a process of one write each
+    hcm = settings.hcm_path
+    with open_store(settings) as store:
+        create_mission(store, "m1")
+        for i in range(8):
+            journal(store, f"entry {i}")
+        assert _packs_of(hcm) > 5
+    assert _packs_of(hcm) <= 3
+    assert_clean(hcm)
+
+
+def test_spare_files_are_taken_instead_of_created(tmp_path: Path) -> None:
+    pool = SpareFiles(tmp_path / "spare", keep=4)
+    assert pool.take() is None  # the first call starts the maker
+    for _ in range(200):
+        if len(os.listdir(tmp_path / "spare")) >= 4:
+            break
+        threading_sleep()
+    spare = pool.take()
+    assert spare is not None and os.path.getsize(spare) == 0
+    fd, used = pool.open_new(str(tmp_path / "fallback"))
+    os.write(fd, b"data")
+    os.close(fd)
+    assert used.startswith(str(tmp_path / "spare")) and not (tmp_path / "fallback").exists()
+    os.replace(used, tmp_path / "target")
+    assert (tmp_path / "target").read_bytes() == b"data"
+    lock = tmp_path / "x.lock"
+    os.close(pool.create_exclusive(lock))
+    with pytest.raises(FileExistsError):
+        pool.create_exclusive(lock)
+    pool.close()
+    assert os.listdir(tmp_path / "spare") == [os.path.basename(spare)]  # only the one taken, unused
+    # without spares (none ready, or none wanted) the caller's own file is created
+    closed = SpareFiles(tmp_path / "closed")
+    closed.close()
+    fd, used = closed.open_new(str(tmp_path / "own"))
+    os.close(fd)
+    assert used == str(tmp_path / "own")
+
+
+def test_spares_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "spare"
+    folder.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (folder / f"spare-{dead.pid}-1.1").write_bytes(b"")
+    (folder / f"spare-{os.getppid()}-1.1").write_bytes(b"")  # alive: kept
+    pool = SpareFiles(folder, keep=2)
+    pool.take()
+    pool.close()
+    assert not (folder / f"spare-{dead.pid}-1.1").exists()
+    assert (folder / f"spare-{os.getppid()}-1.1").exists()
+
+
+def test_writes_leave_no_temp_file_in_the_work_tree(store: HcmStore) -> None:
+    create_mission(store, "m1")
+    for i in range(5):
+        journal(store, f"entry {i}")
+    hcm = store.settings.hcm_path
+    leftovers = [p for p in hcm.rglob("*arka-tmp*") if ".git" not in p.parts]
+    assert leftovers == []
+    store.engine.refresh_index()
+    assert git(hcm, "status", "--porcelain", "--ignored") == ""
+
+
+def threading_sleep() -> None:
+    import time
+
+    time.sleep(0.01)
