@@ -172,9 +172,11 @@ def rollback(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def gc_(obj: Context, dry_run: bool, as_json: bool) -> None:
-    """Pack the loose objects writes leave behind (git gc, under the store's write lock).
+    """Fold every pack (and any loose object) into one: git gc, under the store's write lock.
 
-    History is not changed; unreachable objects are pruned only after git's two-week grace.
+    Writes already fold their small packs in the background; run this in a quiet moment for
+    the smallest repository. History is not changed; unreachable objects are pruned only after
+    git's two-week grace.
 
     \b
     Examples:

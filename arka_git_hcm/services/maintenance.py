@@ -1,9 +1,10 @@
-"""Repository maintenance: packing the loose objects every write leaves behind.
+"""Repository maintenance: folding every pack into one.
 
-Each write adds a few loose objects (its blob, the trees on its path, its commit): ~70 KB a
-commit at 10k files, ~680 KB at 100k where the missions tree is wide. `git gc` packs them
-(delta-compressed: the successive missions trees differ by one entry). It runs under the store's
-write lock, so no write lands while objects move.
+Each batch of writes lands as one small pack, and the engine folds small packs in the background
+(`git repack --geometric`), so packs stay few; `git gc` goes further, one pack for everything
+(delta-compressed: the successive missions trees differ by one entry), and packs any loose
+objects (a plain `git commit` by hand, libgit2's tags). It runs under the store's write lock and
+git's maintenance lock, so no write lands and no repack runs while objects move.
 """
 
 from __future__ import annotations
