@@ -174,6 +174,7 @@ BREAKDOWN_TARGETS = [
     ("      build trees on the path", "arka_git_hcm.gitrepo.repo", "GitRepo.build_tree", ""),
     ("      write commit", "arka_git_hcm.gitrepo.repo", "GitRepo.write_commit", ""),
     ("    land", "arka_git_hcm.services.engine", "CommitEngine._land", ""),
+    ("      write the batch's pack + index", "arka_git_hcm.gitrepo.repo", "GitRepo.flush_objects", ""),
     ("      write intent", "arka_git_hcm.services.worktree", "WorkTree.write_intent", ""),
     ("      syncfs (x2 when full)", "arka_git_hcm.services.engine", "sync_filesystem", ""),
     ("      compare-and-swap ref + reflog", "arka_git_hcm.gitrepo.repo", "GitRepo.compare_and_swap_ref", ""),

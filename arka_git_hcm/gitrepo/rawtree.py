@@ -73,12 +73,18 @@ class RawTree:
         if not splices:
             return self
         # Same-length replacements: entry order and offsets are unchanged, so they are shared.
-        data = bytearray(self.data)
-        for at, oid in splices:
-            data[at : at + 20] = oid
+        # One copy of the bytes (a join of views around the new ids), not two: at 20,000
+        # missions the tree is ~680 KB and a copy costs ~0.35 ms on these VMs.
+        view = memoryview(self.data)
+        parts: list[bytes | memoryview] = []
+        pos = 0
+        for at, oid in sorted(splices):
+            parts += (view[pos:at], oid)
+            pos = at + 20
+        parts.append(view[pos:])
         clone = RawTree.__new__(RawTree)
         clone.data, clone.names, clone.offsets, clone.index = (
-            bytes(data),
+            b"".join(parts),
             self.names,
             self.offsets,
             self.index,
