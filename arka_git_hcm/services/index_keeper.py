@@ -51,6 +51,7 @@ class IndexKeeper:
         self._first_dirty: float | None = None
         self._last_write = 0.0
         self._cond = threading.Condition()
+        self._refreshing = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closing = False
 
@@ -98,7 +99,13 @@ class IndexKeeper:
 
     def refresh(self) -> None:
         """Refresh now, for every pending path. Runs `git update-index` in a child process without
-        the store's write lock: writers go on meanwhile, and git's index.lock orders refreshes."""
+        the store's write lock: writers go on meanwhile, and git's index.lock orders refreshes.
+        One refresh at a time in this process: a caller waits for one already running (which may
+        hold the paths it wants refreshed) rather than return before the index is current."""
+        with self._refreshing:
+            self._refresh()
+
+    def _refresh(self) -> None:
         with self._cond:
             paths = sorted(self._dirty)
             self._dirty.clear()
