@@ -40,6 +40,7 @@ class SpareFiles:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._failed = False
+        self._no_links = False
         self._counter = 0
         self._prefix = f"{folder}/spare-{os.getpid()}-{next(_pools)}."
 
@@ -71,18 +72,25 @@ class SpareFiles:
 
     def create_exclusive(self, path: str | Path, mode: int = 0o644) -> int:
         """Create ``path`` as O_CREAT|O_EXCL would (FileExistsError if it exists) and open it
-        for writing; made by hard-linking a spare, which creates no inode."""
-        spare = self.take()
+        for writing; made by hard-linking a spare, which creates no inode. On a filesystem
+        without hard links, the file is created directly (and from then on always)."""
+        spare = None if self._no_links else self.take()
         if spare is not None:
+            linked = False
             try:
-                os.link(spare, path)
+                os.link(spare, path)  # fails with FileExistsError if taken, as O_EXCL does
+                linked = True
             except FileNotFoundError:
-                spare = None
+                pass
+            except FileExistsError:
+                raise
+            except OSError as exc:
+                self._no_links = True
+                log.info("no hard links in %s (%s): lock files are created directly", self.folder, exc)
             finally:
-                if spare is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(spare)
-            if spare is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(spare)
+            if linked:
                 if mode != 0o644:
                     os.chmod(path, mode)
                 return os.open(path, os.O_WRONLY)

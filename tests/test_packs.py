@@ -3,6 +3,7 @@ store must read objects it has not written yet, and small packs must be folded."
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -308,3 +309,72 @@ def threading_sleep() -> None:
     import time
 
     time.sleep(0.01)
+
+
+def test_lock_files_are_created_directly_where_hard_links_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = SpareFiles(tmp_path / "spare", keep=2)
+    pool.take()  # starts the maker
+    for _ in range(200):  # let it prepare spares, so that the link path is the one taken
+        if len(os.listdir(tmp_path / "spare")) >= 2:
+            break
+        threading_sleep()
+
+    def no_links(src: str, dst: str) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    lock = tmp_path / "main.lock"
+    os.close(pool.create_exclusive(lock))
+    assert lock.exists()
+    assert pool._no_links  # the link was tried, failed, and the lock was created directly
+    with pytest.raises(FileExistsError):
+        pool.create_exclusive(lock)  # still exclusive, created with O_EXCL now
+    pool.close()
+
+
+def test_work_tree_writes_fall_back_when_git_dir_is_on_another_filesystem(
+    store: HcmStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_mission(store, "m1")
+    spare_dir = str(store.repo.git_dir / "arka-hcm" / "spare")
+    real_replace = os.replace
+    crossed: list[str] = []
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        if str(src).startswith(spare_dir) and ".git" not in Path(dst).parts:
+            crossed.append(str(dst))
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    answer = journal(store, "written beside its target")
+    assert crossed, "the spare path was not tried"
+    assert store.engine.worktree.spares is None  # given up for the work tree, kept for .git
+    journal(store, "and again")
+    monkeypatch.setattr(os, "replace", real_replace)
+    lines = (store.settings.hcm_path / "state/missions/m1/journal.jsonl").read_text().splitlines()
+    assert "written beside its target" in lines[-2] and "and again" in lines[-1]
+    assert answer["status"] == "ok"
+    store.close()
+    assert_clean(store.settings.hcm_path)
+
+
+def test_leftover_pack_files_of_killed_writers_are_removed_at_open(settings: Settings) -> None:
+    pack_dir = settings.hcm_path / ".git" / "objects" / "pack"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    old_orphan = pack_dir / f"pack-{'1' * 40}.pack"
+    new_orphan = pack_dir / f"pack-{'2' * 40}.pack"
+    dead_temp = pack_dir / f"tmp_pack_arka_{dead.pid}_1"
+    live_temp = pack_dir / f"tmp_pack_arka_{os.getpid()}_1"
+    for path in (old_orphan, new_orphan, dead_temp, live_temp):
+        path.write_bytes(b"partial")
+    os.utime(old_orphan, (0, 0))
+    kept = {p.name for p in packs.list_packs(pack_dir)}
+    with open_store(settings) as store:
+        assert {p.name for p in packs.list_packs(pack_dir)} == kept
+        ok(store, "HCM_LIST_MISSIONS", {})
+    assert not old_orphan.exists() and not dead_temp.exists()
+    assert new_orphan.exists() and live_temp.exists()  # maybe being installed right now

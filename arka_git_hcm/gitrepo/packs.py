@@ -23,6 +23,7 @@ import hashlib
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from pathlib import Path
 from ..spare import SpareFiles
 from .rawtree import stored_zlib_stream
 
-__all__ = ["KIND_CODES", "PackInfo", "list_packs", "object_id", "remove_dead_temp_files", "write_pack"]
+__all__ = ["KIND_CODES", "PackInfo", "list_packs", "object_id", "remove_leftovers", "write_pack"]
 
 KIND_CODES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _SMALL = 64 * 1024
@@ -289,19 +290,31 @@ def list_packs(pack_dir: Path) -> list[PackInfo]:
     return sorted(found, key=lambda p: (p.size, p.name))
 
 
-def remove_dead_temp_files(pack_dir: Path, alive: Callable[[int], bool]) -> list[str]:
-    """Temp files of packs being written by processes that died (killed mid-write)."""
+def remove_leftovers(pack_dir: Path, alive: Callable[[int], bool], min_age_s: float = 600) -> list[str]:
+    """What killed writers left: temp files of packs being written by processes that died, and
+    packs that never got their index (killed between the two renames, which are microseconds
+    apart: only packs older than ``min_age_s`` are taken, never one being installed)."""
     removed = []
     try:
         names = os.listdir(pack_dir)
     except FileNotFoundError:
         return []
+    present = set(names)
+    now = time.time()
     for file in names:
-        if not file.startswith(("tmp_pack_arka_", "tmp_idx_arka_")):
+        if file.startswith(("tmp_pack_arka_", "tmp_idx_arka_")):
+            pid = file.split("_")[3]
+            if not (pid.isdigit() and not alive(int(pid))):
+                continue
+        elif file.startswith("pack-") and file.endswith(".pack") and file[:-5] + ".idx" not in present:
+            try:
+                if now - os.stat(pack_dir / file).st_mtime < min_age_s:
+                    continue
+            except FileNotFoundError:
+                continue
+        else:
             continue
-        pid = file.split("_")[3]
-        if pid.isdigit() and not alive(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(pack_dir / file)
-                removed.append(file)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pack_dir / file)
+            removed.append(file)
     return removed

@@ -219,7 +219,7 @@ class GitRepo:
 
     def remove_dead_temp_packs(self) -> list[str]:
         """Half-written pack files of killed processes (call under the store's write lock)."""
-        return packs.remove_dead_temp_files(self.pack_dir, process_alive)
+        return packs.remove_leftovers(self.pack_dir, process_alive)
 
     def _stamp(self) -> tuple[int, int]:
         try:

@@ -643,8 +643,12 @@ class CommitEngine:
 
     # --- recovery and git's index ---------------------------------------------------------
     def recover(self) -> dict[str, Any]:
-        """Finish or undo an interrupted write (call at open; takes the lock)."""
+        """Finish or undo an interrupted write, and drop what killed writers left in the pack
+        folder (call at open; takes the lock)."""
         with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
+            leftovers = self.repo.remove_dead_temp_packs()
+            if leftovers:
+                log.warning("removed %d leftover pack file(s) of killed writers", len(leftovers))
             return self._recover_locked()
 
     def _recover_locked(self) -> dict[str, Any]:
@@ -657,7 +661,6 @@ class CommitEngine:
         tree = self.repo.commit_tree(tip) if tip else None
         paths = [p for p in intent.get("paths", []) if isinstance(p, str)]
         self.worktree.remove_temp_files(paths)
-        self.repo.remove_dead_temp_packs()
         self._checkout_paths(tree, paths)
         if self.durable:
             sync_filesystem(self.settings.hcm_path)

@@ -9,6 +9,7 @@ work tree equals HEAD again (roll forward if the commit landed, roll back if it 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -145,7 +146,15 @@ class WorkTree:
                 _write_all(fd, data)
             finally:
                 os.close(fd)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV or tmp == str(fallback):
+                    raise
+                # .git on another filesystem than the work tree: temp files beside the target
+                os.unlink(tmp)
+                self.spares = None
+                return self.write_file(rel, data)
             return os.lstat(target)
         except OSError as exc:
             with contextlib.suppress(OSError):
