@@ -66,6 +66,32 @@ def test_disk_errors_during_a_write_map_to_codes_and_leave_no_trace(
     assert_clean(hcm)
 
 
+@pytest.mark.parametrize(("err", "code"), [(errno.ENOSPC, "STORAGE_FULL"), (errno.EIO, "IO_ERROR")])
+def test_a_pack_the_disk_refuses_fails_the_write_and_its_objects_are_dropped(
+    store: HcmStore, monkeypatch: pytest.MonkeyPatch, err: int, code: str
+) -> None:
+    from arka_git_hcm.gitrepo import packs
+
+    hcm = store.settings.hcm_path
+    create_mission(store, "m1")
+    head, digest = git(hcm, "rev-parse", "HEAD"), tree_digest(hcm)
+    pack_names = {p.name for p in packs.list_packs(hcm / ".git" / "objects" / "pack")}
+
+    def refused(*args: Any, **kwargs: Any) -> str:
+        raise OSError(err, "simulated")
+
+    monkeypatch.setattr(packs, "write_pack", refused)
+    response = store.execute(envelope("HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": ENTRY}, AGENT))
+    assert response["status"] == "error" and response["error"]["code"] == code
+    assert git(hcm, "rev-parse", "HEAD") == head and tree_digest(hcm) == digest
+    assert store.repo._pending == {}  # not carried into the next batches
+    assert {p.name for p in packs.list_packs(hcm / ".git" / "objects" / "pack")} == pack_names
+    monkeypatch.undo()
+    journal(store, "the disk is back")
+    store.close()
+    assert_clean(hcm)
+
+
 def test_an_unexpected_exception_is_an_internal_error_without_details(
     store: HcmStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

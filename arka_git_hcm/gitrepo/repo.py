@@ -245,6 +245,13 @@ class GitRepo:
         self._seen_rollup = self._stamp()
         self._repo = self._open_libgit2()  # threads still using the old handle keep it alive
 
+    def discard_pending(self) -> None:
+        """Forget the pending objects. Only for the thread that wrote them, once the commit that
+        needed them failed before its ref moved (nothing else may name them)."""
+        with self._pack_lock:
+            self._pending.clear()
+            self._pending_bytes = 0
+
     def _visible(self, oid: str | pygit2.Oid | bytes) -> None:
         """Before libgit2 reads ``oid``: if it is still pending, write the pending pack now."""
         if self._pending:

@@ -322,7 +322,11 @@ class CommitEngine:
         batch = list(taken)
         unsettled: _Chain | None = None  # landed, not yet synced nor acknowledged
         try:
-            with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
+            with (
+                self.lock.held(self.settings.file.store.lock_timeout_s),
+                self._repo_lock,
+                self._objects_dropped_on_failure(),
+            ):
                 self._recover_locked()
                 for _round in range(MAX_CHAINED_BATCHES):
                     landed = self._commit_batch(batch, unsettled)
@@ -347,6 +351,17 @@ class CommitEngine:
             log.exception("unexpected failure while committing a batch")
             error = InternalError("the write failed unexpectedly; nothing was committed")
             self._fail(taken, error, unsettled)
+
+    @contextlib.contextmanager
+    def _objects_dropped_on_failure(self) -> Iterator[None]:
+        """A batch that fails leaves its objects pending (a full disk refused their pack, say):
+        drop them, or they would be retried with every later batch. Landed batches flushed
+        theirs before their branch move, and only this thread adds objects while it leads."""
+        try:
+            yield
+        except BaseException:
+            self.repo.discard_pending()
+            raise
 
     def _maintain_packs(self) -> None:
         """Every PACKS_BEFORE_REPACK packs this process wrote (one per batch), fold the small
