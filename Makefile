@@ -24,7 +24,7 @@ test: test-python test-container
 
 test-python: setup
 	$(BIN)/ruff check arka_git_hcm tests bench
-	$(BIN)/mypy arka_git_hcm
+	$(BIN)/mypy arka_git_hcm tests
 	$(BIN)/pytest -q -n 2 -p no:cacheprovider
 
 test-container:
@@ -33,7 +33,7 @@ test-container:
 lint: setup
 	$(BIN)/ruff check arka_git_hcm tests bench
 	$(BIN)/ruff format --check arka_git_hcm tests
-	$(BIN)/mypy arka_git_hcm
+	$(BIN)/mypy arka_git_hcm tests
 
 bench: setup
 	$(BIN)/python bench/bench_store.py --quick

@@ -91,7 +91,7 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 
 def parse_json(
-    data: bytes | str,
+    data: bytes | bytearray | memoryview | str,
     *,
     max_bytes: int | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from arka_git_hcm.config import Settings
+from arka_git_hcm.gitrepo import sync_filesystem
 from arka_git_hcm.services import engine as engine_module
 from arka_git_hcm.services.init import init_hcm
 from arka_git_hcm.services.store import HcmStore
@@ -117,7 +118,7 @@ def test_chained_batches_acknowledge_a_write_only_after_a_sync_that_follows_its_
     create_mission(store, "m1")
     events: list[tuple[str, Any]] = []
     lock = threading.Lock()
-    real_sync = engine_module.sync_filesystem
+    real_sync = sync_filesystem
     real_cas = store.repo.compare_and_swap_ref
 
     def sync(path: Path) -> None:

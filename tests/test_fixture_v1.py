@@ -52,7 +52,7 @@ def test_init_adopts_every_file_byte_for_byte_in_one_commit(fixture_store: HcmSt
         .strip("\0")
         .split("\0")
     )
-    blobs = dict(reversed(entry.split(" ", 1)) for entry in listed)
+    blobs = {path: blob for blob, path in (entry.split(" ", 1) for entry in listed)}
     assert sorted(blobs) == sorted(FIXTURE_FILES)
     batch = subprocess.run(
         ["git", "cat-file", "--batch"],

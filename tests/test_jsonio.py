@@ -303,7 +303,7 @@ def test_canonical_output_refuses_non_finite_numbers(value: Any) -> None:
         compact_dumps(value)
 
 
-_text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=12)
+_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=12)
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _text,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(_text, children, max_size=4),

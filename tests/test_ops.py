@@ -1361,7 +1361,7 @@ def test_store_lock_release_racing_another_threads_acquire(
     waiter = threading.Thread(target=lambda: lock.acquire(5.0))
     waiter.start()
     time.sleep(0.05)
-    monkeypatch.setattr(worktree.os, "close", slow_close)
+    monkeypatch.setattr(os, "close", slow_close)  # the os module worktree.py calls
     lock.release()  # the writer is done ...
     waiter.join()
     monkeypatch.undo()

@@ -326,7 +326,7 @@ def test_find_fold_collision(name: str, existing: list[str], expected: str | Non
     assert find_fold_collision(name, existing) == expected
 
 
-_names = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=6)
+_names = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6)
 
 
 @settings(max_examples=300, deadline=None)

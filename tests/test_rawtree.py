@@ -35,7 +35,9 @@ def conflicts(files: dict[str, bytes], path: str) -> bool:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(st.tuples(PATHS, st.one_of(st.none(), st.binary(max_size=8))), min_size=1, max_size=12))
-def test_tree_ids_equal_libgit2_after_any_sequence_of_edits(tmp_path: Path, steps: list) -> None:
+def test_tree_ids_equal_libgit2_after_any_sequence_of_edits(
+    tmp_path: Path, steps: list[tuple[str, bytes | None]]
+) -> None:
     repo_dir = tmp_path / "r"
     if not repo_dir.exists():
         pygit2.init_repository(str(repo_dir))
@@ -43,6 +45,7 @@ def test_tree_ids_equal_libgit2_after_any_sequence_of_edits(tmp_path: Path, step
     files: dict[str, bytes] = {}
     tree: str | None = None
     for path, data in steps:
+        change: dict[str, str | None]
         if data is None:
             if path not in files:
                 continue

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -370,7 +370,7 @@ class GitRepo:
                 elif e.type == ObjectType.BLOB:
                     yield name, str(e.id)
 
-    def build_tree(self, base_tree: str | None, changes: dict[str, str | None]) -> str:
+    def build_tree(self, base_tree: str | None, changes: Mapping[str, str | None]) -> str:
         """A new root tree: ``base_tree`` with each path set to a blob id (or removed for None).
         Only the trees on the changed paths are rewritten, as bytes (see rawtree)."""
         nested: dict[tuple[str, ...], str | None] = {tuple(p.split("/")): oid for p, oid in changes.items()}
