@@ -10,24 +10,32 @@ one filesystem is as atomic as the same-folder temp-and-rename it replaces. A lo
 must be created exclusively, is made by hard-linking a spare to the lock's name (link fails if
 the name exists, as O_EXCL does). When no spare is ready the writer creates its own file.
 
-Spare files are named ``spare-<pid>-<pool>.<n>``; those of processes that died are removed by the
-next pool opened on the folder.
+Each pool has a random name and holds an flock on ``pool-<name>.lock`` in the folder while it
+lives; its files are ``spare-<name>-<n>``. The next pool to start removes the files of pools whose
+lock nobody holds (a killed process, a container restarted with the same pid, a CLI run in another
+pid namespace: flocks are the kernel's, pids are not). Work-tree files come from spares only
+where a file created in the spare folder gets the same group, default ACL and SELinux label as
+one created in the work tree (:meth:`SpareFiles.inherits_like`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import fcntl
 import logging
 import os
+import secrets
+import stat
 import threading
+import time
 from collections import deque
 from pathlib import Path
 
-__all__ = ["SpareFiles", "process_alive"]
+__all__ = ["SpareFiles"]
 
 log = logging.getLogger("arka_git_hcm.spare")
-_pools = itertools.count(1)
+RETRY_AFTER_S = 60.0  # after a failure to make spares (a full disk), try again this much later
+_STARTUP_GRACE_S = 60.0  # a spare whose pool lock is missing may belong to a pool starting now
 
 
 class SpareFiles:
@@ -39,21 +47,26 @@ class SpareFiles:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
-        self._failed = False
+        self._failed_at: float | None = None
         self._no_links = False
         self._counter = 0
-        self._prefix = f"{folder}/spare-{os.getpid()}-{next(_pools)}."
+        self._name = secrets.token_hex(6)
+        self._prefix = f"{folder}/spare-{self._name}-"
+        self._lock_fd: int | None = None
 
     # --- taking ---------------------------------------------------------------------------
     def take(self) -> str | None:
         """The path of an empty file nobody else uses, or None (none ready: create your own)."""
         with self._cond:
             path = self._ready.popleft() if self._ready else None
-            if len(self._ready) <= self._low and not self._closing and not self._failed:
-                if self._thread is None:
+            if len(self._ready) <= self._low and not self._closing:
+                if self._thread is None and self._may_start():
                     self._start()
                 self._cond.notify()
         return path
+
+    def _may_start(self) -> bool:
+        return self._failed_at is None or time.monotonic() - self._failed_at > RETRY_AFTER_S
 
     def open_new(self, fallback: str, mode: int = 0o644) -> tuple[int, str]:
         """A descriptor open for writing on a new empty file, and its path: a spare, or
@@ -100,12 +113,28 @@ class SpareFiles:
     def _start(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._remove_dead()
-        except OSError:
-            self._failed = True
+            if self._lock_fd is None:
+                self._lock_fd = self._hold_pool_lock()
+                self._remove_dead()
+        except OSError as exc:
+            log.warning("cannot prepare spare files in %s: %s", self.folder, exc)
+            self._failed_at = time.monotonic()
             return
         self._thread = threading.Thread(target=self._run, name="arka-hcm-spare", daemon=True)
         self._thread.start()
+
+    def _hold_pool_lock(self) -> int:
+        """Create ``pool-<name>.lock`` already locked (made under a temp name, locked, renamed):
+        no other pool can ever see it unlocked while this pool lives."""
+        tmp = self.folder / f"pool-{self._name}.tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.replace(tmp, self.folder / f"pool-{self._name}.lock")
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
 
     def _run(self) -> None:
         while True:
@@ -123,7 +152,8 @@ class SpareFiles:
                 except OSError as exc:  # a full or read-only disk: writers create their own
                     log.warning("cannot prepare spare files in %s: %s", self.folder, exc)
                     with self._cond:
-                        self._failed = True
+                        self._failed_at = time.monotonic()
+                        self._thread = None
                     return
                 with self._cond:
                     if self._closing:
@@ -133,13 +163,65 @@ class SpareFiles:
                     self._ready.append(path)
 
     def _remove_dead(self) -> None:
+        """Remove the files of pools that no process runs any more."""
+        graces: dict[str, float | None] = {self._name: None}
         for name in os.listdir(self.folder):
-            parts = name.split("-")
-            if len(parts) == 3 and parts[0] == "spare" and parts[1].isdigit():
-                pid = int(parts[1])
-                if pid != os.getpid() and not process_alive(pid):
-                    with contextlib.suppress(OSError):
-                        os.unlink(self.folder / name)
+            if name.startswith("spare-"):
+                owner = name[len("spare-") :].rsplit("-", 1)[0]
+                if owner not in graces:
+                    graces[owner] = self._grace(owner)
+                grace = graces[owner]
+            elif name.startswith("pool-") and name.endswith(".tmp"):
+                grace = _STARTUP_GRACE_S  # a pool killed while it was starting
+            else:
+                continue
+            if grace is not None and self._older_than(name, grace):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.folder / name)
+
+    def _grace(self, owner: str) -> float | None:
+        """How old a file of pool ``owner`` must be to go: never (None) while the pool holds its
+        lock; at once when its lock is free (the pool is gone); after a grace period when it has
+        no lock file (gone long ago, or creating its lock right now)."""
+        lock = self.folder / f"pool-{owner}.lock"
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except FileNotFoundError:
+            return _STARTUP_GRACE_S
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            with contextlib.suppress(OSError):
+                os.unlink(lock)  # while holding it: its pool is gone
+            return 0.0
+        finally:
+            os.close(fd)
+
+    def _older_than(self, name: str, seconds: float) -> bool:
+        try:
+            return time.time() - os.stat(self.folder / name).st_mtime >= seconds
+        except FileNotFoundError:
+            return False
+
+    def inherits_like(self, folder: Path) -> bool:
+        """Whether a file made in the spare folder gets what one made in ``folder`` gets: the
+        same group (setgid folders), default ACL and SELinux label. If not, the work tree
+        creates its temp files beside their targets (a team sharing the folder keeps access)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            ours, theirs = os.stat(self.folder), os.stat(folder)
+        except OSError:
+            return False
+        if (ours.st_mode & stat.S_ISGID) != (theirs.st_mode & stat.S_ISGID):
+            return False
+        if theirs.st_mode & stat.S_ISGID and ours.st_gid != theirs.st_gid:
+            return False
+        return all(
+            _xattr(self.folder, attr) == _xattr(folder, attr)
+            for attr in ("system.posix_acl_default", "security.selinux")
+        )
 
     def close(self) -> None:
         """Stop the maker and remove the spares not taken."""
@@ -155,13 +237,15 @@ class SpareFiles:
         for path in leftovers:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.folder / f"pool-{self._name}.lock")
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
-def process_alive(pid: int) -> bool:
+def _xattr(path: Path, name: str) -> bytes | None:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return os.getxattr(path, name)
+    except OSError:  # not set, or not supported here
+        return None

@@ -7,7 +7,11 @@ import errno
 import os
 import random
 import shutil
+import stat
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pygit2
@@ -16,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arka_git_hcm.config import Settings
-from arka_git_hcm.gitrepo import GitRepo, Signature, packs
+from arka_git_hcm.errors import HcmError
+from arka_git_hcm.gitrepo import GitRepo, Signature, gitbin, packs
 from arka_git_hcm.services import engine as engine_module
 from arka_git_hcm.services.store import HcmStore
 from arka_git_hcm.spare import SpareFiles
@@ -280,18 +285,171 @@ def test_spare_files_are_taken_instead_of_created(tmp_path: Path) -> None:
     assert used == str(tmp_path / "own")
 
 
-def test_spares_of_dead_processes_are_removed(tmp_path: Path) -> None:
+def test_spares_of_pools_nobody_runs_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
     folder = tmp_path / "spare"
-    folder.mkdir()
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    (folder / f"spare-{dead.pid}-1.1").write_bytes(b"")
-    (folder / f"spare-{os.getppid()}-1.1").write_bytes(b"")  # alive: kept
-    pool = SpareFiles(folder, keep=2)
-    pool.take()
+    live = SpareFiles(folder, keep=4)
+    live.take()  # starts: holds its pool lock, makes spares
+    wait_for(lambda: len([n for n in os.listdir(folder) if n.startswith("spare-")]) >= 4)
+    live_spares = {n for n in os.listdir(folder) if n.startswith("spare-")}
+    # a pool killed long ago (its lock file is there, nobody holds it), one with no lock file
+    # (old, and new: maybe creating its lock right now), as a restarted container leaves them
+    (folder / "pool-dead.lock").write_bytes(b"")
+    for name in ("spare-dead-1", "spare-dead-2", "spare-gone-1", "spare-young-1"):
+        (folder / name).write_bytes(b"")
+    os.utime(folder / "spare-gone-1", (0, 0))
+    other = SpareFiles(folder, keep=2)
+    other.take()
+    names = set(os.listdir(folder))
+    assert not {"pool-dead.lock", "spare-dead-1", "spare-dead-2", "spare-gone-1"} & names
+    assert "spare-young-1" in names
+    assert live_spares <= names  # the live pool's files are untouched
+    live.close()
+    other.close()
+    assert not [n for n in os.listdir(folder) if n.startswith("pool-")]
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(300):
+        if condition():
+            return
+        threading_sleep()
+    raise AssertionError("condition not reached in 3 s")
+
+
+def test_a_failing_pack_write_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = new_repo(tmp_path / "r")
+    repo.write_blob(b"x" * 1000)
+    spare_dir = repo.git_dir / "arka-hcm" / "spare"
+
+    def disk_full(fd: int, parts: list[bytes | memoryview]) -> None:
+        os.write(fd, b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(packs, "_write_parts", disk_full)
+    with pytest.raises(HcmError):
+        repo.flush_objects()
+    written = [p for p in spare_dir.glob("spare-*") if p.stat().st_size] if spare_dir.exists() else []
+    assert written == []
+    assert [p.name for p in repo.pack_dir.iterdir()] == [] if repo.pack_dir.exists() else True
+    monkeypatch.undo()
+    assert repo.flush_objects() is not None  # the objects were kept for the next try
+    repo.close()
+
+
+def test_large_blobs_are_compressed_in_packs(tmp_path: Path) -> None:
+    repo = new_repo(tmp_path / "r")
+    big = b'{"entry": "the same line again and again"}\n' * 8000  # 360 KB of JSON lines
+    repo.write_blob(big)
+    name = repo.flush_objects()
+    assert (repo.pack_dir / f"{name}.pack").stat().st_size < len(big) // 10
+    repo.close()
+
+
+def test_spares_serve_the_work_tree_only_where_files_inherit_alike(tmp_path: Path) -> None:
+    pool = SpareFiles(tmp_path / "hcm" / ".git" / "arka-hcm" / "spare")
+    root = tmp_path / "hcm"
+    assert pool.inherits_like(root)
+    root.chmod(root.stat().st_mode | stat.S_ISGID)  # a folder shared through its group
+    assert not pool.inherits_like(root)
     pool.close()
-    assert not (folder / f"spare-{dead.pid}-1.1").exists()
-    assert (folder / f"spare-{os.getppid()}-1.1").exists()
+
+
+def test_the_background_repack_always_syncs_the_packs_it_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folding deletes packs that may hold history acknowledged long ago: the new pack must be
+    durable first, whatever the store's durability."""
+    seen: list[tuple[str, ...]] = []
+
+    def fake_git(workdir: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        seen.append(args)
+        return subprocess.CompletedProcess(args, 0, b"", b"")
+
+    monkeypatch.setattr(gitbin, "_git", fake_git)
+    new_repo(tmp_path / "r")
+    assert gitbin.repack_geometric(tmp_path / "r")
+    assert seen and "core.fsync=pack,pack-metadata" in seen[0] and "none" not in " ".join(seen[0])
+
+
+def test_verify_reads_a_repository_it_cannot_write(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hcm = settings.hcm_path
+    (hcm / ".git" / "arka-hcm" / "maintenance.lock").unlink(missing_ok=True)
+    real_open = os.open
+
+    def read_only(path: object, flags: int, *args: object) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", read_only)
+    ok_, output = gitbin.run_fsck(hcm)
+    monkeypatch.undo()
+    assert ok_, output
+
+
+def test_a_killed_index_refresh_leaves_no_lock_that_blocks_the_next_one(settings: Settings) -> None:
+    git_dir = settings.hcm_path / ".git"
+    (git_dir / "index.lock").write_bytes(b"")  # git's lock, left by a killed refresh
+    (git_dir / "arka-hcm" / "index-refresh.0123456789ab").write_bytes(b"")  # its marker, free
+    with open_store(settings) as store:
+        assert not (git_dir / "index.lock").exists()
+        create_mission(store, "m1")
+    assert_clean(settings.hcm_path)
+    assert not list((git_dir / "arka-hcm").glob("index-refresh.*"))
+
+
+def test_a_running_refresh_keeps_its_lock(settings: Settings) -> None:
+    import fcntl
+
+    git_dir = settings.hcm_path / ".git"
+    (git_dir / "index.lock").write_bytes(b"")
+    marker = git_dir / "arka-hcm" / "index-refresh.fedcba987654"
+    fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process's refresh, running
+    try:
+        store = open_store(settings)
+        assert (git_dir / "index.lock").exists()
+    finally:
+        os.close(fd)
+        (git_dir / "index.lock").unlink()
+    store.close()
+
+
+def test_readers_never_flush_a_batch_being_built(tmp_path: Path) -> None:
+    repo = new_repo(tmp_path / "r")
+    blob = repo.write_blob(b"pending")
+    tree = repo.build_tree(None, {"a.json": blob})
+    repo.resolve_commit("HEAD")  # a reader resolving a revision
+    assert packs.list_packs(repo.pack_dir) == []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            repo.build_tree(tree, {f"m{i % 50}/x.json": repo.write_blob(str(i).encode())})
+
+    def flusher() -> None:
+        try:
+            while not stop.is_set():
+                repo.flush_objects()
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=flusher)]
+    for t in threads:
+        t.start()
+    threading_sleep(0.8)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    repo.flush_objects()
+    git(tmp_path / "r", "fsck", "--strict", "--no-progress", "--no-dangling")
+    repo.close()
 
 
 def test_writes_leave_no_temp_file_in_the_work_tree(store: HcmStore) -> None:
@@ -305,10 +463,8 @@ def test_writes_leave_no_temp_file_in_the_work_tree(store: HcmStore) -> None:
     assert git(hcm, "status", "--porcelain", "--ignored") == ""
 
 
-def threading_sleep() -> None:
-    import time
-
-    time.sleep(0.01)
+def threading_sleep(seconds: float = 0.01) -> None:
+    time.sleep(seconds)
 
 
 def test_lock_files_are_created_directly_where_hard_links_fail(
@@ -351,7 +507,8 @@ def test_work_tree_writes_fall_back_when_git_dir_is_on_another_filesystem(
     monkeypatch.setattr(os, "replace", replace)
     answer = journal(store, "written beside its target")
     assert crossed, "the spare path was not tried"
-    assert store.engine.worktree.spares is None  # given up for the work tree, kept for .git
+    assert store.engine.worktree._tree_spares is None  # given up for the work tree
+    assert store.engine.worktree.spares is not None  # kept for the files in .git
     journal(store, "and again")
     monkeypatch.setattr(os, "replace", real_replace)
     lines = (store.settings.hcm_path / "state/missions/m1/journal.jsonl").read_text().splitlines()
@@ -363,15 +520,14 @@ def test_work_tree_writes_fall_back_when_git_dir_is_on_another_filesystem(
 
 def test_leftover_pack_files_of_killed_writers_are_removed_at_open(settings: Settings) -> None:
     pack_dir = settings.hcm_path / ".git" / "objects" / "pack"
-    dead = subprocess.Popen(["true"])
-    dead.wait()
     old_orphan = pack_dir / f"pack-{'1' * 40}.pack"
     new_orphan = pack_dir / f"pack-{'2' * 40}.pack"
-    dead_temp = pack_dir / f"tmp_pack_arka_{dead.pid}_1"
-    live_temp = pack_dir / f"tmp_pack_arka_{os.getpid()}_1"
+    dead_temp = pack_dir / "tmp_pack_arka_123_1"
+    live_temp = pack_dir / "tmp_pack_arka_456_1"
     for path in (old_orphan, new_orphan, dead_temp, live_temp):
         path.write_bytes(b"partial")
     os.utime(old_orphan, (0, 0))
+    os.utime(dead_temp, (0, 0))
     kept = {p.name for p in packs.list_packs(pack_dir)}
     with open_store(settings) as store:
         assert {p.name for p in packs.list_packs(pack_dir)} == kept

@@ -109,8 +109,11 @@ def test_gc_repacks_and_the_store_goes_on(store: HcmStore) -> None:
     first = journal(store, "before gc", request_id="gc-1")
     dry = pack_objects(store, dry_run=True)
     assert dry["before"]["packs"] >= 3 and dry["after"] is None  # init + one pack per write
+    stamp = store.settings.hcm_path / ".git" / "arka-hcm" / "packs-rolled-up"
+    assert not stamp.exists()
     report = pack_objects(store)
     assert report["after"]["count"] == 0 and report["after"]["packs"] == 1
+    assert stamp.exists()  # other store processes reopen their handles on the deleted packs
     again = journal(store, "before gc", request_id="gc-1")  # replay reads packed objects
     assert again["replayed"] is True and again["data"] == first["data"]
     journal(store, "after gc")

@@ -51,10 +51,20 @@ def maintenance_lock(workdir: Path, *, exclusive: bool, wait: bool = True) -> It
     """flock on ``.git/arka-hcm/maintenance.lock``: exclusive while git moves packs (repack,
     gc), shared while fsck reads them (a pack deleted under fsck reads as damage). Yields the
     descriptor, to hand to the git child (the lock then lives as long as git runs, even if
-    this process is killed), or None when ``wait`` is False and the lock is taken."""
+    this process is killed), or None when ``wait`` is False and the lock is taken, or (shared
+    only) when the repository is read-only and has no lock file to take."""
     folder = workdir / ".git" / "arka-hcm"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / "maintenance.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / "maintenance.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if exclusive:
+            raise
+        try:  # a read-only repository (a mount, a backup, an auditor): flock works read-only
+            fd = os.open(folder / "maintenance.lock", os.O_RDONLY)
+        except OSError:  # no lock file and none can be made: nobody can repack here either
+            yield None
+            return
     try:
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
@@ -93,16 +103,19 @@ def _stderr(proc: subprocess.CompletedProcess[bytes]) -> str:
 def run_fsck(workdir: Path) -> tuple[bool, str]:
     """(ok, output) of `git fsck --strict` on the repository of ``workdir``."""
     try:
-        with maintenance_lock(workdir, exclusive=False):
-            proc = _git(workdir, "fsck", "--strict", "--no-progress", "--no-dangling", timeout=3600)
+        with maintenance_lock(workdir, exclusive=False) as fd:
+            proc = _git(
+                workdir, "fsck", "--strict", "--no-progress", "--no-dangling", timeout=3600, keep_fd=fd
+            )
     except FileNotFoundError:
         return False, "the git binary is not installed; install git to verify repository integrity"
     return proc.returncode == 0, (proc.stdout.decode("utf-8", "replace") + _stderr(proc)).strip()
 
 
-def update_index(workdir: Path, paths: list[str], timeout: float = 120) -> None:
+def update_index(workdir: Path, paths: list[str], timeout: float = 120, keep_fd: int | None = None) -> None:
     """`git update-index --add --remove` for exactly ``paths``: each entry takes the work-tree
-    file's content and stat data (or is removed when the file is gone)."""
+    file's content and stat data (or is removed when the file is gone). ``keep_fd``: a
+    descriptor the git child inherits (a lock that must live as long as git runs)."""
     proc = _git(
         workdir,
         "-c",
@@ -114,6 +127,7 @@ def update_index(workdir: Path, paths: list[str], timeout: float = 120) -> None:
         "--stdin",
         stdin=b"".join(p.encode("utf-8") + b"\0" for p in paths),
         timeout=timeout,
+        keep_fd=keep_fd,
     )
     if proc.returncode != 0:
         message = _stderr(proc)
@@ -135,19 +149,20 @@ def count_objects(workdir: Path) -> dict[str, int]:
     return result
 
 
-def repack_geometric(workdir: Path, *, durable: bool, timeout: float = 600) -> bool:
+def repack_geometric(workdir: Path, *, timeout: float = 600) -> bool:
     """`git repack --geometric=2 -d`: the smallest packs (one per batch of writes) and loose
     objects are folded into one, delta-compressed, so that each pack left is at least twice
     the size of all smaller ones together; large packs are left alone. Objects of the folded
     packs are all kept, reachable or not (a writer's objects may not be named by a ref yet).
+    The new pack is always fsynced before the folded ones are deleted, whatever the store's
+    durability: they may hold history acknowledged long ago.
     False when another repack or gc holds the maintenance lock (nothing to do then)."""
-    fsync = "pack,pack-metadata" if durable else "none"
     with maintenance_lock(workdir, exclusive=True, wait=False) as fd:
         if fd is None:
             return False
         proc = _git(
             workdir,
-            *("-c", f"core.fsync={fsync}", "repack", "-d", "-q", "--geometric=2"),
+            *("-c", "core.fsync=pack,pack-metadata", "repack", "-d", "-q", "--geometric=2"),
             timeout=timeout,
             keep_fd=fd,
         )

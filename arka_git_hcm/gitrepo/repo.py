@@ -24,7 +24,7 @@ from pygit2.enums import FileMode, ObjectType
 
 from ..errors import ConflictingUpdate, IoError, from_os_error
 from ..paths import find_fold_collision
-from ..spare import SpareFiles, process_alive
+from ..spare import SpareFiles
 from . import gitbin, packs, refs
 from .rawtree import EMPTY_TREE, MODE_BLOB, MODE_TREE, RawTree, RawTreeCache
 
@@ -133,6 +133,7 @@ class GitRepo:
         self._pack_lock = threading.RLock()
         self._signatures: dict[tuple[str, str], bytes] = {}
         self.packs_written = 0
+        self._closed = False
         self.spares = SpareFiles(self.git_dir / "arka-hcm" / "spare")  # new files, made ahead
 
     def _open_libgit2(self) -> pygit2.Repository:
@@ -177,11 +178,13 @@ class GitRepo:
         """Keep a new object pending (written by the next flush); returns its id. ``base``: an
         object it differs little from (stored as a delta of it if both go in the same pack)."""
         oid = packs.object_id(kind, data)
-        if oid not in self._pending:
-            self._pending[oid] = (code, data, base)
-            self._pending_bytes += len(data)
-            if self._pending_bytes > PENDING_LIMIT:
-                self.flush_objects()
+        with self._pack_lock:  # a reader thread may be flushing (see _visible)
+            if oid not in self._pending:
+                self._pending[oid] = (code, data, base)
+                self._pending_bytes += len(data)
+            full = self._pending_bytes > PENDING_LIMIT
+        if full:
+            self.flush_objects()
         return oid
 
     def flush_objects(self) -> str | None:
@@ -196,30 +199,36 @@ class GitRepo:
                 name = packs.write_pack(self.pack_dir, [(oid, *entry) for oid, entry in items], self.spares)
             except OSError as exc:
                 raise from_os_error(exc, "writing a pack of new objects") from None
-            for oid, _ in items:
-                self._pending.pop(oid, None)
-            self._pending_bytes = sum(len(entry[1]) for entry in self._pending.values())
+            for oid, entry in items:
+                del self._pending[oid]
+                self._pending_bytes -= len(entry[1])
             self.packs_written += 1
             return name
 
-    def repack(self, *, durable: bool) -> None:
+    def repack(self) -> None:
         """Fold the small packs (and any loose objects) with `git repack --geometric=2 -d`, then
         tell every store process to reopen its libgit2 handle. Safe beside writers: git folds
         only packs it listed when it started and keeps every object of them."""
         try:
-            if not gitbin.repack_geometric(self.workdir, durable=durable):
+            if not gitbin.repack_geometric(self.workdir):
                 return  # another process is folding packs right now
         except subprocess.TimeoutExpired as exc:
             raise IoError(f"git repack took too long: {exc}") from None
+        self.announce_repack()
+
+    def announce_repack(self) -> None:
+        """Packs were replaced (repack, gc): every store process reopens its libgit2 handle,
+        which would otherwise keep the deleted packs mapped (their disk space not freed)."""
         self._stamp_rollup()
-        self._reopen()
+        if not self._closed:
+            self._reopen()
 
     def pack_count(self) -> int:
         return len(packs.list_packs(self.pack_dir))
 
     def remove_dead_temp_packs(self) -> list[str]:
         """Half-written pack files of killed processes (call under the store's write lock)."""
-        return packs.remove_leftovers(self.pack_dir, process_alive)
+        return packs.remove_leftovers(self.pack_dir)
 
     def _stamp(self) -> tuple[int, int]:
         try:
@@ -230,7 +239,9 @@ class GitRepo:
 
     def _stamp_rollup(self) -> None:
         self._rollup_stamp.parent.mkdir(exist_ok=True)
-        tmp = self._rollup_stamp.with_name(f"{self._rollup_stamp.name}.{os.getpid()}.tmp")
+        tmp = self._rollup_stamp.with_name(
+            f"{self._rollup_stamp.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        )
         tmp.write_text(f"{time.time_ns()}\n")
         os.replace(tmp, self._rollup_stamp)
 
@@ -385,8 +396,9 @@ class GitRepo:
 
     def _raw_tree(self, oid: bytes) -> RawTree:
         tree = self._trees.get(oid)
-        if tree is None and oid in self._pending:
-            tree = RawTree.parse(self._pending[oid][1])
+        pending = self._pending.get(oid) if tree is None else None
+        if pending is not None:
+            tree = RawTree.parse(pending[1])
             self._trees.put(oid, tree)
         if tree is None:
             try:
@@ -520,8 +532,7 @@ class GitRepo:
 
     def resolve_commit(self, spec: str) -> str | None:
         """A revision (full/short id, ref, tag name) as a commit id, or None."""
-        self.flush_objects()
-        try:
+        try:  # a name a caller can give is a ref, a tag or a landed commit: never pending
             obj = self._repo.revparse_single(spec)
         except (KeyError, ValueError, pygit2.GitError):
             return None
@@ -662,6 +673,7 @@ class GitRepo:
         """Release libgit2's object cache now (the budget is process-wide, and a closed store's
         superseded wide trees would otherwise crowd out the next store's)."""
         self.flush_objects()
+        self._closed = True
         self.spares.close()
         self._repo.free()
         self._trees = RawTreeCache()

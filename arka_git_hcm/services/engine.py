@@ -379,7 +379,7 @@ class CommitEngine:
     def _repack(self) -> None:
         started = time.perf_counter()
         try:
-            self.repo.repack(durable=self.durable)
+            self.repo.repack()
         except FileNotFoundError:
             log.warning("the git binary is missing: small packs are not folded; install git")
         except Exception:  # derived layout only: the next attempt, or `arka-hcm gc`, folds them

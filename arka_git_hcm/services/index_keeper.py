@@ -13,16 +13,17 @@ pre-commit hook (see hooks.py) refuses manual commits.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import IndexBusy, update_index
-from ..spare import process_alive
 from .hooks import set_pending
 
 __all__ = ["IndexKeeper"]
@@ -136,44 +137,71 @@ class IndexKeeper:
                 self._write(paths)
             return paths
 
-    def _marker(self) -> Path:
-        return self.repo.git_dir / "arka-hcm" / f"index-refresh.{os.getpid()}"
+    @contextlib.contextmanager
+    def _marker(self) -> Iterator[int]:
+        """``index-refresh.<random>``, created already flock-ed (temp name, lock, rename) and
+        handed to the git child: it is locked exactly as long as a refresh of ours may hold
+        git's index.lock, even if this process is killed and its git child runs on."""
+        folder = self.repo.git_dir / "arka-hcm"
+        name = f"index-refresh.{secrets.token_hex(6)}"
+        tmp = folder / f"{name}.tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.replace(tmp, folder / name)
+            yield fd
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(folder / name)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            os.close(fd)
 
     def _clear_interrupted_refresh(self) -> None:
         """A store process killed during a refresh may leave git's ``index.lock`` behind (its git
-        child killed too). Markers name the refreshing pid; for a dead one, give an orphaned git
-        child a moment to finish, then remove the lock so git and the store can write again."""
-        lock = self.repo.git_dir / "index.lock"
-        for marker in (self.repo.git_dir / "arka-hcm").glob("index-refresh.*"):
-            pid = marker.name.rsplit(".", 1)[-1]
-            if pid.isdigit() and process_alive(int(pid)):
+        child killed too). When no refresh marker is locked any more (no refresh of any store
+        process, nor an orphaned git child of one, is running), the lock is stale: removed, so
+        git and the store can write the index again."""
+        folder = self.repo.git_dir / "arka-hcm"
+        running = False
+        for marker in folder.glob("index-refresh.*"):
+            if marker.suffix == ".tmp" and time.time() - _mtime(marker) < 60:
+                running = True  # a refresh creating its marker right now
                 continue
-            deadline = time.monotonic() + 2.0
-            while lock.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            lock.unlink(missing_ok=True)
-            marker.unlink(missing_ok=True)
+            try:
+                fd = os.open(marker, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                running = True
+                continue
+            else:
+                marker.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        if not running:
+            (self.repo.git_dir / "index.lock").unlink(missing_ok=True)
 
     def _write(self, paths: list[str]) -> None:
         started = time.perf_counter()
-        marker = self._marker()
-        marker.write_text("")
         try:
-            for attempt in range(50):
-                try:
-                    update_index(self.repo.workdir, paths)
-                    return
-                except IndexBusy:
-                    time.sleep(0.02 * (attempt + 1))
-                except FileNotFoundError:  # no git binary: libgit2, under the store's lock
-                    with self.locked():
-                        tip = self.tip()
-                        if tip is not None:
-                            self.repo.refresh_index(paths, self.repo.commit_tree(tip))
-                    return
-            raise IndexBusy("git's index.lock stayed held; the refresh will be retried")
+            with self._marker() as marker:
+                for attempt in range(50):
+                    try:
+                        update_index(self.repo.workdir, paths, keep_fd=marker)
+                        return
+                    except IndexBusy:
+                        time.sleep(0.02 * (attempt + 1))
+                    except FileNotFoundError:  # no git binary: libgit2, under the store's lock
+                        with self.locked():
+                            tip = self.tip()
+                            if tip is not None:
+                                self.repo.refresh_index(paths, self.repo.commit_tree(tip))
+                        return
+                raise IndexBusy("git's index.lock stayed held; the refresh will be retried")
         finally:
-            marker.unlink(missing_ok=True)
             self.seconds += time.perf_counter() - started
 
     def close(self) -> None:
@@ -186,3 +214,10 @@ class IndexKeeper:
             thread.join(timeout=30)
         if self._dirty:
             self.refresh()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0

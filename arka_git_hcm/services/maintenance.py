@@ -26,6 +26,7 @@ def pack_objects(store: HcmStore, *, dry_run: bool = False) -> dict[str, Any]:
             return {"dry_run": True, "before": before, "after": None}
         with store.engine.lock.held(max(60.0, store.settings.file.store.lock_timeout_s)):
             gc(workdir)
+        store.repo.announce_repack()  # every process drops its handles on the deleted packs
         after = count_objects(workdir)
     except FileNotFoundError:
         raise IoError("the git binary is needed to pack the repository; install git") from None

@@ -122,11 +122,15 @@ class WorkTree:
         self.resolver = resolver
         self.root = resolver.root
         self.intent_path = state_dir / "intent.json"
-        self.spares = spares  # empty files made ahead (no inode created on the hot path)
+        # empty files made ahead (no inode created on the hot path), for the intent always, for
+        # work-tree files where they get the group, default ACL and label files made here get
+        self.spares = spares
+        self._tree_spares = spares if spares is not None and spares.inherits_like(self.root) else None
 
-    def _open_new(self, fallback: Path) -> tuple[int, str]:
-        if self.spares is not None:
-            return self.spares.open_new(str(fallback))
+    @staticmethod
+    def _open_new(spares: SpareFiles | None, fallback: Path) -> tuple[int, str]:
+        if spares is not None:
+            return spares.open_new(str(fallback))
         return os.open(fallback, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), str(fallback)
 
     # --- files ----------------------------------------------------------------------------
@@ -141,7 +145,7 @@ class WorkTree:
         fallback = target.with_name(f".{target.name}.arka-tmp-{os.getpid()}")
         tmp = str(fallback)
         try:
-            fd, tmp = self._open_new(fallback)
+            fd, tmp = self._open_new(self._tree_spares, fallback)
             try:
                 _write_all(fd, data)
             finally:
@@ -153,7 +157,7 @@ class WorkTree:
                     raise
                 # .git on another filesystem than the work tree: temp files beside the target
                 os.unlink(tmp)
-                self.spares = None
+                self._tree_spares = None
                 return self.write_file(rel, data)
             return os.lstat(target)
         except OSError as exc:
@@ -211,12 +215,17 @@ class WorkTree:
     def write_intent(self, ref: str, old: str | None, new: str, paths: list[str]) -> None:
         self.intent_path.parent.mkdir(parents=True, exist_ok=True)
         body = compact_dumps({"ref": ref, "old": old, "new": new, "paths": sorted(paths)})
-        fd, tmp = self._open_new(self.intent_path.with_suffix(".tmp"))
+        fd, tmp = self._open_new(self.spares, self.intent_path.with_suffix(".tmp"))
         try:
-            _write_all(fd, (body + "\n").encode("utf-8"))
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.intent_path)
+            try:
+                _write_all(fd, (body + "\n").encode("utf-8"))
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.intent_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def read_intent(self) -> dict[str, Any] | None:
         try:
