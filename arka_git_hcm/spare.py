@@ -21,7 +21,6 @@ one created in the work tree (:meth:`SpareFiles.inherits_like`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
@@ -30,6 +29,8 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+
+from .lockfiles import create_held, remove_if_abandoned
 
 __all__ = ["SpareFiles"]
 
@@ -114,7 +115,7 @@ class SpareFiles:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             if self._lock_fd is None:
-                self._lock_fd = self._hold_pool_lock()
+                self._lock_fd = create_held(self.folder / f"pool-{self._name}.lock")
                 self._remove_dead()
         except OSError as exc:
             log.warning("cannot prepare spare files in %s: %s", self.folder, exc)
@@ -122,19 +123,6 @@ class SpareFiles:
             return
         self._thread = threading.Thread(target=self._run, name="arka-hcm-spare", daemon=True)
         self._thread.start()
-
-    def _hold_pool_lock(self) -> int:
-        """Create ``pool-<name>.lock`` already locked (made under a temp name, locked, renamed):
-        no other pool can ever see it unlocked while this pool lives."""
-        tmp = self.folder / f"pool-{self._name}.tmp"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.replace(tmp, self.folder / f"pool-{self._name}.lock")
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
 
     def _run(self) -> None:
         while True:
@@ -183,21 +171,10 @@ class SpareFiles:
         """How old a file of pool ``owner`` must be to go: never (None) while the pool holds its
         lock; at once when its lock is free (the pool is gone); after a grace period when it has
         no lock file (gone long ago, or creating its lock right now)."""
-        lock = self.folder / f"pool-{owner}.lock"
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except FileNotFoundError:
+        abandoned = remove_if_abandoned(self.folder / f"pool-{owner}.lock")
+        if abandoned is None:
             return _STARTUP_GRACE_S
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return None
-            with contextlib.suppress(OSError):
-                os.unlink(lock)  # while holding it: its pool is gone
-            return 0.0
-        finally:
-            os.close(fd)
+        return 0.0 if abandoned else None
 
     def _older_than(self, name: str, seconds: float) -> bool:
         try:

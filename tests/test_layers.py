@@ -1,6 +1,6 @@
 """The architecture, enforced: imports only go downward, and a few doors have one key.
 
-foundation  errors, ids, paths, jsonio, clock, config, spare
+foundation  errors, ids, paths, jsonio, clock, config, lockfiles, spare
 domain      domain/*            git adapter  gitrepo/*   (the only code importing pygit2/dulwich)
 services    services/*
 front-ends  cli/*, server/*     (never import each other)
@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "arka_git_hcm"
-FOUNDATION = {"errors", "ids", "paths", "jsonio", "clock", "config", "spare", "__init__"}
+FOUNDATION = {"errors", "ids", "paths", "jsonio", "clock", "config", "lockfiles", "spare", "__init__"}
 LEVEL = {"foundation": 0, "domain": 1, "gitrepo": 1, "services": 2, "cli": 3, "server": 3}
 
 

@@ -13,7 +13,6 @@ pre-commit hook (see hooks.py) refuses manual commits.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import IndexBusy, update_index
+from ..lockfiles import create_held, remove_if_abandoned
 from .hooks import set_pending
 
 __all__ = ["IndexKeeper"]
@@ -139,22 +139,15 @@ class IndexKeeper:
 
     @contextlib.contextmanager
     def _marker(self) -> Iterator[int]:
-        """``index-refresh.<random>``, created already flock-ed (temp name, lock, rename) and
-        handed to the git child: it is locked exactly as long as a refresh of ours may hold
-        git's index.lock, even if this process is killed and its git child runs on."""
-        folder = self.repo.git_dir / "arka-hcm"
-        name = f"index-refresh.{secrets.token_hex(6)}"
-        tmp = folder / f"{name}.tmp"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        """``index-refresh.<random>``, created already locked and handed to the git child: it is
+        locked exactly as long as a refresh of ours may hold git's index.lock, even if this
+        process is killed and its git child runs on (see lockfiles.py)."""
+        marker = self.repo.git_dir / "arka-hcm" / f"index-refresh.{secrets.token_hex(6)}"
+        fd = create_held(marker)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.replace(tmp, folder / name)
             yield fd
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(folder / name)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            marker.unlink(missing_ok=True)
             os.close(fd)
 
     def _clear_interrupted_refresh(self) -> None:
@@ -162,25 +155,13 @@ class IndexKeeper:
         child killed too). When no refresh marker is locked any more (no refresh of any store
         process, nor an orphaned git child of one, is running), the lock is stale: removed, so
         git and the store can write the index again."""
-        folder = self.repo.git_dir / "arka-hcm"
         running = False
-        for marker in folder.glob("index-refresh.*"):
-            if marker.suffix == ".tmp" and time.time() - _mtime(marker) < 60:
-                running = True  # a refresh creating its marker right now
+        for marker in (self.repo.git_dir / "arka-hcm").glob("index-refresh.*"):
+            if marker.suffix == ".tmp":
+                running = running or time.time() - _mtime(marker) < 60  # being created now
                 continue
-            try:
-                fd = os.open(marker, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                running = True
-                continue
-            else:
-                marker.unlink(missing_ok=True)
-            finally:
-                os.close(fd)
+            held = remove_if_abandoned(marker) is False  # a free marker is removed
+            running = running or held
         if not running:
             (self.repo.git_dir / "index.lock").unlink(missing_ok=True)
 

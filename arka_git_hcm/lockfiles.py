@@ -1,0 +1,49 @@
+"""Lock files that tell whether their owner is alive: created already flock-ed, released by the
+kernel when the owner is gone, however it went (killed, its container restarted with the same pid,
+in another pid namespace). A descriptor handed to a child process keeps the lock held while the
+child runs. Used for the spare-file pools (spare.py) and the index-refresh markers."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+__all__ = ["create_held", "remove_if_abandoned"]
+
+
+def create_held(path: Path) -> int:
+    """Create ``path`` already locked (made under a temp name, locked, renamed), so nobody can
+    see it unlocked while its owner lives. Returns the descriptor holding the lock; close it
+    (after removing the file) to release."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.replace(tmp, path)
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return fd
+
+
+def remove_if_abandoned(path: Path) -> bool | None:
+    """True when nobody held ``path``'s lock (it is removed, under the lock); False while its
+    owner holds it; None when there is no such file."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
