@@ -534,3 +534,21 @@ def test_leftover_pack_files_of_killed_writers_are_removed_at_open(settings: Set
         ok(store, "HCM_LIST_MISSIONS", {})
     assert not old_orphan.exists() and not dead_temp.exists()
     assert new_orphan.exists() and live_temp.exists()  # maybe being installed right now
+
+
+def test_a_hand_run_git_gc_is_noticed_and_the_handle_reopened(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arka_git_hcm.gitrepo import repo as repo_module
+
+    monkeypatch.setattr(repo_module, "PACK_LIST_CHECK_S", 0.0)
+    with open_store(settings) as store:
+        create_mission(store, "m1")
+        journal(store, "before a gc by hand")
+        handle = store.repo._repo
+        git(settings.hcm_path, "gc", "--quiet")  # plain git: no stamp, packs replaced
+        context = ok(store, "HCM_GET_MISSION_CONTEXT", {"mission_id": "m1"})
+        assert store.repo._repo is not handle  # the deleted packs' mappings are let go
+        assert [e["message"] for e in context["data"]["last_journal_entries"]] == ["before a gc by hand"]
+        journal(store, "after it")
+    assert_clean(settings.hcm_path)

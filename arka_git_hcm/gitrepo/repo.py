@@ -32,6 +32,7 @@ __all__ = ["CommitInfo", "GitRepo", "Signature", "configure_library", "sync_file
 _configured = False
 _BLOB, _TREE, _COMMIT = packs.KIND_CODES[b"blob"], packs.KIND_CODES[b"tree"], packs.KIND_CODES[b"commit"]
 PENDING_LIMIT = 32 * 1024 * 1024  # pending object bytes that force a pack out mid-batch
+PACK_LIST_CHECK_S = 1.0  # how often notice_rollups lists the pack folder
 
 
 def configure_library() -> None:
@@ -127,6 +128,8 @@ class GitRepo:
         self.pack_dir = self.git_dir / "objects" / "pack"
         self._rollup_stamp = self.git_dir / "arka-hcm" / "packs-rolled-up"
         self._seen_rollup = self._stamp()
+        self._packs_seen = {p.name for p in packs.list_packs(self.pack_dir)}  # as libgit2 opened them
+        self._packs_checked_at = time.monotonic()
         self._trees = RawTreeCache()
         self._pending: dict[bytes, tuple[int, bytes, bytes | None]] = {}  # id -> (type, data, base)
         self._pending_bytes = 0
@@ -246,14 +249,27 @@ class GitRepo:
         os.replace(tmp, self._rollup_stamp)
 
     def notice_rollups(self) -> None:
-        """Reopen libgit2's handle if packs were folded (by any process) since it was opened:
-        libgit2 keeps deleted packs mapped, holding their disk space and their memory."""
-        stamp = self._stamp()
-        if stamp != self._seen_rollup:
+        """Reopen libgit2's handle if packs were folded since it was opened: libgit2 keeps
+        deleted packs mapped, holding their disk space and their memory. A store process that
+        folds packs stamps it (cheap to check on every operation); at most once a second the
+        pack folder is listed too, for packs deleted by a hand-run `git gc` or `git repack`."""
+        if self._stamp() != self._seen_rollup:
             self._reopen()
+            return
+        now = time.monotonic()
+        if now - self._packs_checked_at < PACK_LIST_CHECK_S:
+            return
+        self._packs_checked_at = now
+        present = {p.name for p in packs.list_packs(self.pack_dir)}
+        if self._packs_seen - present:
+            self._reopen()
+        else:
+            self._packs_seen = present
 
     def _reopen(self) -> None:
         self._seen_rollup = self._stamp()
+        self._packs_seen = {p.name for p in packs.list_packs(self.pack_dir)}
+        self._packs_checked_at = time.monotonic()
         self._repo = self._open_libgit2()  # threads still using the old handle keep it alive
 
     def discard_pending(self) -> None:
