@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -317,3 +318,22 @@ def test_a_store_used_as_a_context_manager_closes_itself(client_dir: Path) -> No
         create_mission(store, "m1")
         assert git(settings.hcm_path, "status", "--porcelain") != ""  # the index lags until close
     assert git(settings.hcm_path, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_a_marker_left_by_a_killed_store_blocks_no_manual_commit(tmp_path: Path) -> None:
+    """After a kill, the store's index-pending marker stays; a pid in its name may belong to a
+    live process again (a container restarts with the same pid). Its lock is free: ignored."""
+    settings = make_settings(tmp_path / "c")
+    init_hcm(settings, "acme", clock=fixed_clock())
+    hcm = settings.hcm_path
+    pending = hcm / ".git" / "arka-hcm" / "index-pending"
+    pending.mkdir(parents=True, exist_ok=True)
+    stale = pending / f"{os.getppid()}-1-dead"  # a live pid, and nobody holds its lock
+    stale.write_bytes(b"")
+    (hcm / "stable" / "glossary" / "manual.json").write_text('{"terms": []}\n')
+    git(hcm, "add", "stable/glossary/manual.json")
+    git(hcm, "-c", "user.name=Admin", "-c", "user.email=a@b.c", "commit", "-qm", "manual glossary")
+    with HcmStore.open(settings) as store:
+        assert not stale.exists()  # removed at open
+        create_mission(store, "m1")
+    assert_clean(hcm)

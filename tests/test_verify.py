@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from arka_git_hcm.config import Settings
+from arka_git_hcm.errors import Busy
 from arka_git_hcm.jsonio import canonical_bytes
 from arka_git_hcm.services.store import HcmStore
 from arka_git_hcm.services.verify import Finding, check_file, check_folder, verify_hcm
@@ -236,3 +239,50 @@ def test_check_folder_before_adoption(tmp_path: Path) -> None:
     (tmp_path / "stable" / "a.json").write_bytes(canonical_bytes({"a": 1}))
     found = check_folder(tmp_path, ["stable/a.json"])
     assert [(f.severity, f.path) for f in found] == [("warning", "meta.json")]
+
+
+def test_verify_during_writes_is_ok_or_busy_never_a_false_damage(settings_v: Settings) -> None:
+    """A store writing meanwhile moves the branch under the check (fsck reads a reflog entry
+    before the pack it names; a work-tree file is on its way): that must not read as damage."""
+    store = open_store(settings_v)
+    ok(
+        store,
+        "HCM_CREATE_MISSION",
+        {"mission_id": "m1", "meta": {"title": "T", "mission_type": "audit"}},
+        ADMIN,
+    )
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            ok(store, "HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": _entry(f"busy {i}")}, AGENT)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    outcomes = []
+    try:
+        for _ in range(3):
+            try:
+                report = verify_hcm(hcm_of(store))
+            except Busy:
+                outcomes.append("busy")
+            else:
+                assert report.ok, [f.to_json() for f in report.errors]
+                outcomes.append("ok")
+    finally:
+        stop.set()
+        thread.join()
+    store.close()
+    assert verify_hcm(hcm_of(store)).ok  # idle: a clean report
+    assert outcomes
+
+
+def _entry(message: str) -> dict[str, str]:
+    return {"author_type": "agent", "author_id": "arka-pmo-01", "entry_type": "note", "message": message}
+
+
+@pytest.fixture
+def settings_v(tmp_path: Path) -> Settings:
+    return new_hcm(tmp_path / "client")

@@ -175,8 +175,9 @@ def gc_(obj: Context, dry_run: bool, as_json: bool) -> None:
     """Fold every pack (and any loose object) into one: git gc, under the store's write lock.
 
     Writes already fold their small packs in the background; run this in a quiet moment for
-    the smallest repository. History is not changed; unreachable objects are pruned only after
-    git's two-week grace.
+    the smallest repository. History is not changed; unreachable objects (a write that failed
+    before its branch moved) are kept loose for git's two-week grace, then pruned. Sizes are
+    in KiB.
 
     \b
     Examples:

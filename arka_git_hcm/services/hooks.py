@@ -3,17 +3,24 @@
 The store commits without git's index and refreshes the index a moment later (off the hot path).
 In that moment the index still describes the previous HEAD, so a person running `git commit` by
 hand would commit a tree that silently reverts the store's last writes. The store marks that
-moment with a file per process in ``.git/arka-hcm/index-pending/``; the ``pre-commit`` hook
-refuses a manual commit while a live store process has such a marker.
+moment with a file per store in ``.git/arka-hcm/index-pending/``, created already flock-ed and
+held while the refresh is pending (see lockfiles.py); the ``pre-commit`` hook refuses a manual
+commit while such a marker is held. A marker left by a killed store is free: the hook ignores it
+and the next store to open removes it (a pid is no proof: containers restart with the same pid).
+Without the ``flock`` utility the hook falls back to the pid in the marker's name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import threading
 from pathlib import Path
 
-__all__ = ["GUARD_MARK", "install_hooks", "pending_marker"]
+from ..lockfiles import create_held, remove_if_abandoned
+
+__all__ = ["GUARD_MARK", "install_hooks", "pending_marker", "remove_stale_markers", "set_pending"]
 
 GUARD_MARK = "# arka-hcm: index guard"
 
@@ -24,13 +31,19 @@ PRE_COMMIT = f"""#!/bin/sh
 dir="$(git rev-parse --git-dir)/arka-hcm/index-pending"
 for marker in "$dir"/*; do
   [ -e "$marker" ] || continue
-  pid="${{marker##*/}}"
-  pid="${{pid%%-*}}"
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "arka-hcm: the HCM store has just written and git's index is being refreshed." >&2
-    echo "arka-hcm: run 'git status' again in a second, then retry the commit." >&2
-    exit 1
+  case "$marker" in *.tmp) continue ;; esac
+  if command -v flock >/dev/null 2>&1; then
+    # a store holds its marker's lock while its refresh is pending; a free one was left by a dead store
+    (exec 9<"$marker") 2>/dev/null || continue
+    (exec 9<"$marker"; flock -n 9) 2>/dev/null && continue
+  else
+    pid="${{marker##*/}}"
+    pid="${{pid%%-*}}"
+    kill -0 "$pid" 2>/dev/null || continue
   fi
+  echo "arka-hcm: the HCM store has just written and git's index is being refreshed." >&2
+  echo "arka-hcm: run 'git status' again in a second, then retry the commit." >&2
+  exit 1
 done
 exit 0
 """
@@ -58,14 +71,30 @@ def install_hooks(git_dir: Path) -> bool:
 
 
 def pending_marker(git_dir: Path, token: int) -> Path:
-    return git_dir / "arka-hcm" / "index-pending" / f"{os.getpid()}-{token}"
+    return git_dir / "arka-hcm" / "index-pending" / f"{os.getpid()}-{token}-{secrets.token_hex(4)}"
+
+
+_held: dict[Path, int] = {}  # marker -> descriptor holding its lock
+_held_lock = threading.Lock()
 
 
 def set_pending(marker: Path, pending: bool) -> None:
-    if pending:
-        if not marker.exists():
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            marker.unlink()
+    with _held_lock:
+        if pending:
+            if marker not in _held:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                _held[marker] = create_held(marker)
+        else:
+            fd = _held.pop(marker, None)
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+            if fd is not None:
+                os.close(fd)
+
+
+def remove_stale_markers(git_dir: Path) -> int:
+    """Markers of stores that died with a refresh pending (their lock is free)."""
+    folder = git_dir / "arka-hcm" / "index-pending"
+    if not folder.is_dir():
+        return 0
+    return sum(1 for marker in folder.iterdir() if remove_if_abandoned(marker))

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import IndexBusy, update_index
 from ..lockfiles import create_held, remove_if_abandoned
-from .hooks import set_pending
+from .hooks import remove_stale_markers, set_pending
 
 __all__ = ["IndexKeeper"]
 
@@ -135,6 +135,7 @@ class IndexKeeper:
             paths = self.repo.index_differences(self.repo.commit_tree(tip))
             if paths:
                 self._write(paths)
+            remove_stale_markers(self.repo.git_dir)  # the index now matches HEAD: theirs is done
             return paths
 
     @contextlib.contextmanager

@@ -9,6 +9,7 @@ name differs from its id, upper-case ids, files the layout does not name). Warni
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 
 from ..domain.layout import LAYERS, META, model_for_path
 from ..domain.models import JournalEntry
-from ..errors import HcmError
+from ..errors import Busy, HcmError
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import run_fsck
 from ..ids import is_valid_id
@@ -169,10 +170,48 @@ def check_folder(root: Path, files: list[str]) -> list[Finding]:
     return found
 
 
+VERIFY_ATTEMPTS = 3
+
+
 def verify_hcm(
-    hcm_path: Path, *, fsck: bool = True, on_progress: Callable[[int, int], None] | None = None
+    hcm_path: Path,
+    *,
+    fsck: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+    attempts: int = VERIFY_ATTEMPTS,
 ) -> VerifyReport:
+    """Check the repository, the work tree against HEAD, and every file against its model.
+
+    A store writing meanwhile moves the branch under the check: git fsck may read a reflog entry
+    before the pack it names, and a work-tree file may still be on its way. So a check that finds
+    errors while a write was in flight (the branch moved, or a write intent was open) is run
+    again; if writes never pause, the answer is BUSY ("run again when the store is idle"), never a
+    false DAMAGED."""
     repo = GitRepo(hcm_path)
+    try:
+        for attempt in range(attempts):
+            before = _writing_state(repo)
+            report = _verify_once(repo, hcm_path, fsck=fsck, on_progress=on_progress)
+            if report.ok or (before == _writing_state(repo) and not before[1]):
+                return report
+            time.sleep(0.2 * (attempt + 1))
+    finally:
+        repo.close()
+    raise Busy(
+        "the store kept writing during each check, so its findings may be writes in flight; "
+        "run `arka-hcm verify` again when the store is idle (or stop the service first)",
+        retry_after=5,
+    )
+
+
+def _writing_state(repo: GitRepo) -> tuple[str | None, bool]:
+    """(branch tip, a write intent open): what changes while a store writes."""
+    return repo.read_ref(repo.head_ref_name()), (repo.git_dir / "arka-hcm" / "intent.json").exists()
+
+
+def _verify_once(
+    repo: GitRepo, hcm_path: Path, *, fsck: bool, on_progress: Callable[[int, int], None] | None
+) -> VerifyReport:
     found: list[Finding] = []
     if fsck:
         ok, output = run_fsck(hcm_path)
