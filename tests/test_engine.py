@@ -320,9 +320,11 @@ def test_a_store_used_as_a_context_manager_closes_itself(client_dir: Path) -> No
     assert git(settings.hcm_path, "status", "--porcelain", "--untracked-files=all") == ""
 
 
-def test_a_marker_left_by_a_killed_store_blocks_no_manual_commit(tmp_path: Path) -> None:
-    """After a kill, the store's index-pending marker stays; a pid in its name may belong to a
-    live process again (a container restarts with the same pid). Its lock is free: ignored."""
+def test_a_marker_left_by_a_killed_store_guards_until_a_store_repairs_the_index(tmp_path: Path) -> None:
+    """A store killed before its index refresh leaves its marker (its pid may be alive again: a
+    container restarts with the same pid) and a stale index: a manual commit of that index would
+    revert the store's writes, so the hook refuses it until a store opens, repairs the index and
+    removes the marker (its lock is free)."""
     settings = make_settings(tmp_path / "c")
     init_hcm(settings, "acme", clock=fixed_clock())
     hcm = settings.hcm_path
@@ -332,8 +334,15 @@ def test_a_marker_left_by_a_killed_store_blocks_no_manual_commit(tmp_path: Path)
     stale.write_bytes(b"")
     (hcm / "stable" / "glossary" / "manual.json").write_text('{"terms": []}\n')
     git(hcm, "add", "stable/glossary/manual.json")
-    git(hcm, "-c", "user.name=Admin", "-c", "user.email=a@b.c", "commit", "-qm", "manual glossary")
-    with HcmStore.open(settings) as store:
-        assert not stale.exists()  # removed at open
+    commit = ["git", "-c", "user.name=Admin", "-c", "user.email=a@b.c", "commit", "-qm", "manual glossary"]
+    refused = subprocess.run(commit, cwd=hcm, capture_output=True, text=True)
+    assert refused.returncode != 0 and "arka-hcm missions list" in refused.stderr
+    with HcmStore.open(settings) as store:  # it also adopts the file left uncommitted
+        assert not stale.exists()  # removed at open, once the index matches HEAD
         create_mission(store, "m1")
+    (hcm / "stable" / "glossary" / "later.json").write_text('{"terms": []}\n')
+    git(hcm, "add", "stable/glossary/later.json")
+    subprocess.run(commit, cwd=hcm, check=True)  # nothing pending now: allowed
     assert_clean(hcm)
+    tracked = git(hcm, "ls-tree", "-r", "--name-only", "HEAD")
+    assert "state/missions/m1/meta.json" in tracked and "stable/glossary/later.json" in tracked

@@ -4,10 +4,11 @@ The store commits without git's index and refreshes the index a moment later (of
 In that moment the index still describes the previous HEAD, so a person running `git commit` by
 hand would commit a tree that silently reverts the store's last writes. The store marks that
 moment with a file per store in ``.git/arka-hcm/index-pending/``, created already flock-ed and
-held while the refresh is pending (see lockfiles.py); the ``pre-commit`` hook refuses a manual
-commit while such a marker is held. A marker left by a killed store is free: the hook ignores it
-and the next store to open removes it (a pid is no proof: containers restart with the same pid).
-Without the ``flock`` utility the hook falls back to the pid in the marker's name.
+held while the refresh is pending (see lockfiles.py). The ``pre-commit`` hook refuses a manual
+commit while any marker exists: a held one is a refresh about to happen; a free one was left by a
+store killed before its refresh, so the index may still be stale. The next store to open brings
+the index to HEAD and removes free markers (their lock, not a pid, tells: containers restart with
+the same pid), so any arka-hcm command unblocks manual commits after a crash.
 """
 
 from __future__ import annotations
@@ -31,15 +32,12 @@ PRE_COMMIT = f"""#!/bin/sh
 dir="$(git rev-parse --git-dir)/arka-hcm/index-pending"
 for marker in "$dir"/*; do
   [ -e "$marker" ] || continue
-  case "$marker" in *.tmp) continue ;; esac
-  if command -v flock >/dev/null 2>&1; then
-    # a store holds its marker's lock while its refresh is pending; a free one was left by a dead store
-    (exec 9<"$marker") 2>/dev/null || continue
-    (exec 9<"$marker"; flock -n 9) 2>/dev/null && continue
-  else
-    pid="${{marker##*/}}"
-    pid="${{pid%%-*}}"
-    kill -0 "$pid" 2>/dev/null || continue
+  if command -v flock >/dev/null 2>&1 && (exec 9<"$marker"; flock -n 9) 2>/dev/null; then
+    # nobody holds it: a store was stopped before it refreshed the index, which may be stale
+    echo "arka-hcm: a store stopped before bringing git's index up to date with its last writes." >&2
+    echo "arka-hcm: run any arka-hcm command on this HCM once (e.g. 'arka-hcm missions list')," >&2
+    echo "arka-hcm: which repairs the index, then 'git status' and retry the commit." >&2
+    exit 1
   fi
   echo "arka-hcm: the HCM store has just written and git's index is being refreshed." >&2
   echo "arka-hcm: run 'git status' again in a second, then retry the commit." >&2
