@@ -84,7 +84,7 @@ class SpareFiles:
                 return fd, spare
         return os.open(fallback, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), fallback
 
-    def create_exclusive(self, path: str | Path, mode: int = 0o644) -> int:
+    def create_exclusive(self, path: str | Path) -> int:
         """Create ``path`` as O_CREAT|O_EXCL would (FileExistsError if it exists) and open it
         for writing; made by hard-linking a spare, which creates no inode. On a filesystem
         without hard links, the file is created directly (and from then on always)."""
@@ -105,10 +105,8 @@ class SpareFiles:
                 with contextlib.suppress(OSError):
                     os.unlink(spare)
             if linked:
-                if mode != 0o644:
-                    os.chmod(path, mode)
                 return os.open(path, os.O_WRONLY)
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
     # --- the maker thread -----------------------------------------------------------------
     def _start(self) -> None:

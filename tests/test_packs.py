@@ -90,7 +90,7 @@ def test_a_pack_of_whole_objects_is_what_git_indexes(tmp_path: Path) -> None:
         assert libgit2[oid.hex()].read_raw() == data
         assert git(repo_dir, "cat-file", "-s", oid.hex()).strip() == str(len(data))
     assert packs.write_pack(pack_dir, objects) == name  # the same pack again: already there
-    assert [p.name for p in packs.list_packs(pack_dir)] == [name]
+    assert packs.pack_names(pack_dir) == [name]
 
 
 @pytest.mark.parametrize("kinds", [("splice", "insert", "remove"), ("splice", "insert", "remove", "two")])
@@ -172,16 +172,16 @@ def test_the_repo_reads_objects_it_has_not_written_yet(tmp_path: Path) -> None:
     repo = new_repo(repo_dir)
     blob = repo.write_blob(b'{"a": 1}\n')
     tree = repo.build_tree(None, {"state/missions/m1/meta.json": blob, "meta.json": blob})
-    assert packs.list_packs(repo.pack_dir) == []  # nothing on disk yet
+    assert packs.pack_names(repo.pack_dir) == []  # nothing on disk yet
     assert repo.read_blob(tree, "state/missions/m1/meta.json") == b'{"a": 1}\n'
     assert repo.blob_data(blob) == b'{"a": 1}\n'
     assert repo.list_dir(tree, "state/missions") == [("m1", True)]
     assert repo.list_dir(tree, "") == [("meta.json", False), ("state", True)]
-    assert packs.list_packs(repo.pack_dir) == []
+    assert packs.pack_names(repo.pack_dir) == []
     who = Signature("agent-1", "agent-1@agent.arka", 1_700_000_000, 60)
     commit = repo.write_commit(tree, [], who, who, "HCM_TEST m1: first\n")
     assert repo.commit_info(commit).tree == tree  # read through libgit2: the pending pack is written
-    assert len(packs.list_packs(repo.pack_dir)) == 1
+    assert len(packs.pack_names(repo.pack_dir)) == 1
     assert git(repo_dir, "cat-file", "-t", commit).strip() == "commit"
 
 
@@ -214,7 +214,7 @@ def test_commits_are_the_bytes_libgit2_writes(tmp_path: Path) -> None:
 
 
 def _packs_of(hcm: Path) -> int:
-    return len(packs.list_packs(hcm / ".git" / "objects" / "pack"))
+    return len(packs.pack_names(hcm / ".git" / "objects" / "pack"))
 
 
 def test_small_packs_are_folded_and_other_handles_reopen(
@@ -422,7 +422,7 @@ def test_readers_never_flush_a_batch_being_built(tmp_path: Path) -> None:
     blob = repo.write_blob(b"pending")
     tree = repo.build_tree(None, {"a.json": blob})
     repo.resolve_commit("HEAD")  # a reader resolving a revision
-    assert packs.list_packs(repo.pack_dir) == []
+    assert packs.pack_names(repo.pack_dir) == []
     errors: list[BaseException] = []
     stop = threading.Event()
 
@@ -528,9 +528,9 @@ def test_leftover_pack_files_of_killed_writers_are_removed_at_open(settings: Set
         path.write_bytes(b"partial")
     os.utime(old_orphan, (0, 0))
     os.utime(dead_temp, (0, 0))
-    kept = {p.name for p in packs.list_packs(pack_dir)}
+    kept = set(packs.pack_names(pack_dir))
     with open_store(settings) as store:
-        assert {p.name for p in packs.list_packs(pack_dir)} == kept
+        assert set(packs.pack_names(pack_dir)) == kept
         ok(store, "HCM_LIST_MISSIONS", {})
     assert not old_orphan.exists() and not dead_temp.exists()
     assert new_orphan.exists() and live_temp.exists()  # maybe being installed right now

@@ -29,13 +29,12 @@ import threading
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..spare import SpareFiles
 from .rawtree import stored_zlib_stream
 
-__all__ = ["KIND_CODES", "PackInfo", "list_packs", "object_id", "remove_leftovers", "write_pack"]
+__all__ = ["KIND_CODES", "pack_names", "object_id", "remove_leftovers", "write_pack"]
 
 KIND_CODES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _SMALL = 64 * 1024
@@ -156,12 +155,6 @@ def _copy(out: bytearray, offset: int, size: int) -> None:
         out += args
         offset += step
         size -= step
-
-
-@dataclass(frozen=True)
-class PackInfo:
-    name: str  # "pack-<hex>"
-    size: int  # bytes of the .pack file
 
 
 def write_pack(
@@ -292,22 +285,15 @@ def _index_bytes(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> byte
     return body + hashlib.sha1(body).digest()
 
 
-def list_packs(pack_dir: Path) -> list[PackInfo]:
-    """Every pack that has its index, smallest first."""
-    found = []
+def pack_names(pack_dir: Path) -> list[str]:
+    """The names (``pack-<hex>``) of every pack that has its index, sorted."""
     try:
-        names = os.listdir(pack_dir)
+        names = set(os.listdir(pack_dir))
     except FileNotFoundError:
         return []
-    present = set(names)
-    for file in names:
-        if file.startswith("pack-") and file.endswith(".idx") and file[:-4] + ".pack" in present:
-            try:
-                size = os.stat(pack_dir / (file[:-4] + ".pack")).st_size
-            except FileNotFoundError:
-                continue
-            found.append(PackInfo(file[:-4], size))
-    return sorted(found, key=lambda p: (p.size, p.name))
+    return sorted(
+        n[:-4] for n in names if n.startswith("pack-") and n.endswith(".idx") and n[:-4] + ".pack" in names
+    )
 
 
 def remove_leftovers(pack_dir: Path, min_age_s: float = 600) -> list[str]:

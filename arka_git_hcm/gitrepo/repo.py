@@ -126,9 +126,10 @@ class GitRepo:
         self._repo = self._open_libgit2()
         self.git_dir = Path(self._repo.path)
         self.pack_dir = self.git_dir / "objects" / "pack"
-        self._rollup_stamp = self.git_dir / "arka-hcm" / "packs-rolled-up"
+        self.state_dir = self.git_dir / "arka-hcm"  # the store's own files: locks, intent, markers
+        self._rollup_stamp = self.state_dir / "packs-rolled-up"
         self._seen_rollup = self._stamp()
-        self._packs_seen = {p.name for p in packs.list_packs(self.pack_dir)}  # as libgit2 opened them
+        self._packs_seen = set(packs.pack_names(self.pack_dir))  # as libgit2 opened them
         self._packs_checked_at = time.monotonic()
         self._trees = RawTreeCache()
         self._pending: dict[bytes, tuple[int, bytes, bytes | None]] = {}  # id -> (type, data, base)
@@ -137,7 +138,7 @@ class GitRepo:
         self._signatures: dict[tuple[str, str], bytes] = {}
         self.packs_written = 0
         self._closed = False
-        self.spares = SpareFiles(self.git_dir / "arka-hcm" / "spare")  # new files, made ahead
+        self.spares = SpareFiles(self.state_dir / "spare")  # new files, made ahead
 
     def _open_libgit2(self) -> pygit2.Repository:
         try:
@@ -227,9 +228,9 @@ class GitRepo:
             self._reopen()
 
     def pack_count(self) -> int:
-        return len(packs.list_packs(self.pack_dir))
+        return len(packs.pack_names(self.pack_dir))
 
-    def remove_dead_temp_packs(self) -> list[str]:
+    def remove_pack_leftovers(self) -> list[str]:
         """Half-written pack files of killed processes (call under the store's write lock)."""
         return packs.remove_leftovers(self.pack_dir)
 
@@ -260,7 +261,7 @@ class GitRepo:
         if now - self._packs_checked_at < PACK_LIST_CHECK_S:
             return
         self._packs_checked_at = now
-        present = {p.name for p in packs.list_packs(self.pack_dir)}
+        present = set(packs.pack_names(self.pack_dir))
         if self._packs_seen - present:
             self._reopen()
         else:
@@ -268,7 +269,7 @@ class GitRepo:
 
     def _reopen(self) -> None:
         self._seen_rollup = self._stamp()
-        self._packs_seen = {p.name for p in packs.list_packs(self.pack_dir)}
+        self._packs_seen = set(packs.pack_names(self.pack_dir))
         self._packs_checked_at = time.monotonic()
         self._repo = self._open_libgit2()  # threads still using the old handle keep it alive
 

@@ -142,7 +142,7 @@ class CommitEngine:
         self.ref = f"refs/heads/{store.branch}"
         self.durable = store.durability == "full"
         self.resolver = PathResolver(settings.hcm_path)
-        state_dir = repo.git_dir / "arka-hcm"
+        state_dir = repo.state_dir
         self.worktree = WorkTree(self.resolver, state_dir, self.repo.spares)
         self.lock = StoreLock(state_dir / "write.lock")
         self.committer = Signature(store.committer.name, store.committer.email, 0)
@@ -661,7 +661,7 @@ class CommitEngine:
         """Finish or undo an interrupted write, and drop what killed writers left in the pack
         folder (call at open; takes the lock)."""
         with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
-            leftovers = self.repo.remove_dead_temp_packs()
+            leftovers = self.repo.remove_pack_leftovers()
             if leftovers:
                 log.warning("removed %d leftover pack file(s) of killed writers", len(leftovers))
             return self._recover_locked()

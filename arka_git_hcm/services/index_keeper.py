@@ -143,7 +143,7 @@ class IndexKeeper:
         """``index-refresh.<random>``, created already locked and handed to the git child: it is
         locked exactly as long as a refresh of ours may hold git's index.lock, even if this
         process is killed and its git child runs on (see lockfiles.py)."""
-        marker = self.repo.git_dir / "arka-hcm" / f"index-refresh.{secrets.token_hex(6)}"
+        marker = self.repo.state_dir / f"index-refresh.{secrets.token_hex(6)}"
         fd = create_held(marker)
         try:
             yield fd
@@ -157,7 +157,7 @@ class IndexKeeper:
         process, nor an orphaned git child of one, is running), the lock is stale: removed, so
         git and the store can write the index again."""
         running = False
-        for marker in (self.repo.git_dir / "arka-hcm").glob("index-refresh.*"):
+        for marker in self.repo.state_dir.glob("index-refresh.*"):
             if marker.suffix == ".tmp":
                 running = running or time.time() - _mtime(marker) < 60  # being created now
                 continue

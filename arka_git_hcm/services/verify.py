@@ -25,6 +25,7 @@ from ..gitrepo.gitbin import run_fsck
 from ..ids import is_valid_id
 from ..jsonio import canonical_bytes, parse_json
 from ..paths import PathResolver
+from .worktree import INTENT_FILE
 
 __all__ = ["Finding", "VerifyReport", "check_folder", "verify_hcm"]
 
@@ -206,7 +207,7 @@ def verify_hcm(
 
 def _writing_state(repo: GitRepo) -> tuple[str | None, bool]:
     """(branch tip, a write intent open): what changes while a store writes."""
-    return repo.read_ref(repo.head_ref_name()), (repo.git_dir / "arka-hcm" / "intent.json").exists()
+    return repo.read_ref(repo.head_ref_name()), (repo.state_dir / INTENT_FILE).exists()
 
 
 def _verify_once(

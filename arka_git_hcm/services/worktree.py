@@ -117,11 +117,14 @@ class _FlockWaiter:
             return False
 
 
+INTENT_FILE = "intent.json"  # in the store's state folder: the paths a batch in flight changes
+
+
 class WorkTree:
     def __init__(self, resolver: PathResolver, state_dir: Path, spares: SpareFiles | None = None) -> None:
         self.resolver = resolver
         self.root = resolver.root
-        self.intent_path = state_dir / "intent.json"
+        self.intent_path = state_dir / INTENT_FILE
         # empty files made ahead (no inode created on the hot path), for the intent always, for
         # work-tree files where they get the group, default ACL and label files made here get
         self.spares = spares
