@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 
 __all__ = ["create_held", "remove_if_abandoned"]
@@ -30,9 +31,21 @@ def create_held(path: Path) -> int:
     return fd
 
 
+CREATION_GRACE_S = 60.0  # a ``.tmp`` lock file younger than this is being created right now
+
+
 def remove_if_abandoned(path: Path) -> bool | None:
     """True when nobody held ``path``'s lock (it is removed, under the lock); False while its
-    owner holds it; None when there is no such file."""
+    owner holds it; None when there is no such file. A ``.tmp`` file (see :func:`create_held`)
+    may not be locked yet: it counts as held until it is CREATION_GRACE_S old, then as left by
+    a creator that died."""
+    if path.name.endswith(".tmp"):
+        try:
+            young = time.time() - path.stat().st_mtime < CREATION_GRACE_S
+        except FileNotFoundError:
+            return None
+        if young:
+            return False
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:

@@ -152,15 +152,14 @@ class SpareFiles:
         """Remove the files of pools that no process runs any more."""
         graces: dict[str, float | None] = {self._name: None}
         for name in os.listdir(self.folder):
-            if name.startswith("spare-"):
-                owner = name[len("spare-") :].rsplit("-", 1)[0]
-                if owner not in graces:
-                    graces[owner] = self._grace(owner)
-                grace = graces[owner]
-            elif name.startswith("pool-") and name.endswith(".tmp"):
-                grace = _STARTUP_GRACE_S  # a pool killed while it was starting
-            else:
+            if name.startswith("pool-") and name.endswith(".tmp"):
+                remove_if_abandoned(self.folder / name)  # a pool killed while it was starting
+            if not name.startswith("spare-"):
                 continue
+            owner = name[len("spare-") :].rsplit("-", 1)[0]
+            if owner not in graces:
+                graces[owner] = self._grace(owner)
+            grace = graces[owner]
             if grace is not None and self._older_than(name, grace):
                 with contextlib.suppress(OSError):
                     os.unlink(self.folder / name)

@@ -158,9 +158,6 @@ class IndexKeeper:
         git and the store can write the index again."""
         running = False
         for marker in self.repo.state_dir.glob("index-refresh.*"):
-            if marker.suffix == ".tmp":
-                running = running or time.time() - _mtime(marker) < 60  # being created now
-                continue
             held = remove_if_abandoned(marker) is False  # a free marker is removed
             running = running or held
         if not running:
@@ -196,10 +193,3 @@ class IndexKeeper:
             thread.join(timeout=30)
         if self._dirty:
             self.refresh()
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
