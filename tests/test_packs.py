@@ -185,6 +185,41 @@ def test_the_repo_reads_objects_it_has_not_written_yet(tmp_path: Path) -> None:
     assert git(repo_dir, "cat-file", "-t", commit).strip() == "commit"
 
 
+def test_commit_trees_are_remembered_without_reading_packs_and_dropped_commits_forgotten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = new_repo(tmp_path / "r")
+    who = Signature("agent-1", "agent-1@agent.arka", 1_700_000_000, 0)
+    tree = repo.build_tree(None, {"a.json": repo.write_blob(b"{}\n")})
+    commit = repo.write_commit(tree, [], who, who, "HCM_TEST a: first\n")
+    repo.flush_objects()
+    reads: list[str] = []
+    real_commit = repo._commit
+
+    def counted(oid: str) -> pygit2.Commit:
+        reads.append(oid)
+        return real_commit(oid)
+
+    monkeypatch.setattr(repo, "_commit", counted)
+    assert repo.commit_tree(commit) == tree
+    assert reads == []  # remembered when written: libgit2 never looked for it
+    # a commit of a batch that failed is dropped with its objects: asking for it is an error
+    dropped = repo.write_commit(tree, [commit], who, who, "HCM_TEST a: dropped\n")
+    repo.discard_pending()
+    with pytest.raises(HcmError):
+        repo.commit_tree(dropped)
+    assert reads == [dropped]
+    # a commit written by another process is read once, then remembered
+    other = str(
+        pygit2.Repository(str(tmp_path / "r")).create_commit(
+            None, who.to_pygit2(), who.to_pygit2(), "p\n", pygit2.Oid(hex=tree), [pygit2.Oid(hex=commit)]
+        )
+    )
+    assert repo.commit_tree(other) == tree
+    assert repo.commit_tree(other) == tree
+    assert reads == [dropped, other]
+
+
 def test_commits_are_the_bytes_libgit2_writes(tmp_path: Path) -> None:
     repo = new_repo(tmp_path / "r")
     libgit2 = pygit2.Repository(str(tmp_path / "r"))
@@ -221,6 +256,7 @@ def test_small_packs_are_folded_and_other_handles_reopen(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine_module, "PACKS_BEFORE_REPACK", 4)
+    monkeypatch.setattr(engine_module, "GIT_REPACK_ABOVE", 5)
     hcm = settings.hcm_path
     with open_store(settings) as store, open_store(settings) as other:
         create_mission(store, "m1")
@@ -239,6 +275,62 @@ def test_small_packs_are_folded_and_other_handles_reopen(
         assert len(context["data"]["last_journal_entries"]) > 0
     assert_clean(hcm)
     assert git(hcm, "count-objects", "-v").splitlines()[0] == "count: 0"  # nothing loose
+
+
+def test_own_packs_are_folded_from_memory_into_one_synced_pack_of_deltas(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "PACKS_BEFORE_REPACK", 10_000)  # folds only when asked
+    git_repacks: list[Path] = []
+    synced: list[str] = []
+    real_sync = packs.sync_pack
+
+    def repack(workdir: Path) -> bool:
+        git_repacks.append(workdir)
+        return True
+
+    def sync(pack_dir: Path, name: str) -> None:
+        synced.append(name)
+        real_sync(pack_dir, name)
+
+    monkeypatch.setattr(gitbin, "repack_geometric", repack)
+    monkeypatch.setattr(packs, "sync_pack", sync)
+    hcm = settings.hcm_path
+    with open_store(settings) as store:
+        for i in range(150):  # a state/missions tree wider at each write, over 4 KiB at the end
+            create_mission(store, f"m{i:03d}")
+        before = set(packs.pack_names(hcm / ".git" / "objects" / "pack"))
+        own = [name for name, _held in store.repo._own_packs]
+        assert len(own) == 150 and set(own) <= before
+        pack_bytes = sum((hcm / ".git" / "objects" / "pack" / f"{n}.pack").stat().st_size for n in own)
+        assert store.repo.fold_own_packs() == 150
+        after = set(packs.pack_names(hcm / ".git" / "objects" / "pack"))
+        assert after == (before - set(own)) | set(synced) and len(synced) == 1
+        assert store.repo._own_packs == [] and store.repo._own_bytes == 0
+        folded = hcm / ".git" / "objects" / "pack" / f"{synced[0]}.pack"
+        assert folded.stat().st_size < pack_bytes  # one pack header, and deltas of the wide trees
+        assert (hcm / ".git" / "arka-hcm" / "packs-rolled-up").exists()  # other processes reopen
+        # reads and writes go on after the fold
+        ok(store, "HCM_GET_MISSION_CONTEXT", {"mission_id": "m003"})
+        journal(store, "after the fold", "m003")
+    assert git_repacks == []  # no git process was needed
+    assert git(hcm, "fsck", "--strict", "--no-dangling").strip() == ""
+    verify = git(hcm, "verify-pack", "-v", str(folded.with_suffix(".idx")))
+    assert "chain length = 1:" in verify  # the missions trees are deltas of their previous versions
+    assert_clean(hcm)
+
+
+def test_a_fold_waits_for_no_one_and_deletes_nothing_while_fsck_reads(settings: Settings) -> None:
+    with open_store(settings) as store:
+        for i in range(3):
+            create_mission(store, f"m{i}")
+        before = packs.pack_names(store.repo.pack_dir)
+        with gitbin.maintenance_lock(settings.hcm_path, exclusive=False) as fd:  # as fsck holds it
+            assert fd is not None
+            assert store.repo.fold_own_packs() == 0
+            assert packs.pack_names(store.repo.pack_dir) == before
+        assert store.repo.fold_own_packs() == 3
+    assert git(settings.hcm_path, "fsck", "--strict", "--no-dangling").strip() == ""
 
 
 def test_a_cli_run_folds_packs_at_close_when_they_pile_up(

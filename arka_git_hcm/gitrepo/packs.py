@@ -34,7 +34,15 @@ from pathlib import Path
 from ..spare import SpareFiles
 from .rawtree import stored_zlib_stream
 
-__all__ = ["KIND_CODES", "pack_names", "object_id", "remove_leftovers", "write_pack"]
+__all__ = [
+    "KIND_CODES",
+    "object_id",
+    "pack_names",
+    "remove_leftovers",
+    "remove_pack",
+    "sync_pack",
+    "write_pack",
+]
 
 KIND_CODES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _SMALL = 64 * 1024
@@ -283,6 +291,29 @@ def _index_bytes(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> byte
         ]
     )
     return body + hashlib.sha1(body).digest()
+
+
+def sync_pack(pack_dir: Path, name: str) -> None:
+    """fsync a pack, its index and the pack folder: the pack survives a power cut from now on."""
+    for suffix in (".pack", ".idx"):
+        fd = os.open(pack_dir / f"{name}{suffix}", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fd = os.open(pack_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_pack(pack_dir: Path, name: str) -> None:
+    """Delete a pack whose objects are all in another, synced pack: its index first, so that
+    no reader looking objects up finds the index of a pack already gone."""
+    for suffix in (".idx", ".pack", ".rev"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pack_dir / f"{name}{suffix}")
 
 
 def pack_names(pack_dir: Path) -> list[str]:

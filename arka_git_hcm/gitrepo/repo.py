@@ -32,6 +32,8 @@ __all__ = ["CommitInfo", "GitRepo", "Signature", "configure_library", "sync_file
 _configured = False
 _BLOB, _TREE, _COMMIT = packs.KIND_CODES[b"blob"], packs.KIND_CODES[b"tree"], packs.KIND_CODES[b"commit"]
 PENDING_LIMIT = 32 * 1024 * 1024  # pending object bytes that force a pack out mid-batch
+OWN_PACK_BYTES_KEPT = 64 * 1024 * 1024  # objects of unfolded own packs kept in memory, at most
+COMMIT_TREES_KEPT = 4096  # commit -> tree ids remembered (a commit's tree never changes)
 PACK_LIST_CHECK_S = 1.0  # how often notice_rollups lists the pack folder
 
 
@@ -136,7 +138,13 @@ class GitRepo:
         self._pending_bytes = 0
         self._pack_lock = threading.RLock()
         self._signatures: dict[tuple[str, str], bytes] = {}
+        # The tip is read on every operation, and it is usually a commit of the newest pack,
+        # which libgit2 finds only after listing the pack folder again: remember trees instead.
+        self._commit_trees: dict[str, str] = {}
         self.packs_written = 0
+        # The objects of each pack this process wrote and has not folded yet (see fold_own_packs)
+        self._own_packs: list[tuple[str, list[tuple[bytes, int, bytes, bytes | None]]]] = []
+        self._own_bytes = 0
         self._closed = False
         self.spares = SpareFiles(self.state_dir / "spare")  # new files, made ahead
 
@@ -207,7 +215,48 @@ class GitRepo:
                 del self._pending[oid]
                 self._pending_bytes -= len(entry[1])
             self.packs_written += 1
+            if self._own_bytes + (size := sum(len(e[1]) for _, e in items)) <= OWN_PACK_BYTES_KEPT:
+                self._own_packs.append((name, [(oid, *entry) for oid, entry in items]))
+                self._own_bytes += size
             return name
+
+    def fold_own_packs(self) -> int:
+        """Fold the packs this process wrote (one per batch) into one, from the objects it
+        still holds in memory: no git process, no pack read back, and each wide tree stored
+        as a delta of its previous version (the successive batches' missions trees differ by
+        one entry). The new pack is synced before the folded ones are deleted, whatever the
+        durability: they may hold history acknowledged long ago. Returns how many packs were
+        folded (0 when fewer than two, or while git repacks, gc runs or fsck reads packs)."""
+        with self._pack_lock:
+            folding = list(self._own_packs)
+        if len(folding) < 2:
+            return 0
+        seen: set[bytes] = set()
+        objects = []
+        for _name, held in folding:  # in writing order: a delta base always comes first
+            for entry in held:
+                if entry[0] not in seen:
+                    seen.add(entry[0])
+                    objects.append(entry)
+        with gitbin.maintenance_lock(self.workdir, exclusive=True, wait=False) as fd:
+            if fd is None:
+                return 0
+            try:
+                name = packs.write_pack(self.pack_dir, objects, self.spares)
+                packs.sync_pack(self.pack_dir, name)
+                for old, _held in folding:
+                    if old != name:
+                        packs.remove_pack(self.pack_dir, old)
+            except OSError as exc:
+                raise from_os_error(exc, "folding small packs") from None
+        self._forget_own_packs({old for old, _held in folding})
+        self.announce_repack()
+        return len(folding)
+
+    def _forget_own_packs(self, gone: set[str]) -> None:
+        with self._pack_lock:
+            self._own_packs = [item for item in self._own_packs if item[0] not in gone]
+            self._own_bytes = sum(len(e[2]) for _n, held in self._own_packs for e in held)
 
     def repack(self) -> None:
         """Fold the small packs (and any loose objects) with `git repack --geometric=2 -d`, then
@@ -218,6 +267,8 @@ class GitRepo:
                 return  # another process is folding packs right now
         except subprocess.TimeoutExpired as exc:
             raise IoError(f"git repack took too long: {exc}") from None
+        present = set(packs.pack_names(self.pack_dir))
+        self._forget_own_packs({name for name, _held in self._own_packs if name not in present})
         self.announce_repack()
 
     def announce_repack(self) -> None:
@@ -279,6 +330,7 @@ class GitRepo:
         with self._pack_lock:
             self._pending.clear()
             self._pending_bytes = 0
+        self._commit_trees.clear()  # it may name the dropped commits
 
     def _visible(self, oid: str | pygit2.Oid | bytes) -> None:
         """Before libgit2 reads ``oid``: if it is still pending, write the pending pack now."""
@@ -294,7 +346,16 @@ class GitRepo:
         return str(pygit2.hashfile(str(path)))
 
     def commit_tree(self, commit_id: str) -> str:
-        return str(self._commit(commit_id).tree_id)
+        tree = self._commit_trees.get(commit_id)
+        if tree is None:
+            tree = str(self._commit(commit_id).tree_id)
+            self._remember_tree(commit_id, tree)
+        return tree
+
+    def _remember_tree(self, commit_id: str, tree: str) -> None:
+        if len(self._commit_trees) >= COMMIT_TREES_KEPT:
+            self._commit_trees.clear()  # cheap bound; the next lookups refill it
+        self._commit_trees[commit_id] = tree
 
     def _commit(self, commit_id: str) -> pygit2.Commit:
         self._visible(commit_id)
@@ -489,7 +550,9 @@ class GitRepo:
         lines.append(b"author " + self._signature_bytes(author))
         lines.append(b"committer " + self._signature_bytes(committer))
         data = b"\n".join(lines) + b"\n\n" + message.encode("utf-8")
-        return self._put(_COMMIT, b"commit", data).hex()
+        commit_id = self._put(_COMMIT, b"commit", data).hex()
+        self._remember_tree(commit_id, tree)
+        return commit_id
 
     def _signature_bytes(self, who: Signature) -> bytes:
         """``Name <email> time +hhmm``; name and email checked and trimmed by libgit2 itself

@@ -60,7 +60,8 @@ log = logging.getLogger("arka_git_hcm.engine")
 MAX_CAS_ATTEMPTS = 8
 # batches one leader commits in a row under one hold of the lock before letting others in
 MAX_CHAINED_BATCHES = 16
-PACKS_BEFORE_REPACK = 16  # packs (one per batch) this process writes between two repacks
+PACKS_BEFORE_REPACK = 16  # packs (one per batch) this process writes between two folds
+GIT_REPACK_ABOVE = 24  # packs in the folder (folds, other processes' packs) that make git repack
 PACKS_AT_CLOSE = 32  # at close, more packs than this are folded (CLI runs write one each)
 EXTERNAL_EDIT_OP = "HCM_EXTERNAL_EDIT"
 NOT_A_FILE = "not-a-regular-file"
@@ -364,8 +365,10 @@ class CommitEngine:
             raise
 
     def _maintain_packs(self) -> None:
-        """Every PACKS_BEFORE_REPACK packs this process wrote (one per batch), fold the small
-        ones in the background (`git repack --geometric`, see GitRepo.repack). Writers go on
+        """Every PACKS_BEFORE_REPACK packs this process wrote (one per batch), fold them into
+        one in the background, from the objects still in memory (GitRepo.fold_own_packs); and
+        when more than GIT_REPACK_ABOVE packs pile up (these folds, other processes' packs),
+        have git fold them (`git repack --geometric`, see GitRepo.repack). Writers go on
         meanwhile; every write of these batches is acknowledged already."""
         if self.repo.packs_written < PACKS_BEFORE_REPACK:
             return
@@ -379,7 +382,9 @@ class CommitEngine:
     def _repack(self) -> None:
         started = time.perf_counter()
         try:
-            self.repo.repack()
+            self.repo.fold_own_packs()
+            if self.repo.pack_count() > GIT_REPACK_ABOVE:
+                self.repo.repack()
         except FileNotFoundError:
             log.warning("the git binary is missing: small packs are not folded; install git")
         except Exception:  # derived layout only: the next attempt, or `arka-hcm gc`, folds them
