@@ -222,6 +222,30 @@ def test_status_says_whether_an_hcm_is_there(client: Path, tmp_path: Path) -> No
     assert missing.exit_code == 6 and "arka-hcm init" in missing.output
 
 
+def test_log_filters_by_date_and_refuses_a_date_it_cannot_read(client: Path) -> None:
+    assert run("--client", str(client), "exec", stdin=CREATE).exit_code == 0
+    listed = run("--client", str(client), "log", "--since", "2000-01-01", "--json")
+    assert listed.exit_code == 0
+    assert [c["op"] for c in json.loads(listed.output)["commits"]] == ["HCM_CREATE_MISSION", "HCM_INIT"]
+    future = run("--client", str(client), "log", "--since", "2999-01-01T00:00:00Z", "--json")
+    assert json.loads(future.output)["commits"] == []
+    bad = CliRunner().invoke(main, ["--client", str(client), "log", "--since", "yesterday"])
+    assert bad.exit_code == 2  # a usage error, caught before the store opens
+    assert "'yesterday' is not an ISO date/time" in bad.output and "2026-11-01" in bad.output
+
+
+def test_without_a_folder_named_the_message_says_how_to_name_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ARKA_HCM_PATH", "ARKA_CONFIG_PATH", "ARKA_LOG_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["gc", "--dry-run"])  # defaults: the container's /hcm
+    assert result.exit_code == 6
+    assert "--client ./arka-client" in result.output
+    assert "init / " not in result.output  # never suggests creating an HCM at the root
+
+
 def test_global_options_override_the_environment(client: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARKA_HCM_PATH", "/nonexistent/hcm")
     result = run(

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ..clock import parse_iso
 from ..services.maintenance import pack_objects
 from ..services.snapshots import create_snapshot, list_snapshots
 from ..services.store import HcmStore
@@ -13,11 +14,22 @@ from . import Context, emit, main, pass_context
 from .store_cmds import run_operation
 
 
+def _iso_or_none(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_iso(value)
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is not an ISO date/time; for example 2026-11-01 or 2026-11-01T09:30:00Z"
+            ) from None
+    return value
+
+
 @main.command("log")
 @click.option("--mission", "mission_id", help="Only commits that changed this mission.")
 @click.option("--path", help="Only commits that changed this file or folder.")
 @click.option("-n", "--limit", default=20, show_default=True, help="How many commits.")
-@click.option("--since", help="Only commits after this ISO date/time.")
+@click.option("--since", callback=_iso_or_none, help="Only commits after this ISO date/time.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def log_(

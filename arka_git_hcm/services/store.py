@@ -76,6 +76,12 @@ def ok_response(envelope: Envelope, data: dict[str, Any], revision: str | None) 
 
 def _init_hint(hcm_path: Path) -> str:
     """How to create the HCM that was expected at ``hcm_path`` (a client folder's hcm/, or flat)."""
+    if hcm_path.parent == Path(hcm_path.anchor):
+        # /hcm: the container's default, so outside a container no folder was named at all
+        return (
+            "name the client folder with --client ./arka-client (or set ARKA_HCM_PATH), or create "
+            "one with `arka-hcm init ./arka-client --tenant-id <id>`"
+        )
     if hcm_path.name == "hcm":
         return (
             f"create it with `arka-hcm init {hcm_path.parent} --tenant-id <id>` (a client folder: "
