@@ -644,3 +644,28 @@ def test_a_hand_run_git_gc_is_noticed_and_the_handle_reopened(
         assert [e["message"] for e in context["data"]["last_journal_entries"]] == ["before a gc by hand"]
         journal(store, "after it")
     assert_clean(settings.hcm_path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    parts=st.lists(st.binary(max_size=300), max_size=1200),
+    caps=st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=20),
+)
+def test_pack_parts_are_written_whole_through_short_writes(parts: list[bytes], caps: list[int]) -> None:
+    written = bytearray()
+    calls = iter(caps * 10_000)
+
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:
+        assert len(buffers) <= 512
+        room = next(calls)  # the kernel may write less than asked: resume where it stopped
+        data = b"".join(bytes(b) for b in buffers)[:room]
+        written.extend(data)
+        return len(data)
+
+    real = os.writev
+    os.writev = short_writev  # type: ignore[assignment]
+    try:
+        packs._write_parts(-1, list(parts))
+    finally:
+        os.writev = real
+    assert bytes(written) == b"".join(parts)

@@ -249,16 +249,21 @@ def _write_file(tmp: Path, parts: list[bytes | memoryview], target: Path, spares
 
 
 def _write_parts(fd: int, parts: list[bytes | memoryview]) -> None:
-    pending = [memoryview(p) for p in parts]
-    while pending:
-        written = os.writev(fd, pending[:512])
-        while written and pending:
-            if written >= len(pending[0]):
-                written -= len(pending[0])
-                pending.pop(0)
+    """writev in slices of at most 512 buffers (IOV_MAX is 1024), resuming after short writes;
+    linear in the number of parts (a fold writes thousands)."""
+    at, first = 0, memoryview(parts[0]) if parts else memoryview(b"")
+    while at < len(parts):
+        written = os.writev(fd, [first, *parts[at + 1 : at + 512]])
+        while written:
+            if written >= len(first):
+                written -= len(first)
+                at += 1
+                first = memoryview(parts[at]) if at < len(parts) else memoryview(b"")
             else:
-                pending[0] = pending[0][written:]
-                written = 0
+                first, written = first[written:], 0
+        if at < len(parts) and not first:
+            at += 1  # an empty part
+            first = memoryview(parts[at]) if at < len(parts) else memoryview(b"")
 
 
 def _index_bytes(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> bytes:

@@ -30,7 +30,11 @@ def fsync_dir(path: Path) -> None:
 def read_ref(git_dir: Path, ref: str) -> str | None:
     """The id a ref points to, read from disk now (loose file first, then packed-refs)."""
     try:
-        value = (git_dir / ref).read_text("ascii").strip()
+        fd = os.open(f"{git_dir}/{ref}", os.O_RDONLY)  # read on every operation: no io layers
+        try:
+            value = os.read(fd, 4096).decode("ascii").strip()
+        finally:
+            os.close(fd)
         if value.startswith("ref:"):
             return read_ref(git_dir, value[4:].strip())
         return value or None

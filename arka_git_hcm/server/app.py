@@ -2,7 +2,8 @@
 readiness, and the history read-only over git smart HTTP.
 
 Built by :func:`create_app` from explicit Settings (tests pass their own); uvicorn's worker
-processes build it with :func:`app_from_environment`.
+processes build it with :func:`app_from_environment`, which routes the hot ``POST
+/v1/hcm/execute`` past the framework layers (:class:`ExecuteFastPath`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -40,7 +42,8 @@ from ..services.oplog import JsonLinesLog
 from ..services.store import HcmStore, error_response
 from .git_routes import git_router, presented_token
 
-__all__ = ["app_from_environment", "create_app"]
+__all__ = ["EXECUTE_PATH", "ExecuteFastPath", "app_from_environment", "create_app"]
+EXECUTE_PATH = "/v1/hcm/execute"
 
 log = logging.getLogger("arka_git_hcm.server")
 
@@ -217,7 +220,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    @app.post("/v1/hcm/execute", tags=["operations"])
+    @app.post(EXECUTE_PATH, tags=["operations"])
     async def execute(request: Request) -> JSONResponse:
         """Run one operation envelope `{op, request_id, caller, payload}` as the token's caller;
         answers `{request_id, op, status, data, error, revision}`."""
@@ -285,9 +288,45 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         settings.log_path / "server.jsonl", settings.file.logging.max_bytes, settings.file.logging.backups
     )
     app.add_middleware(_RequestLog, log=request_log)
+    app.state.request_log = request_log
     return app
 
 
-def app_from_environment() -> FastAPI:
+class ExecuteFastPath:
+    """``POST /v1/hcm/execute`` straight to its endpoint; every other request to the FastAPI app.
+
+    The endpoint, its error rendering and the request log are the very ones the FastAPI app
+    uses (the route stays there, in /docs too); what this skips is Starlette's and FastAPI's
+    middleware and routing layers. They took ~21% of the Python time of a worker under write
+    load (py-spy --gil: 491 of 2,303 samples with 8 clients), and a worker has one Python core:
+    skipping them made 8 clients' durable writes 30-40% faster (A/B, same hour)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.state = app.state
+        self._endpoint = next(
+            r.endpoint for r in app.routes if isinstance(r, APIRoute) and r.path == EXECUTE_PATH
+        )
+        self._logged = _RequestLog(self._execute, app.state.request_log)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == EXECUTE_PATH:
+            await self._logged(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _execute(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self._endpoint(request)
+        except HcmError as exc:  # as the app's exception handlers render them
+            response = _error_json(exc, getattr(request.state, "request_id", None))
+        except Exception:
+            log.exception("POST %s failed", EXECUTE_PATH)
+            response = _error_json(InternalError("the request failed unexpectedly; see the server log"))
+        await response(scope, receive, send)
+
+
+def app_from_environment() -> ExecuteFastPath:
     """The app for uvicorn workers: settings from ARKA_* (exported by `arka-hcm serve`)."""
-    return create_app(load_settings())
+    return ExecuteFastPath(create_app(load_settings()))
