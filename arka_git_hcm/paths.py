@@ -194,6 +194,7 @@ class PathResolver:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(os.path.abspath(root))
+        self._root_text = str(self.root).rstrip("/")  # "" for "/": components join as "/part"
 
     def resolve(self, path: str) -> Path:
         """The absolute location of ``path``; every existing component on the way must be a plain
@@ -203,13 +204,13 @@ class PathResolver:
         ``Stable/x.json`` next to ``stable/`` is two folders here but one on a macOS or Windows
         checkout, where the later file silently overwrites or hides the other (CVE-2021-21300)."""
         parts = split(path)
-        current = self.root
+        current = self._root_text  # strings, not Path objects: this runs for every file written
         for index, part in enumerate(parts):
-            parent, current = current, current / part
+            parent, current = current, f"{current}/{part}"
             try:
                 info = os.lstat(current)
             except FileNotFoundError:
-                self._refuse_fold_collision(path, parent, part)
+                self._refuse_fold_collision(path, Path(parent), part)
                 return self.root.joinpath(*parts)
             except NotADirectoryError:
                 raise _reject(path, "a component on the way is a file, not a folder") from None
@@ -220,7 +221,7 @@ class PathResolver:
                 raise _reject(path, "a component on the way is not a folder")
             if last and not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
                 raise _reject(path, "not a regular file (device, fifo or socket)")
-        return current
+        return Path(current) if parts else self.root
 
     @staticmethod
     def _refuse_fold_collision(path: str, parent: Path, name: str) -> None:

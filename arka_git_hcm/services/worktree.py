@@ -131,7 +131,7 @@ class WorkTree:
         self._tree_spares = spares if spares is not None and spares.inherits_like(self.root) else None
 
     @staticmethod
-    def _open_new(spares: SpareFiles | None, fallback: Path) -> tuple[int, str]:
+    def _open_new(spares: SpareFiles | None, fallback: Path | str) -> tuple[int, str]:
         if spares is not None:
             return spares.open_new(str(fallback))
         return os.open(fallback, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), str(fallback)
@@ -142,11 +142,12 @@ class WorkTree:
         or the new ones, never a torn file. The temp file is a spare made ahead (see spare.py),
         else one created beside the target. Durability comes from the engine's filesystem sync
         after the batch, not from one fsync per file."""
-        target = self.resolver.resolve(rel)
-        if not target.parent.is_dir():
+        target = str(self.resolver.resolve(rel))
+        folder, _, name = target.rpartition("/")
+        if not os.path.isdir(folder):
             self._make_parents(rel)
-        fallback = target.with_name(f".{target.name}.arka-tmp-{os.getpid()}")
-        tmp = str(fallback)
+        fallback = f"{folder}/.{name}.arka-tmp-{os.getpid()}"
+        tmp = fallback
         try:
             fd, tmp = self._open_new(self._tree_spares, fallback)
             try:
@@ -156,7 +157,7 @@ class WorkTree:
             try:
                 os.replace(tmp, target)
             except OSError as exc:
-                if exc.errno != errno.EXDEV or tmp == str(fallback):
+                if exc.errno != errno.EXDEV or tmp == fallback:
                     raise
                 # .git on another filesystem than the work tree: temp files beside the target
                 os.unlink(tmp)
