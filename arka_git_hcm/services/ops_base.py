@@ -58,6 +58,9 @@ class OpSpec:
     replay: Replay = stored
     # who may run it beyond the role check: "agent_ok" (agents may), "no_agent", "admin"
     zone: Literal["agent_ok", "no_agent", "admin"] = "no_agent"
+    # a read bounded by one mission or one document: an asyncio server answers it on its event
+    # loop, since handing it to a worker thread and back costs more than the read itself
+    quick: bool = False
 
 
 def require_mission(view: TreeView, mission_id: str) -> MissionPaths:

@@ -184,7 +184,14 @@ def replay_journal(stored: dict[str, Any] | None, view: TreeView) -> dict[str, A
 
 MISSION_OPS = [
     OpSpec("HCM_CREATE_MISSION", "write", p.CreateMission, create_mission),
-    OpSpec("HCM_GET_MISSION_CONTEXT", "read", p.GetMissionContext, get_mission_context, zone="agent_ok"),
+    OpSpec(
+        "HCM_GET_MISSION_CONTEXT",
+        "read",
+        p.GetMissionContext,
+        get_mission_context,
+        zone="agent_ok",
+        quick=True,
+    ),
     OpSpec("HCM_LIST_MISSIONS", "read", p.ListMissions, list_missions, zone="agent_ok"),
     OpSpec("HCM_UPDATE_STATUS", "write", p.UpdateStatus, update_status, replay=replay_status),
     OpSpec(

@@ -226,5 +226,5 @@ RECORD_OPS = [
         zone="agent_ok",
     ),
     OpSpec("HCM_RECORD_DECISION", "write", p.RecordDecision, record_decision, zone="agent_ok"),
-    OpSpec("HCM_GET_DECISIONS", "read", p.GetDecisions, get_decisions, zone="agent_ok"),
+    OpSpec("HCM_GET_DECISIONS", "read", p.GetDecisions, get_decisions, zone="agent_ok", quick=True),
 ]

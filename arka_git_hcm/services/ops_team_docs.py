@@ -120,8 +120,8 @@ def replay_document(stored: dict[str, Any] | None, view: TreeView) -> dict[str, 
 
 
 TEAM_DOC_OPS = [
-    OpSpec("HCM_GET_TEAM", "read", p.GetTeam, get_team, zone="agent_ok"),
+    OpSpec("HCM_GET_TEAM", "read", p.GetTeam, get_team, zone="agent_ok", quick=True),
     OpSpec("HCM_UPSERT_TEAM_MEMBER", "write", p.UpsertTeamMember, upsert_team_member),
-    OpSpec("HCM_GET_DOCUMENT", "read", p.GetDocument, get_document, zone="agent_ok"),
+    OpSpec("HCM_GET_DOCUMENT", "read", p.GetDocument, get_document, zone="agent_ok", quick=True),
     OpSpec("HCM_PUT_DOCUMENT", "write", p.PutDocument, put_document, replay=replay_document, zone="admin"),
 ]

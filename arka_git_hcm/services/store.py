@@ -98,6 +98,7 @@ class _Job:
     envelope_dict: Any
     envelope: Envelope | None = None
     read: Callable[[], dict[str, Any]] | None = None  # a read operation: answers when called
+    quick: bool = False  # a read an asyncio server answers on its loop (OpSpec.quick)
     write: WriteRequest | None = None  # a write operation: what the engine commits
     response: dict[str, Any] | None = None
 
@@ -206,7 +207,8 @@ class HcmStore:
         offload: Callable[[Callable[[], dict[str, Any]]], Awaitable[dict[str, Any]]],
     ) -> dict[str, Any]:
         """:meth:`execute` for an asyncio server: the envelope is checked in the calling loop,
-        a read runs through ``offload`` (a thread pool), a write joins the engine's queue."""
+        a quick read (OpSpec.quick) runs there too, other reads through ``offload`` (a thread
+        pool), a write joins the engine's queue."""
         job = self._prepare(request, caller, "envelope")
         if job.response is None:
             with self._answering(job):
@@ -214,7 +216,7 @@ class HcmStore:
                     job.settle(await self.engine.submit_async(job.write))
                 else:
                     assert job.read is not None
-                    job.response = await offload(job.read)
+                    job.response = job.read() if job.quick else await offload(job.read)
         return self._finish(job)
 
     def _prepare(self, request: Any, caller: Caller | None, what: str) -> _Job:
@@ -306,6 +308,7 @@ class HcmStore:
                 return ok_response(envelope, data, commit)
 
             job.read = read
+            job.quick = spec.quick
             return
         job.write = WriteRequest(
             op=spec.name,
