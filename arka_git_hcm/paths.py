@@ -197,7 +197,12 @@ class PathResolver:
         self._root_text = str(self.root).rstrip("/")  # "" for "/": components join as "/part"
 
     def resolve(self, path: str) -> Path:
-        """The absolute location of ``path``; every existing component on the way must be a plain
+        """:meth:`resolve_text` as a Path."""
+        return Path(self.resolve_text(path))
+
+    def resolve_text(self, path: str) -> str:
+        """The absolute location of ``path``, as a string (pathlib objects cost more than the
+        checks on the hot path); every existing component on the way must be a plain
         directory (last: plain file or absent). A symlink anywhere would let a hand-made link
         ``state/missions/m1 -> /etc`` turn a journal append into a write outside HCM_ROOT.
         The first absent component must not alias an existing sibling after case folding and NFC:
@@ -211,7 +216,7 @@ class PathResolver:
                 info = os.lstat(current)
             except FileNotFoundError:
                 self._refuse_fold_collision(path, Path(parent), part)
-                return self.root.joinpath(*parts)
+                return "/".join([self._root_text, *parts])
             except NotADirectoryError:
                 raise _reject(path, "a component on the way is a file, not a folder") from None
             if stat.S_ISLNK(info.st_mode):
@@ -221,7 +226,7 @@ class PathResolver:
                 raise _reject(path, "a component on the way is not a folder")
             if last and not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
                 raise _reject(path, "not a regular file (device, fifo or socket)")
-        return Path(current) if parts else self.root
+        return current if parts else str(self.root)
 
     @staticmethod
     def _refuse_fold_collision(path: str, parent: Path, name: str) -> None:

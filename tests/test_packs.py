@@ -669,3 +669,18 @@ def test_pack_parts_are_written_whole_through_short_writes(parts: list[bytes], c
     finally:
         os.writev = real
     assert bytes(written) == b"".join(parts)
+
+
+def test_a_ref_in_a_folder_that_does_not_exist_yet_is_created_with_its_reflog(tmp_path: Path) -> None:
+    repo = new_repo(tmp_path / "r")
+    who = Signature("agent-1", "agent-1@agent.arka", 1_700_000_000, 0)
+    tree = repo.build_tree(None, {"a.json": repo.write_blob(b"{}\n")})
+    commit = repo.write_commit(tree, [], who, who, "HCM_TEST a: first\n")
+    ref = "refs/heads/team/feature"
+    assert repo.compare_and_swap_ref(ref, None, commit, who=who, message="first\nmore", durable=True)
+    assert git(tmp_path / "r", "rev-parse", ref).strip() == commit
+    reflog = (tmp_path / "r" / ".git" / "logs" / ref).read_text()
+    assert reflog.startswith("0" * 40 + f" {commit} ") and reflog.endswith("\tfirst\n")
+    assert not (tmp_path / "r" / ".git" / f"{ref}.lock").exists()
+    # the same move again is refused: the ref is no longer where the caller thought
+    assert not repo.compare_and_swap_ref(ref, None, commit, who=who, message="again", durable=False)

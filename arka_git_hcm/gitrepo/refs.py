@@ -70,14 +70,13 @@ def compare_and_swap_ref(
 ) -> bool:
     """Move ``ref`` from ``old`` to ``new`` only if it still points at ``old``. Returns False when
     it moved meanwhile (the caller rebuilds on the new tip) or its lock is held (contention)."""
-    ref_path = git_dir / ref
-    lock_path = ref_path.with_name(ref_path.name + ".lock")
-    ref_path.parent.mkdir(parents=True, exist_ok=True)
+    ref_path = f"{git_dir}/{ref}"  # strings: this runs for every batch
+    lock_path = ref_path + ".lock"
     try:
-        if spares is not None:
-            fd = spares.create_exclusive(lock_path)
-        else:
-            fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = _create_lock(lock_path, spares)
+    except FileNotFoundError:  # a first ref in a new folder (refs/tags/snapshot/, say)
+        os.makedirs(os.path.dirname(ref_path), exist_ok=True)
+        fd = _create_lock(lock_path, spares)
     except FileExistsError:
         return False
     try:
@@ -99,16 +98,30 @@ def compare_and_swap_ref(
             os.unlink(lock_path)
         raise
     if durable:
-        fsync_dir(ref_path.parent)
+        fsync_dir(Path(os.path.dirname(ref_path)))
     return True
 
 
+def _create_lock(lock_path: str, spares: SpareFiles | None) -> int:
+    """The ref's lock file, created exclusively (FileExistsError when another writer holds it)."""
+    if spares is not None:
+        return spares.create_exclusive(lock_path)
+    return os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+
 def _append_reflog(git_dir: Path, ref: str, old: str, new: str, identity: str, message: str) -> None:
-    log = git_dir / "logs" / ref
-    log.parent.mkdir(parents=True, exist_ok=True)
+    log = f"{git_dir}/logs/{ref}"
     first = message.splitlines()[0] if message else ""
-    with open(log, "ab") as fh:
-        fh.write(f"{old} {new} {identity}\t{first}\n".encode())
+    line = f"{old} {new} {identity}\t{first}\n".encode()
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_lock(git_dir: Path, ref: str) -> bool:

@@ -142,7 +142,7 @@ class WorkTree:
         or the new ones, never a torn file. The temp file is a spare made ahead (see spare.py),
         else one created beside the target. Durability comes from the engine's filesystem sync
         after the batch, not from one fsync per file."""
-        target = str(self.resolver.resolve(rel))
+        target = self.resolver.resolve_text(rel)
         folder, _, name = target.rpartition("/")
         if not os.path.isdir(folder):
             self._make_parents(rel)
@@ -211,7 +211,7 @@ class WorkTree:
 
     def stat(self, rel: str) -> os.stat_result | None:
         try:
-            return os.lstat(self.resolver.resolve(rel))
+            return os.lstat(self.resolver.resolve_text(rel))
         except FileNotFoundError:
             return None
 
