@@ -6,6 +6,7 @@ id can never smuggle a separator or ``..`` into a location.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "MISSIONS_DIR",
     "META",
     "MissionPaths",
+    "mission_paths",
     "model_for_path",
     "skeleton",
     "zone_of",
@@ -63,6 +65,13 @@ class MissionPaths:
 
     def archive(self, date: str) -> str:
         return join(self.archives_dir, f"journal.{date}.jsonl")
+
+
+@functools.lru_cache(maxsize=4096)
+def mission_paths(mission_id: str) -> MissionPaths:
+    """:class:`MissionPaths`, remembered: every mission operation names them, each name checked
+    by the path rules, and a mission's file names never change (an invalid id raises, uncached)."""
+    return MissionPaths(mission_id)
 
 
 _MISSION_FILE_MODELS: dict[str, type[BaseModel]] = {

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from ..clock import Clock, iso
 from ..config import LimitsConfig
 from ..domain.envelope import Caller
-from ..domain.layout import MissionPaths
+from ..domain.layout import MissionPaths, mission_paths
 from ..errors import MissionNotFound
 from ..ids import new_id
 from .engine import WriteOutcome
@@ -64,7 +64,7 @@ class OpSpec:
 
 
 def require_mission(view: TreeView, mission_id: str) -> MissionPaths:
-    paths = MissionPaths(mission_id)
+    paths = mission_paths(mission_id)
     if not view.exists(paths.meta):
         raise MissionNotFound(
             f"mission {mission_id!r} does not exist; create it with HCM_CREATE_MISSION",
