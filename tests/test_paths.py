@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arka_git_hcm import paths
+from arka_git_hcm.domain.layout import MissionPaths, mission_paths
 from arka_git_hcm.errors import InvalidPayload, UnsafePath
 from arka_git_hcm.paths import PathResolver, check_relative, find_fold_collision, fold_key, join, split
 
@@ -461,3 +462,13 @@ def test_every_pair_of_interesting_components(tree: Path) -> None:
 def test_module_surface() -> None:
     for name in ("PathResolver", "check_relative", "find_fold_collision", "fold_key", "join", "split"):
         assert name in paths.__all__
+
+
+def test_mission_paths_are_remembered_and_bad_ids_refused_every_time() -> None:
+    first = mission_paths("acme-audit")
+    assert mission_paths("acme-audit") is first
+    assert vars(first) == vars(MissionPaths("acme-audit"))
+    assert first.journal == "state/missions/acme-audit/journal.jsonl"
+    for _ in range(2):  # a refusal is not remembered as an answer
+        with pytest.raises(InvalidPayload):
+            mission_paths("../etc")
