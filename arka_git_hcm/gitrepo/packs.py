@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..spare import SpareFiles
 from .rawtree import stored_zlib_stream
+from .refs import fsync_dir as fsync_path  # opens read-only and fsyncs: files and folders alike
 
 __all__ = [
     "KIND_CODES",
@@ -300,17 +301,8 @@ def _index_bytes(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> byte
 
 def sync_pack(pack_dir: Path, name: str) -> None:
     """fsync a pack, its index and the pack folder: the pack survives a power cut from now on."""
-    for suffix in (".pack", ".idx"):
-        fd = os.open(pack_dir / f"{name}{suffix}", os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fd = os.open(pack_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    for path in (pack_dir / f"{name}.pack", pack_dir / f"{name}.idx", pack_dir):
+        fsync_path(path)  # the folder last: it holds their names
 
 
 def remove_pack(pack_dir: Path, name: str) -> None:

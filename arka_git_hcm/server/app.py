@@ -303,7 +303,6 @@ class ExecuteFastPath:
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        self.state = app.state
         self._endpoint = next(
             r.endpoint for r in app.routes if isinstance(r, APIRoute) and r.path == EXECUTE_PATH
         )
