@@ -229,6 +229,8 @@ def test_log_filters_by_date_and_refuses_a_date_it_cannot_read(client: Path) -> 
     assert [c["op"] for c in json.loads(listed.output)["commits"]] == ["HCM_CREATE_MISSION", "HCM_INIT"]
     future = run("--client", str(client), "log", "--since", "2999-01-01T00:00:00Z", "--json")
     assert json.loads(future.output)["commits"] == []
+    said = run("--client", str(client), "log", "--since", "2999-01-01")
+    assert said.exit_code == 0 and said.output.strip() == "no commits"
     bad = CliRunner().invoke(main, ["--client", str(client), "log", "--since", "yesterday"])
     assert bad.exit_code == 2  # a usage error, caught before the store opens
     assert "'yesterday' is not an ISO date/time" in bad.output and "2026-11-01" in bad.output
@@ -240,10 +242,11 @@ def test_without_a_folder_named_the_message_says_how_to_name_one(
     for name in ("ARKA_HCM_PATH", "ARKA_CONFIG_PATH", "ARKA_LOG_PATH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, ["gc", "--dry-run"])  # defaults: the container's /hcm
-    assert result.exit_code == 6
-    assert "--client ./arka-client" in result.output
-    assert "init / " not in result.output  # never suggests creating an HCM at the root
+    for command in (["gc", "--dry-run"], ["verify"], ["status"]):  # defaults: the container's /hcm
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 6, command
+        assert "--client ./arka-client" in result.output, command
+        assert "init / " not in result.output  # never suggests creating an HCM at the root
 
 
 def test_global_options_override_the_environment(client: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -381,6 +381,9 @@ def test_list_missions_and_its_filters(store: HcmStore) -> None:
     by_client = ok(store, "HCM_LIST_MISSIONS", {"filters": {"client_id": "acme"}})["data"]["missions"]
     assert [r["mission_id"] for r in by_client] == ["m1"]
     assert ok(store, "HCM_LIST_MISSIONS", {"filters": {"client_id": "nobody"}})["data"]["missions"] == []
+    # a status no mission can have is a mistake to report, not an empty answer
+    bad = store.execute(envelope("HCM_LIST_MISSIONS", {"filters": {"status": "active"}}, AGENT))
+    assert bad["error"]["code"] == "INVALID_PAYLOAD" and "in_progress" in bad["error"]["message"]
 
 
 # --- HCM_APPEND_JOURNAL ----------------------------------------------------------------------------

@@ -339,3 +339,16 @@ def test_a_damaged_hcm_serves_health_and_says_read_only(tmp_path: Path) -> None:
         assert answer.status_code == 503 and answer.json()["error"]["code"] == "READ_ONLY"
     finally:
         server.stop()
+
+
+def test_a_port_in_use_is_a_configuration_error_that_says_so(tmp_path: Path) -> None:
+    client = tmp_path / "client"
+    made = subprocess.run([*CLI, "init", str(client), "--tenant-id", "acme"], capture_output=True)
+    assert made.returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = cli(client, "serve", "--host", "127.0.0.1", "--port", str(port))
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert f"could not start on 127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr

@@ -49,6 +49,8 @@ def log_(
     data = run_operation(obj, "HCM_HISTORY", payload)["data"]
 
     def human() -> None:
+        if not data["commits"]:
+            click.echo("no commits")
         for c in data["commits"]:
             click.echo(
                 f"{c['revision'][:12]}  {c['time']}  {c['op'] or '-':<24}  {c['caller']:<24}  {c['summary']}"

@@ -38,6 +38,10 @@ def serve(obj: Context, host: str | None, port: int | None, workers: int | None)
     )
 
 
+class _CannotStart(click.ClickException):
+    exit_code = 2  # a configuration error (the README's exit codes), not "verify found damage"
+
+
 def run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
     """uvicorn, given the app as an import string (workers re-import it; the CLI never imports the
     server). With several workers uvicorn binds the listening socket itself with protocol 0, so
@@ -72,8 +76,8 @@ def run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
     except SystemExit as exc:
         if exc.code not in (0, None):
             # uvicorn exits 3 (or 1) when it cannot start; its log line above says why
-            raise click.ClickException(
-                f"the server could not start on {host}:{port} (port in use?)"
+            raise _CannotStart(
+                f"the server could not start on {host}:{port} (port in use? choose another with --port)"
             ) from None
         raise
 

@@ -14,7 +14,7 @@ from ..config import load_settings
 from ..errors import HcmError, InvalidPayload, error_for_code
 from ..jsonio import parse_json
 from ..services.init import init_hcm
-from ..services.store import HcmStore, error_response
+from ..services.store import HcmStore, error_response, init_hint
 from ..services.verify import Finding, verify_hcm
 from . import Context, emit, main, pass_context
 
@@ -258,7 +258,7 @@ def verify(obj: Context, no_fsck: bool, as_json: bool) -> None:
     """
     hcm = Path(obj.settings.hcm_path)
     if not (hcm / ".git").is_dir():
-        raise error_for_code("NOT_FOUND")(f"no HCM repository at {hcm}; run `arka-hcm init` first")
+        raise error_for_code("NOT_FOUND")(f"no HCM repository at {hcm}; {init_hint(hcm)}")
     with click.progressbar(
         length=1, label="verifying", file=sys.stderr, hidden=as_json or not sys.stderr.isatty()
     ) as bar:

@@ -13,7 +13,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from ..errors import InvalidPayload
 from ..ids import is_valid_id, validate_request_id
-from .models import ActionStatus, ActorType, Confidence, DecisionStatus, EntryType, Health, Priority
+from .models import (
+    ActionStatus,
+    ActorType,
+    Confidence,
+    DecisionStatus,
+    EntryType,
+    Health,
+    MissionStatusValue,
+    Priority,
+)
 
 __all__ = [
     "Caller",
@@ -126,7 +135,7 @@ class GetMissionContext(_MissionScoped, _At):
 
 
 class MissionFilters(_Payload):
-    status: str | None = None
+    status: MissionStatusValue | None = None  # a value no mission can have is an error, not []
     client_id: str | None = None
 
 

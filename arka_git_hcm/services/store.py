@@ -38,7 +38,7 @@ from .ops_rollback import ROLLBACK_OPS
 from .ops_team_docs import TEAM_DOC_OPS
 from .views import TreeView
 
-__all__ = ["OPERATIONS", "HcmStore", "error_response", "ok_response"]
+__all__ = ["OPERATIONS", "HcmStore", "error_response", "init_hint", "ok_response"]
 
 log = logging.getLogger("arka_git_hcm.store")
 
@@ -74,7 +74,7 @@ def ok_response(envelope: Envelope, data: dict[str, Any], revision: str | None) 
     }
 
 
-def _init_hint(hcm_path: Path) -> str:
+def init_hint(hcm_path: Path) -> str:
     """How to create the HCM that was expected at ``hcm_path`` (a client folder's hcm/, or flat)."""
     if hcm_path.parent == Path(hcm_path.anchor):
         # /hcm: the container's default, so outside a container no folder was named at all
@@ -141,7 +141,7 @@ class HcmStore:
         git_dir = Path(settings.hcm_path) / ".git"
         if not git_dir.is_dir():
             raise NotFound(
-                f"no HCM repository at {settings.hcm_path}; {_init_hint(settings.hcm_path)}",
+                f"no HCM repository at {settings.hcm_path}; {init_hint(settings.hcm_path)}",
                 {"path": str(settings.hcm_path)},
             )
         repo = GitRepo(settings.hcm_path)
@@ -150,13 +150,13 @@ class HcmStore:
             # Some other git repository: never install hooks or state in it.
             raise NotFound(
                 f"{settings.hcm_path} is a git repository but not an HCM (no meta.json on its branch); "
-                f"point --hcm/--client at an HCM, or {_init_hint(settings.hcm_path)} in another folder",
+                f"point --hcm/--client at an HCM, or {init_hint(settings.hcm_path)} in another folder",
                 {"path": str(settings.hcm_path)},
             )
         if head is None:
             raise NotFound(
                 f"{settings.hcm_path} holds a git repository with no commit, not an HCM; "
-                f"{_init_hint(settings.hcm_path)}",
+                f"{init_hint(settings.hcm_path)}",
                 {"path": str(settings.hcm_path)},
             )
         store = cls(settings, repo, clock or SystemClock(), id_token)
