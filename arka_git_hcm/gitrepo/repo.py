@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,20 +203,19 @@ class GitRepo:
         """Write every pending object as one pack (no fsync: the caller syncs); its name."""
         if not self._pending:
             return None
-        with self._pack_lock:
-            items = list(self._pending.items())
-            if not items:
+        with self._pack_lock:  # _put takes it too: every pending object goes in this pack
+            objects = [(oid, *entry) for oid, entry in self._pending.items()]
+            if not objects:
                 return None
             try:
-                name = packs.write_pack(self.pack_dir, [(oid, *entry) for oid, entry in items], self.spares)
+                name = packs.write_pack(self.pack_dir, objects, self.spares)
             except OSError as exc:
                 raise from_os_error(exc, "writing a pack of new objects") from None
-            for oid, entry in items:
-                del self._pending[oid]
-                self._pending_bytes -= len(entry[1])
+            size, self._pending_bytes = self._pending_bytes, 0
+            self._pending.clear()
             self.packs_written += 1
-            if self._own_bytes + (size := sum(len(e[1]) for _, e in items)) <= OWN_PACK_BYTES_KEPT:
-                self._own_packs.append((name, [(oid, *entry) for oid, entry in items]))
+            if self._own_bytes + size <= OWN_PACK_BYTES_KEPT:
+                self._own_packs.append((name, objects))
                 self._own_bytes += size
             return name
 
@@ -249,13 +248,15 @@ class GitRepo:
                         packs.remove_pack(self.pack_dir, old)
             except OSError as exc:
                 raise from_os_error(exc, "folding small packs") from None
-        self._forget_own_packs({old for old, _held in folding})
+        folded = {old for old, _held in folding}
+        self._keep_own_packs(lambda name: name not in folded)
         self.announce_repack()
         return len(folding)
 
-    def _forget_own_packs(self, gone: set[str]) -> None:
+    def _keep_own_packs(self, keep: Callable[[str], bool]) -> None:
+        """Forget the objects of own packs no longer to fold (folded, or gone in a git repack)."""
         with self._pack_lock:
-            self._own_packs = [item for item in self._own_packs if item[0] not in gone]
+            self._own_packs = [item for item in self._own_packs if keep(item[0])]
             self._own_bytes = sum(len(e[2]) for _n, held in self._own_packs for e in held)
 
     def repack(self) -> None:
@@ -268,7 +269,7 @@ class GitRepo:
         except subprocess.TimeoutExpired as exc:
             raise IoError(f"git repack took too long: {exc}") from None
         present = set(packs.pack_names(self.pack_dir))
-        self._forget_own_packs({name for name, _held in self._own_packs if name not in present})
+        self._keep_own_packs(present.__contains__)
         self.announce_repack()
 
     def announce_repack(self) -> None:
