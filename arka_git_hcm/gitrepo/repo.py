@@ -186,10 +186,14 @@ class GitRepo:
         return refs.remove_stale_lock(self.git_dir, ref)
 
     # --- objects --------------------------------------------------------------------------
-    def _put(self, code: int, kind: bytes, data: bytes, base: bytes | None = None) -> bytes:
+    def _put(
+        self, code: int, kind: bytes, data: bytes, base: bytes | None = None, oid: bytes | None = None
+    ) -> bytes:
         """Keep a new object pending (written by the next flush); returns its id. ``base``: an
-        object it differs little from (stored as a delta of it if both go in the same pack)."""
-        oid = packs.object_id(kind, data)
+        object it differs little from (stored as a delta of it if both go in the same pack).
+        ``oid``: the object's id when the caller has hashed it already."""
+        if oid is None:
+            oid = packs.object_id(kind, data)
         with self._pack_lock:  # a reader thread may be flushing (see _visible)
             if oid not in self._pending:
                 self._pending[oid] = (code, data, base)
@@ -512,7 +516,7 @@ class GitRepo:
         new_tree = tree.with_changes(entry_changes)
         if not new_tree.data:
             return None
-        oid = self._put(_TREE, b"tree", bytes(new_tree.data), tree_oid)
+        oid = self._put(_TREE, b"tree", bytes(new_tree.data), tree_oid, new_tree.object_id())
         self._trees.put(oid, new_tree)
         return oid
 
