@@ -12,7 +12,9 @@ as the contract lays them out, plus ~1% stable/ and domain/ documents), in one r
 - where the time of one durable write goes (timers wrapped around the engine's steps);
 - checks: one commit per acknowledged write, ``git status`` clean when idle.
 
-Rounds are interleaved (full, fast, git, full, fast, git, ...) because this machine is noisy.
+Every HCM is built first, then the rounds take turns: in each, every size in turn runs full, fast
+and git (1k, 10k, 100k, then again): this machine's speed drifts over minutes, and sizes measured
+at different times would compare the host with itself.
 
     .venv/bin/python bench/bench_store.py                       # 1k, 10k, 100k (a few minutes)
     .venv/bin/python bench/bench_store.py --sizes 1000,10000 --ops 200 --json out.json
@@ -358,41 +360,47 @@ def measure_tree_floor(folder: Path, tree_bytes: int, samples: int = 100) -> dic
 # --- one size ----------------------------------------------------------------------------------
 
 
-def bench_size(size: int, args: argparse.Namespace, workdir: Path, log: Any) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix=f"size{size}-", dir=workdir))
-    env = hermetic_env(root / "home")
-    (root / "home").mkdir()
-    info: dict[str, Any] = {"size": size, "loadavg_start": loadavg()}
-    try:
-        client = root / "store"
+class SizeRun:
+    """One size's HCM (and its plain-git copy) and what was measured on it so far."""
+
+    def __init__(self, size: int, args: argparse.Namespace, workdir: Path, log: Any) -> None:
+        self.size, self.args, self.log = size, args, log
+        self.root = Path(tempfile.mkdtemp(prefix=f"size{size}-", dir=workdir))
+        self.env = hermetic_env(self.root / "home")
+        (self.root / "home").mkdir()
+        self.client = self.root / "store"
+        self.git_hcm = self.root / "git-copy"
+        self.info: dict[str, Any] = {"size": size, "loadavg_start": loadavg()}
+        self.rng = random.Random(size)
+        self.full = Measure(size, "store, durability full", 0, 0.0)
+        self.fast = Measure(size, "store, durability fast", 0, 0.0)
+        self.base = Measure(size, "plain git (add + commit)", 0, 0.0)
+        self.acked = 0
+        self.missions: list[str] = []
+
+    def prepare(self) -> None:
+        size, args, log, info = self.size, self.args, self.log, self.info
         timer = Timer()
-        shape = build_client_fast(client, size, env, mission_files=args.mission_files)
+        shape = build_client_fast(self.client, size, self.env, mission_files=args.mission_files)
+        self.missions = shape.missions
         info.update(
             files=shape.files,
             missions=len(shape.missions),
             documents=shape.documents,
             build_s=round(timer(), 2),
         )
-        entries, tree_bytes = tree_entries_and_bytes(client / "hcm", "state/missions")
+        entries, tree_bytes = tree_entries_and_bytes(self.client / "hcm", "state/missions")
         info.update(missions_tree_entries=entries, missions_tree_bytes=tree_bytes)
         log(
             f"[{size}] built {shape.files} files ({len(shape.missions)} missions, state/missions tree: "
             f"{entries} entries, {tree_bytes / 1024:.0f} KiB) in {info['build_s']} s"
         )
-        info["tree_floor"] = measure_tree_floor(root / "floor", tree_bytes)
-        log(
-            f"[{size}] that tree's bytes written and fsynced: {info['tree_floor']['write_sync_ms']:.2f} ms, "
-            f"one SHA-1 of them: {info['tree_floor']['sha1_ms']:.2f} ms (p50)"
-        )
-
         timer = Timer()
-        git_hcm = root / "git-copy"
-        subprocess.run(["cp", "-a", str(client / "hcm"), str(git_hcm)], check=True)
-        git(git_hcm, env, "update-index", "-q", "--refresh")
+        subprocess.run(["cp", "-a", str(self.client / "hcm"), str(self.git_hcm)], check=True)
+        git(self.git_hcm, self.env, "update-index", "-q", "--refresh")
         info["git_copy_s"] = round(timer(), 2)
-
         if size <= args.adopt_max:
-            adopt_client = root / "adopt"
+            adopt_client = self.root / "adopt"
             timer = Timer()
             write_hcm_folder(adopt_client / "hcm", size, mission_files=args.mission_files)
             written = timer()
@@ -404,57 +412,54 @@ def bench_size(size: int, args: argparse.Namespace, workdir: Path, log: Any) -> 
                 f"(writing the files: {written:.1f} s)"
             )
             remove_tree(adopt_client)
+        self.objects_before = dir_bytes(self.client / "hcm" / ".git" / "objects")
 
-        objects_before = dir_bytes(client / "hcm" / ".git" / "objects")
-        rng = random.Random(size)
-        full = Measure(size, "store, durability full", 0, 0.0)
-        fast = Measure(size, "store, durability fast", 0, 0.0)
-        base = Measure(size, "plain git (add + commit)", 0, 0.0)
-        acked = 0
-        per_round = max(1, args.ops // args.rounds)
-        git_per_round = max(1, args.git_ops // args.rounds)
-        git_budget = args.git_budget / args.rounds
-        for rnd in range(args.rounds):
-            for durability, measure in (("full", full), ("fast", fast)):
-                writer = StoreWriter(client, durability, shape.missions, rng)
-                try:
-                    for n in range(WARMUP_WRITES):
-                        writer.write(f"warm-{durability}-{rnd}-{n}", n)
-                    run_writes(writer, measure, f"{durability}-{rnd}", per_round)
-                finally:
-                    writer.close()
-                    acked += writer.acked
-            gw = GitWriter(git_hcm, env, shape.missions, rng)
-            gw.write(f"git-warm-{rnd}", 0)
-            run_writes(gw, base, f"git-{rnd}", git_per_round, git_budget)
-            log(
-                f"[{size}] round {rnd + 1}/{args.rounds}: full {full.ops_per_s:.0f}/s, "
-                f"fast {fast.ops_per_s:.0f}/s, git {base.ops_per_s:.1f}/s"
-            )
+    def round(self, rnd: int) -> None:
+        """One round: store writes (full, then fast), then the git baseline."""
+        args = self.args
+        for durability, measure in (("full", self.full), ("fast", self.fast)):
+            writer = StoreWriter(self.client, durability, self.missions, self.rng)
+            try:
+                for n in range(WARMUP_WRITES):
+                    writer.write(f"warm-{durability}-{rnd}-{n}", n)
+                run_writes(writer, measure, f"{durability}-{rnd}", max(1, args.ops // args.rounds))
+            finally:
+                writer.close()
+                self.acked += writer.acked
+        gw = GitWriter(self.git_hcm, self.env, self.missions, self.rng)
+        gw.write(f"git-warm-{rnd}", 0)
+        run_writes(
+            gw, self.base, f"git-{rnd}", max(1, args.git_ops // args.rounds), args.git_budget / args.rounds
+        )
+        self.log(
+            f"[{self.size}] round {rnd + 1}/{args.rounds}: full {self.full.ops_per_s:.0f}/s, "
+            f"fast {self.fast.ops_per_s:.0f}/s, git {self.base.ops_per_s:.1f}/s"
+        )
+
+    def finish(self) -> dict[str, Any]:
+        size, args, info, log = self.size, self.args, self.info, self.log
+        full, fast, base = self.full, self.fast, self.base
         if base.count < full.count:
             base.note = f"{base.count} ops, time budget {args.git_budget:.0f} s"
         for m in (full, fast, base):
             m.ratio = m.ops_per_s / base.ops_per_s if base.ops_per_s else None
-
-        context = measure_context(client, shape.missions, args.context_reads)
+        context = measure_context(self.client, self.missions, args.context_reads)
         context.size = size
-
         breakdown, profile_text, bd_acked = [], None, 0
         if args.breakdown_ops:
             breakdown, profile_text, bd_acked = measure_breakdown(
-                client, "full", shape.missions, args.breakdown_ops, args.profile
+                self.client, "full", self.missions, args.breakdown_ops, args.profile
             )
-        acked += bd_acked
-
-        commits = commit_count(client / "hcm", env)
-        status = git(client / "hcm", env, "status", "--porcelain", "--untracked-files=all")
-        objects_after = dir_bytes(client / "hcm" / ".git" / "objects")
+        acked = self.acked + bd_acked
+        commits = commit_count(self.client / "hcm", self.env)
+        status = git(self.client / "hcm", self.env, "status", "--porcelain", "--untracked-files=all")
+        objects_after = dir_bytes(self.client / "hcm" / ".git" / "objects")
         info.update(
             commits=commits,
             acked_writes=acked,
             one_commit_per_write=commits == 1 + acked,
             git_status_clean=status == "",
-            objects_kib_per_commit=round((objects_after - objects_before) / 1024 / max(acked, 1), 1),
+            objects_kib_per_commit=round((objects_after - self.objects_before) / 1024 / max(acked, 1), 1),
         )
         log(
             f"[{size}] checks: {commits} commits for 1 + {acked} acknowledged writes; git status "
@@ -466,11 +471,52 @@ def bench_size(size: int, args: argparse.Namespace, workdir: Path, log: Any) -> 
         info["breakdown"] = breakdown
         info["profile"] = profile_text
         return info
-    finally:
-        if args.keep:
-            log(f"[{size}] kept {root}")
+
+    def floor(self) -> None:
+        """The tree's bytes alone, measured between rounds (see measure_tree_floor)."""
+        samples = measure_tree_floor(self.root / "floor", self.info["missions_tree_bytes"], samples=30)
+        kept = self.info.setdefault("floor_samples", [])
+        kept.append(samples)
+
+    def summarize_floor(self) -> None:
+        samples = self.info.pop("floor_samples", [])
+        if samples:
+            self.info["tree_floor"] = {
+                key: statistics.median(s[key] for s in samples) for key in ("write_sync_ms", "sha1_ms")
+            }
+
+    def remove(self) -> None:
+        if self.args.keep:
+            self.log(f"[{self.size}] kept {self.root}")
         else:
-            remove_tree(root)
+            remove_tree(self.root)
+
+
+def bench_sizes(sizes: list[int], args: argparse.Namespace, workdir: Path, log: Any) -> list[dict[str, Any]]:
+    """Build every size's HCM, then run the rounds size after size in turn (round 1 of every
+    size, then round 2, ...): this host's speed drifts over minutes, and comparing sizes
+    measured at different times would mostly compare the host with itself."""
+    runs = [SizeRun(size, args, workdir, log) for size in sizes]
+    try:
+        for run in runs:
+            run.prepare()
+        for rnd in range(args.rounds):
+            for run in runs:
+                run.floor()
+                run.round(rnd)
+        results = []
+        for run in runs:
+            run.summarize_floor()
+            floor = run.info["tree_floor"]
+            log(
+                f"[{run.size}] the state/missions tree's bytes written and fsynced: "
+                f"{floor['write_sync_ms']:.2f} ms, one SHA-1 of them: {floor['sha1_ms']:.2f} ms (p50)"
+            )
+            results.append(run.finish())
+        return results
+    finally:
+        for run in runs:
+            run.remove()
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -553,8 +599,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, meta: dict[s
             else f" (the 5 every mission has + {args.mission_files - 5} of history)"
         )
         + f". Sequential, one thread. {args.ops} writes per store method and size in {args.rounds} "
-        "interleaved "
-        f"rounds (+{WARMUP_WRITES} unmeasured warm-up writes per store open); git baseline up to "
+        "rounds, each running every size and method in turn "
+        f"(+{WARMUP_WRITES} unmeasured warm-up writes per store open); git baseline up to "
         f"{args.git_ops} writes within {args.git_budget:.0f} s per size; {args.context_reads} context "
         "reads on random missions. Store settings: defaults except durability"
         + (
@@ -637,7 +683,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated file counts")
     parser.add_argument("--ops", type=int, default=300, help="measured writes per store method and size")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per size")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds; in each, every size runs every method in turn"
+    )
     parser.add_argument("--git-ops", type=int, default=None, help="git baseline writes per size [= --ops]")
     parser.add_argument("--git-budget", type=float, default=45.0, help="seconds of git baseline per size")
     parser.add_argument("--context-reads", type=int, default=1000)
@@ -688,8 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = machine_info()
     results = []
     try:
-        for size in sizes:
-            results.append(bench_size(size, args, workdir, log))
+        results = bench_sizes(sizes, args, workdir, log)
     finally:
         if not args.keep:
             remove_tree(workdir)
