@@ -201,6 +201,7 @@ def _first_wide_tree(
     written first in a pack of as many objects, every block the two share is not hashed again:
     the checksums are taken on from the states kept after the last shared block (a state
     depends only on the bytes before it, all compared equal here)."""
+    data = bytes(data)  # kept and compared later: never a buffer its owner may change (no copy for bytes)
     prefix = head + _entry_header(_TREE, len(data)) + b"\x78\x01"  # zlib: deflate, no dictionary
     view = memoryview(data)
     blocks = [view[at : at + _STORED_BLOCK] for at in range(0, len(data), _STORED_BLOCK)]
@@ -211,6 +212,8 @@ def _first_wide_tree(
     shared = 0
     with _stream_points_lock:
         known = _stream_points.get(base) if base is not None else None
+        if known is not None:
+            _stream_points.move_to_end(base)  # type: ignore[arg-type]
     if known is not None and known.prefix == prefix and len(known.data) == len(data):
         old = known.data
         while shared < len(known.points):
