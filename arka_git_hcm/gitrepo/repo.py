@@ -516,7 +516,9 @@ class GitRepo:
         new_tree = tree.with_changes(entry_changes)
         if not new_tree.data:
             return None
-        oid = self._put(_TREE, b"tree", bytes(new_tree.data), tree_oid, new_tree.object_id())
+        unchanged = new_tree is tree and tree_oid is not None  # nothing to hash: its id is known
+        known = tree_oid if unchanged else new_tree.object_id()
+        oid = self._put(_TREE, b"tree", bytes(new_tree.data), tree_oid, known)
         self._trees.put(oid, new_tree)
         return oid
 
