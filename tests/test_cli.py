@@ -171,6 +171,8 @@ def test_missions_list_and_show_human_and_json(client: Path) -> None:
     run("--client", str(client), "exec", stdin=CREATE)
     human = run("--client", str(client), "missions", "list")
     assert "m1" in human.output and "planned" in human.output and "Audit" in human.output
+    header, row = human.output.splitlines()[:2]
+    assert header.index("STATUS") == row.index("planned")  # ids shorter than the header stay aligned
     data = json.loads(run("--client", str(client), "missions", "list", "--json").output)
     assert data["missions"][0]["mission_id"] == "m1"
     shown = run("--client", str(client), "missions", "show", "m1")

@@ -187,7 +187,7 @@ def missions_list(obj: Context, status: str | None, client_id: str | None, as_js
         if not rows:
             click.echo("no missions")
             return
-        width = max(len(r["mission_id"]) for r in rows)
+        width = max(len("MISSION"), *(len(r["mission_id"]) for r in rows))
         click.echo(f"{'MISSION':<{width}}  {'STATUS':<11}  {'PHASE':<12}  {'HEALTH':<8}  TITLE")
         for r in rows:
             click.echo(
