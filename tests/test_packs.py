@@ -690,7 +690,7 @@ def test_a_ref_in_a_folder_that_does_not_exist_yet_is_created_with_its_reflog(tm
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
-    entries=st.integers(2_000, 9_000),
+    entries=st.integers(7_800, 20_000),  # 265-680 KB: trees whose checksums are taken on
     steps=st.lists(
         st.sampled_from(["splice", "splice", "splice", "two", "insert", "fewer"]), min_size=2, max_size=6
     ),

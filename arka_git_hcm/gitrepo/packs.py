@@ -10,8 +10,8 @@ wide tree changed by one entry: a few dozen bytes instead of 680 KB). The format
 v2 with a v2 index (byte-identical to what `git index-pack` computes, tested), so git, libgit2
 and dulwich read them like any other pack; `git fsck --strict` checks them in the tests.
 
-Wide trees go first in a pack, and the running checksums after each of a wide tree's stored
-blocks (the pack's SHA-1, the entry's CRC-32, the stream's Adler-32) are kept: the next batch's
+Very wide trees (256 KiB and more) go first in a pack, and the running checksums after each of
+their stored blocks (the pack's SHA-1, the entry's CRC-32, the stream's Adler-32) are kept: the next batch's
 pack starts with the next version of that tree, byte for byte the same up to its changed entry,
 so its checksums are taken on from the last block the two share (half the tree on average).
 
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..spare import SpareFiles
-from .rawtree import stored_zlib_stream
+from .rawtree import RESUMABLE_MIN, stored_zlib_stream
 from .refs import fsync_dir as fsync_path  # opens read-only and fsyncs: files and folders alike
 
 __all__ = [
@@ -190,7 +190,8 @@ def _copy(out: bytearray, offset: int, size: int) -> None:
 
 
 def _is_wide_tree(obj: tuple[bytes, int, bytes, bytes | None]) -> bool:
-    return obj[1] == _TREE and len(obj[2]) >= _SMALL
+    """A tree wide enough for its checksums to be taken on (see rawtree.RESUMABLE_MIN)."""
+    return obj[1] == _TREE and len(obj[2]) >= RESUMABLE_MIN
 
 
 def _first_wide_tree(

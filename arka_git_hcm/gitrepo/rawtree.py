@@ -9,9 +9,10 @@ changed) is a 20-byte splice, hashed with hashlib and packed (packs.py) as a zli
 stored blocks (tree ids do not compress anyway). The bytes are exactly git's tree format, so the
 object ids equal those git and libgit2 compute; `git fsck --strict` checks them in the tests.
 
-A wide tree's id is hashed in strides, and the SHA-1 state after each stride is kept: a tree
-spliced from it shares every byte before its first change (and the header: the length is the
-same), so its id is hashed on from the last shared stride, half the tree on average.
+A very wide tree's id (256 KiB and more: 7,500 missions and more) is hashed in strides, and the
+SHA-1 state after each stride is kept: a tree spliced from it shares every byte before its first
+change (and the header: the length is the same), so its id is hashed on from the last shared
+stride, half the tree on average.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ MODE_TREE = b"40000"
 MODE_BLOB = b"100644"
 _SMALL = 64 * 1024
 _STORED_BLOCK = 65535
-HASH_STRIDE = 16 * 1024  # a wide tree's id is hashed in strides of this many bytes
+HASH_STRIDE = 64 * 1024  # a wide tree's id is hashed in strides of this many bytes
+# Trees at least this wide keep hashing checkpoints. Each stride is one hashlib call that
+# releases the GIL, and a server's committer thread that releases it waits to get it back from
+# the event loop: below this width one whole hash costs less than the waits (measured over HTTP
+# at 10k files, where the missions tree is 68 KB: 15% fewer writes/s with 16 KiB strides).
+RESUMABLE_MIN = 256 * 1024
 
 
 class RawTree:
@@ -52,8 +58,10 @@ class RawTree:
         that built it: a wide tree keeps its hashing checkpoints for the trees spliced from it."""
         data = self.data
         header = b"tree %d\0" % len(data)
-        if len(data) < _SMALL:
-            return hashlib.sha1(header + data).digest()
+        if len(data) < RESUMABLE_MIN:
+            whole = hashlib.sha1(header)
+            whole.update(data)  # one call: no copy of the bytes, one release of the GIL
+            return whole.digest()
         kept: list[hashlib._Hash] = []
         if self._resume is not None:
             points, first_change = self._resume
