@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..spare import SpareFiles
-from .rawtree import RESUMABLE_MIN, stored_zlib_stream
+from .rawtree import RESUMABLE_MIN, stored_blocks, stored_zlib_stream
 from .refs import fsync_dir as fsync_path  # opens read-only and fsyncs: files and folders alike
 
 __all__ = [
@@ -204,12 +204,9 @@ def _first_wide_tree(
     depends only on the bytes before it, all compared equal here)."""
     data = bytes(data)  # kept and compared later: never a buffer its owner may change (no copy for bytes)
     prefix = head + _entry_header(_TREE, len(data)) + b"\x78\x01"  # zlib: deflate, no dictionary
-    view = memoryview(data)
-    blocks = [view[at : at + _STORED_BLOCK] for at in range(0, len(data), _STORED_BLOCK)]
-    headers = [
-        struct.pack("<BHH", i == len(blocks) - 1, len(block), len(block) ^ 0xFFFF)
-        for i, block in enumerate(blocks)
-    ]
+    pairs = stored_blocks(data)
+    headers = [header for header, _block in pairs]
+    blocks = [block for _header, block in pairs]
     shared = 0
     with _stream_points_lock:
         known = _stream_points.get(base) if base is not None else None
@@ -245,7 +242,7 @@ def _first_wide_tree(
     digest.update(trailer)
     crc = zlib.crc32(trailer, crc)
     parts: list[bytes | memoryview] = [prefix[len(head) :]]
-    for header, block in zip(headers, blocks, strict=True):
+    for header, block in pairs:
         parts += (header, block)
     parts.append(trailer)
     return parts, crc, digest

@@ -23,7 +23,15 @@ import threading
 import zlib
 from collections import OrderedDict
 
-__all__ = ["EMPTY_TREE", "MODE_BLOB", "MODE_TREE", "RawTree", "RawTreeCache", "stored_zlib_stream"]
+__all__ = [
+    "EMPTY_TREE",
+    "MODE_BLOB",
+    "MODE_TREE",
+    "RawTree",
+    "RawTreeCache",
+    "stored_blocks",
+    "stored_zlib_stream",
+]
 
 MODE_TREE = b"40000"
 MODE_BLOB = b"100644"
@@ -188,23 +196,25 @@ class RawTreeCache:
                 self._bytes -= len(old.data) + 64
 
 
+def stored_blocks(data: bytes | bytearray, header: bytes = b"") -> list[tuple[bytes, bytes | memoryview]]:
+    """``header + data`` as stored deflate blocks: (block header, block) pairs, the last one
+    marked final; ``data`` is not copied (views), only the first block when a header leads it."""
+    view = memoryview(data)
+    first: bytes | memoryview = (
+        header + bytes(view[: _STORED_BLOCK - len(header)]) if header else view[:_STORED_BLOCK]
+    )
+    rest = view[_STORED_BLOCK - len(header) :]
+    blocks = [first, *(rest[at : at + _STORED_BLOCK] for at in range(0, len(rest), _STORED_BLOCK))]
+    last = len(blocks) - 1
+    return [(struct.pack("<BHH", i == last, len(b), len(b) ^ 0xFFFF), b) for i, b in enumerate(blocks)]
+
+
 def stored_zlib_stream(header: bytes, data: bytes | bytearray) -> list[bytes | memoryview]:
     """A valid zlib stream of ``header + data`` made of *stored* deflate blocks, as buffers to
     hand to writev: no compression work and no copy of ``data`` (a wide tree is ~680 KB of
     mostly SHA-1 bytes that do not compress; zlib at level 0 still copied it, ~1 ms)."""
     parts: list[bytes | memoryview] = [b"\x78\x01"]  # CMF/FLG: deflate, 32K window, check bits
-    view = memoryview(data)
-    first = header + bytes(view[: _STORED_BLOCK - len(header)])
-    rest = view[_STORED_BLOCK - len(header) :]
-    blocks: list[bytes | memoryview] = [first]
-    while rest:
-        blocks.append(rest[:_STORED_BLOCK])
-        rest = rest[_STORED_BLOCK:]
-    for i, block in enumerate(blocks):
-        size = len(block)
-        final = 1 if i == len(blocks) - 1 else 0
-        parts.append(struct.pack("<BHH", final, size, size ^ 0xFFFF))
-        parts.append(block)
-    checksum = zlib.adler32(data, zlib.adler32(header))
-    parts.append(struct.pack(">I", checksum))
+    for block_header, block in stored_blocks(data, header):
+        parts += (block_header, block)
+    parts.append(struct.pack(">I", zlib.adler32(data, zlib.adler32(header))))
     return parts

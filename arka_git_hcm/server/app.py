@@ -8,18 +8,19 @@ processes build it with :func:`app_from_environment`, which routes the hot ``POS
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -307,6 +308,9 @@ class ExecuteFastPath:
             r.endpoint for r in app.routes if isinstance(r, APIRoute) and r.path == EXECUTE_PATH
         )
         self._logged = _RequestLog(self._execute, app.state.request_log)
+        # the app's own handlers render errors, as FastAPI would call them
+        self._on_error = app.exception_handlers[HcmError]
+        self._on_crash = app.exception_handlers[Exception]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == EXECUTE_PATH:
@@ -318,12 +322,17 @@ class ExecuteFastPath:
         request = Request(scope, receive)
         try:
             response = await self._endpoint(request)
-        except HcmError as exc:  # as the app's exception handlers render them
-            response = _error_json(exc, getattr(request.state, "request_id", None))
-        except Exception:
+        except HcmError as exc:
+            response = await _rendered(self._on_error(request, exc))
+        except Exception as exc:
             log.exception("POST %s failed", EXECUTE_PATH)
-            response = _error_json(InternalError("the request failed unexpectedly; see the server log"))
+            response = await _rendered(self._on_crash(request, exc))
         await response(scope, receive, send)
+
+
+async def _rendered(result: Response | Awaitable[Response]) -> Response:
+    """What an exception handler returned (Starlette accepts plain and async handlers)."""
+    return await result if inspect.isawaitable(result) else result
 
 
 def app_from_environment() -> ExecuteFastPath:
