@@ -21,8 +21,8 @@ from arka_git_hcm.services.init import init_hcm
 from arka_git_hcm.services.store import HcmStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-FIXTURE_HCM = SHARED / "fixtures" / "arka-hcm-v1" / "hcm"
+FIXTURES = REPO_ROOT / "tests" / "fixtures"  # copied in: a clone has no ../shared
+FIXTURE_HCM = FIXTURES / "arka-hcm-v1" / "hcm"
 
 
 @pytest.fixture(autouse=True)

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from arka_git_hcm.cli import main
 
-from .conftest import FIXTURE_HCM, SHARED, assert_clean, commit_count, git
+from .conftest import FIXTURE_HCM, FIXTURES, assert_clean, commit_count, git
 
-JSON_SUITE = SHARED / "fixtures" / "jsontestsuite" / "test_parsing"
+JSON_SUITE = FIXTURES / "jsontestsuite" / "test_parsing"
 
 
 def run(*args: str, stdin: str | bytes | None = None) -> Any:

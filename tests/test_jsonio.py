@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from arka_git_hcm.errors import HcmError, InvalidPayload, PayloadTooLarge
 from arka_git_hcm.jsonio import DEFAULT_MAX_DEPTH, canonical_bytes, canonical_dumps, compact_dumps, parse_json
 
-# CI runs from a clean clone with shared/ beside the repository: <repo>/../shared.
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CORPUS = REPO_ROOT.parent / "shared" / "fixtures" / "jsontestsuite" / "test_parsing"
+from .conftest import FIXTURES
+
+# The public JSONTestSuite corpus (MIT, its LICENSE beside it), copied into the repository.
+CORPUS = FIXTURES / "jsontestsuite" / "test_parsing"
 
 # y_* files the suite calls valid JSON that the HCM refuses on purpose (contract + corpus README):
 # duplicate keys are legal RFC 8259 syntax, but parsers disagree on which value wins, which makes
@@ -38,7 +39,7 @@ def _corpus(prefix: str) -> list[Any]:
 
 def _read(path: Path | None) -> bytes:
     if path is None:
-        pytest.fail(f"JSONTestSuite corpus not found at {CORPUS} (expected shared/ beside the repository)")
+        pytest.fail(f"JSONTestSuite corpus not found at {CORPUS} (tests/fixtures/jsontestsuite)")
     return path.read_bytes()
 
 

@@ -26,17 +26,17 @@ def layer_of(module: str) -> str:
     return parts[1]
 
 
-def module_name(path: Path) -> str:
-    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+def module_name(path: Path, root: Path = PACKAGE.parent) -> str:
+    rel = path.relative_to(root).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
 
 
-def imports_of(path: Path) -> list[str]:
+def imports_of(path: Path, root: Path = PACKAGE.parent) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
-    this = module_name(path).split(".")
+    this = module_name(path, root).split(".")
     package = this if path.name == "__init__.py" else this[:-1]
     found = []
     for node in ast.walk(tree):
@@ -48,7 +48,7 @@ def imports_of(path: Path) -> list[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
                 if node.module is None:
                     for alias in node.names:  # a submodule, or a name defined in the package itself
-                        sub = PACKAGE.parent.joinpath(*target.split("."), alias.name)
+                        sub = root.joinpath(*target.split("."), alias.name)
                         is_module = sub.is_dir() or sub.with_suffix(".py").is_file()
                         found.append(f"{target}.{alias.name}" if is_module else target)
                 else:
@@ -117,13 +117,13 @@ def test_the_front_ends_do_not_import_each_other() -> None:
                 assert not target.startswith("arka_git_hcm.cli"), f"{path}: {target}"
 
 
-def test_the_checker_sees_a_wrong_arrow() -> None:
-    """The test above is only worth something if it can fail: feed it a bad module."""
-    bad = PACKAGE / "domain" / "_probe_bad_arrow.py"
+def test_the_checker_sees_a_wrong_arrow(tmp_path: Path) -> None:
+    """The test above is only worth something if it can fail: feed it a bad module. The probe is
+    written under a temporary copy of the package layout, never into the package itself (other
+    tests import the package in parallel)."""
+    bad = tmp_path / "arka_git_hcm" / "domain" / "_probe_bad_arrow.py"
+    bad.parent.mkdir(parents=True)
     bad.write_text("from ..services import store\n")
-    try:
-        targets = imports_of(bad)
-        assert targets == ["arka_git_hcm.services"]
-        assert LEVEL[layer_of(targets[0])] > LEVEL[layer_of(module_name(bad))]
-    finally:
-        bad.unlink()
+    targets = imports_of(bad, root=tmp_path)
+    assert targets == ["arka_git_hcm.services"]
+    assert LEVEL[layer_of(targets[0])] > LEVEL[layer_of(module_name(bad, root=tmp_path))]

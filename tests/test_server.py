@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import SHARED, assert_clean, commit_count, git
+from .conftest import FIXTURES, assert_clean, commit_count, git
 
-JSON_SUITE = SHARED / "fixtures" / "jsontestsuite" / "test_parsing"
+JSON_SUITE = FIXTURES / "jsontestsuite" / "test_parsing"
 CLI = [sys.executable, "-m", "arka_git_hcm"]
 
 
