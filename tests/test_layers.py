@@ -12,7 +12,18 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "arka_git_hcm"
-FOUNDATION = {"errors", "ids", "paths", "jsonio", "clock", "config", "lockfiles", "spare", "__init__"}
+FOUNDATION = {
+    "errors",
+    "ids",
+    "paths",
+    "jsonio",
+    "clock",
+    "config",
+    "lockfiles",
+    "spare",
+    "worker",
+    "__init__",
+}
 LEVEL = {"foundation": 0, "domain": 1, "gitrepo": 1, "services": 2, "cli": 3, "server": 3}
 
 

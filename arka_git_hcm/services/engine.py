@@ -158,6 +158,8 @@ class CommitEngine:
         self._indexed_tip: str | None = None
         self._stat_cache: dict[str, tuple[int, int, int]] = {}
         self.broken: str | None = None  # a reason once the store must refuse writes
+        # called with (new tip, changed paths) after each batch lands: must be cheap (wake a worker)
+        self.landing_listeners: list[Callable[[str, list[str]], None]] = []
         self.index = IndexKeeper(
             repo, self.tip, self._locked, pending_marker(repo.git_dir, id(self)), store.index_refresh_delay_s
         )
@@ -601,6 +603,11 @@ class CommitEngine:
                 self._tag_snapshot(planned)
         self._indexed_tip = chain.parent
         self.index.mark(paths)
+        for listener in self.landing_listeners:
+            try:
+                listener(chain.parent, paths)
+            except Exception:  # a follower's problem never fails a write that landed
+                log.exception("a landing listener failed")
         return True
 
     def _tag_snapshot(self, planned: _Planned) -> None:

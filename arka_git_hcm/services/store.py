@@ -176,6 +176,12 @@ class HcmStore:
         self.engine.close()
         self.oplog.close()
 
+    def add_landing_listener(self, listener: Callable[[str, list[str]], None]) -> None:
+        """Call ``listener(new_tip, changed_paths)`` after each batch of writes lands in this
+        process (from the committing thread: it must only wake a worker, never do the work).
+        Writes of other processes are not announced: followers also look at the tip now and then."""
+        self.engine.landing_listeners.append(listener)
+
     def __enter__(self) -> HcmStore:
         return self
 
