@@ -12,7 +12,7 @@ import click
 
 from ..config import load_settings
 from ..errors import HcmError, InvalidPayload, error_for_code
-from ..jsonio import parse_json
+from ..jsonio import line_dumps, parse_json
 from ..services.init import init_hcm
 from ..services.store import HcmStore, error_response, init_hint
 from ..services.verify import Finding, verify_hcm
@@ -138,7 +138,7 @@ def exec_(obj: Context, file_: Any) -> None:
             else:
                 data, what = item
                 response = store.execute(data, what=what)
-            click.echo(json.dumps(response, ensure_ascii=False))
+            click.echo(line_dumps(response))
             if response["status"] != "ok" and exit_code == 0:
                 exit_code = error_for_code(response["error"]["code"]).exit_code
     sys.exit(exit_code)

@@ -111,7 +111,7 @@ def _create_lock(lock_path: str, spares: SpareFiles | None) -> int:
 
 def _append_reflog(git_dir: Path, ref: str, old: str, new: str, identity: str, message: str) -> None:
     log = f"{git_dir}/logs/{ref}"
-    first = message.splitlines()[0] if message else ""
+    first = message.split("\n", 1)[0]  # one line: git splits its reflog on \n only
     line = f"{old} {new} {identity}\t{first}\n".encode()
     try:
         fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -36,7 +37,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import Settings
-from ..domain.commit_message import OperationTrailers, build_message, parse_trailers
+from ..domain.commit_message import OperationTrailers, build_message, parse_result, parse_trailers
 from ..errors import (
     Busy,
     ConflictingUpdate,
@@ -47,7 +48,6 @@ from ..errors import (
     from_os_error,
 )
 from ..gitrepo import GitRepo, Signature, sync_filesystem
-from ..jsonio import compact_dumps, parse_json
 from ..paths import PathResolver
 from .hooks import pending_marker
 from .index_keeper import IndexKeeper
@@ -68,9 +68,16 @@ NOT_A_FILE = "not-a-regular-file"
 
 
 def payload_digest(op: str, caller: str, payload: Any) -> str:
-    return hashlib.sha256(
-        compact_dumps({"op": op, "caller": caller, "payload": payload}).encode()
-    ).hexdigest()
+    """The digest a replay compares. Its serialisation never changes (older commits carry it):
+    compact, sorted keys, raw UTF-8, exactly as the first versions wrote it."""
+    text = json.dumps(
+        {"op": op, "caller": caller, "payload": payload},
+        separators=(",", ":"),
+        sort_keys=True,
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -502,7 +509,7 @@ class CommitEngine:
             caller=f"{request.caller_type}/{request.caller_id}",
             mission=outcome.mission_id,
             payload_sha256=request.payload_sha256,
-            result=None if outcome.stored_result is None else compact_dumps(outcome.stored_result),
+            result=outcome.stored_result,
         )
         now = int(self.clock.now().timestamp())
         author = Signature(request.caller_id, f"{request.caller_id}@{request.caller_type}.arka", now)
@@ -663,9 +670,7 @@ class CommitEngine:
             or trailers.get("Hcm-Op") != request.op
         ):
             raise_mismatch(request.request_id, commit)
-        stored_raw = trailers.get("Hcm-Result")
-        stored = parse_json(stored_raw) if stored_raw else None
-        data = request.replay(stored, TreeView(self.repo, info.tree, commit))
+        data = request.replay(parse_result(trailers), TreeView(self.repo, info.tree, commit))
         return WriteResult(data, commit, replayed=True)
 
     # --- recovery and git's index ---------------------------------------------------------
