@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .durable import write_atomic
 from .errors import ConfigError
 from .jsonio import canonical_bytes, parse_json
 
@@ -138,17 +139,11 @@ def read_file_config(path: Path) -> FileConfig:
 
 
 def write_file_config(path: Path, config: FileConfig) -> None:
-    """Write the config atomically (temp + fsync + rename): tokens live in it."""
+    """Write the config atomically and durably (temp + fsync + rename, mode 0600): token hashes
+    live in it. The temp file is never reached through a link (see durable.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     data = canonical_bytes(config.model_dump(mode="json"))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=0o600, sync=True)
 
 
 def export_to_environment(settings: Settings) -> None:

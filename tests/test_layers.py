@@ -1,6 +1,6 @@
 """The architecture, enforced: imports only go downward, and a few doors have one key.
 
-foundation  errors, ids, paths, jsonio, clock, config, lockfiles, spare
+foundation  errors, ids, paths, jsonio, clock, config, lockfiles, durable, worker
 domain      domain/*            git adapter  gitrepo/*   (the only code importing pygit2/dulwich)
 services    services/*
 front-ends  cli/*, server/*     (never import each other)
@@ -20,7 +20,7 @@ FOUNDATION = {
     "clock",
     "config",
     "lockfiles",
-    "spare",
+    "durable",
     "worker",
     "__init__",
 }

@@ -17,6 +17,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from .. import durable
+
 __all__ = [
     "IndexBusy",
     "count_objects",
@@ -55,13 +57,12 @@ def maintenance_lock(workdir: Path, *, exclusive: bool, wait: bool = True) -> It
     only) when the repository is read-only and has no lock file to take."""
     folder = workdir / ".git" / "arka-hcm"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / "maintenance.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = durable.open_lock_file(folder / "maintenance.lock", root=workdir / ".git")
     except OSError:
         if exclusive:
             raise
         try:  # a read-only repository (a mount, a backup, an auditor): flock works read-only
-            fd = os.open(folder / "maintenance.lock", os.O_RDONLY)
+            fd = os.open(folder / "maintenance.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:  # no lock file and none can be made: nobody can repack here either
             yield None
             return

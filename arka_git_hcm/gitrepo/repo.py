@@ -8,8 +8,6 @@ paths, so the cost of a write does not grow with the number of files in the HCM.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import subprocess
 import threading
@@ -22,9 +20,9 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode, ObjectType
 
+from ..durable import sync_filesystem, write_atomic
 from ..errors import ConflictingUpdate, IoError, from_os_error
 from ..paths import find_fold_collision
-from ..spare import SpareFiles
 from . import gitbin, packs, refs
 from .rawtree import EMPTY_TREE, MODE_BLOB, MODE_TREE, RawTree, RawTreeCache
 
@@ -55,21 +53,6 @@ def configure_library() -> None:
     pygit2.settings.owner_validation = False
     pygit2.settings.enable_fsync_gitdir(False)
     _configured = True
-
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_syncfs = getattr(_libc, "syncfs", None)
-
-
-def sync_filesystem(path: Path) -> None:
-    """Flush every dirty page of the filesystem holding ``path`` (Linux syncfs(2)); one call is
-    much cheaper than an fsync per object file. Falls back to sync(2) elsewhere."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _syncfs is None or _syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -146,7 +129,6 @@ class GitRepo:
         self._own_packs: list[tuple[str, list[tuple[bytes, int, bytes, bytes | None]]]] = []
         self._own_bytes = 0
         self._closed = False
-        self.spares = SpareFiles(self.state_dir / "spare")  # new files, made ahead
 
     def _open_libgit2(self) -> pygit2.Repository:
         try:
@@ -178,9 +160,7 @@ class GitRepo:
         self, ref: str, old: str | None, new: str, *, who: Signature, message: str, durable: bool
     ) -> bool:
         self.flush_objects()  # no ref may name an object that is not on disk
-        return refs.compare_and_swap_ref(
-            self.git_dir, ref, old, new, who.reflog_identity(), message, durable, self.spares
-        )
+        return refs.compare_and_swap_ref(self.git_dir, ref, old, new, who.reflog_identity(), message, durable)
 
     def remove_stale_lock(self, ref: str) -> bool:
         return refs.remove_stale_lock(self.git_dir, ref)
@@ -212,7 +192,7 @@ class GitRepo:
             if not objects:
                 return None
             try:
-                name = packs.write_pack(self.pack_dir, objects, self.spares)
+                name = packs.write_pack(self.pack_dir, objects)
             except OSError as exc:
                 raise from_os_error(exc, "writing a pack of new objects") from None
             size, self._pending_bytes = self._pending_bytes, 0
@@ -245,7 +225,7 @@ class GitRepo:
             if fd is None:
                 return 0
             try:
-                name = packs.write_pack(self.pack_dir, objects, self.spares)
+                name = packs.write_pack(self.pack_dir, objects)
                 packs.sync_pack(self.pack_dir, name)
                 for old, _held in folding:
                     if old != name:
@@ -298,12 +278,7 @@ class GitRepo:
         return (info.st_ino, info.st_mtime_ns)
 
     def _stamp_rollup(self) -> None:
-        self._rollup_stamp.parent.mkdir(exist_ok=True)
-        tmp = self._rollup_stamp.with_name(
-            f"{self._rollup_stamp.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        )
-        tmp.write_text(f"{time.time_ns()}\n")
-        os.replace(tmp, self._rollup_stamp)
+        write_atomic(self._rollup_stamp, f"{time.time_ns()}\n".encode(), root=self.git_dir)
 
     def notice_rollups(self) -> None:
         """Reopen libgit2's handle if packs were folded since it was opened: libgit2 keeps
@@ -761,6 +736,5 @@ class GitRepo:
         superseded wide trees would otherwise crowd out the next store's)."""
         self.flush_objects()
         self._closed = True
-        self.spares.close()
         self._repo.free()
         self._trees = RawTreeCache()

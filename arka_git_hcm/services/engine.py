@@ -26,8 +26,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import stat
 import threading
 import time
 import uuid
@@ -47,12 +45,12 @@ from ..errors import (
     ReadOnly,
     from_os_error,
 )
-from ..gitrepo import GitRepo, Signature, sync_filesystem
+from ..gitrepo import GitRepo, Signature, blob_id, sync_filesystem
 from ..paths import PathResolver
 from .hooks import pending_marker
 from .index_keeper import IndexKeeper
 from .views import Draft, TreeView
-from .worktree import StoreLock, WorkTree
+from .worktree import TEMP_MARK, StoreLock, WorkTree
 
 __all__ = ["CommitEngine", "WriteOutcome", "WriteRequest", "WriteResult", "payload_digest"]
 
@@ -151,7 +149,7 @@ class CommitEngine:
         self.durable = store.durability == "full"
         self.resolver = PathResolver(settings.hcm_path)
         state_dir = repo.state_dir
-        self.worktree = WorkTree(self.resolver, state_dir, self.repo.spares)
+        self.worktree = WorkTree(self.resolver, state_dir)
         self.lock = StoreLock(state_dir / "write.lock")
         self.committer = Signature(store.committer.name, store.committer.email, 0)
         self._cond = threading.Condition()
@@ -289,7 +287,7 @@ class CommitEngine:
                 path
                 for path in sorted(self.repo.worktree_status())
                 # a temp file of a killed writer is never part of the HCM
-                if ".arka-tmp-" not in path and self._disk_blob_id(path) != self.repo.entry_id(tree, path)
+                if TEMP_MARK not in path and self._disk_blob_id(path) != self.repo.entry_id(tree, path)
             ]
 
     def adoption_request(self, paths: list[str]) -> WriteRequest:
@@ -546,21 +544,14 @@ class CommitEngine:
         """The blob id of the work-tree file at ``path``; None when absent; NOT_A_FILE for a
         folder, a symlink or a path the resolver refuses (never followed, never hashed)."""
         try:
-            location = self.resolver.resolve(path)
-            info = os.lstat(location)
-        except FileNotFoundError:
-            return None
+            data = self.resolver.read_bytes(path)
         except HcmError:
             return NOT_A_FILE
-        if not stat.S_ISREG(info.st_mode):
-            return NOT_A_FILE
-        return self.repo.hash_file(location)
+        return None if data is None else blob_id(data)
 
     def _disk_bytes(self, path: str) -> bytes | None:
-        try:
-            return self.resolver.resolve(path).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            return None
+        """The work-tree file's bytes, read without following a link (None: no file there)."""
+        return self.resolver.read_bytes(path)
 
     def _plan_external_edit(self, chain: _Chain, paths: list[str]) -> None:
         request = self.adoption_request(paths)

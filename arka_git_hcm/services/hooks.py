@@ -19,6 +19,7 @@ import secrets
 import threading
 from pathlib import Path
 
+from .. import durable
 from ..lockfiles import create_held, remove_if_abandoned
 
 __all__ = ["GUARD_MARK", "install_hooks", "pending_marker", "remove_stale_markers", "set_pending"]
@@ -60,11 +61,9 @@ def install_hooks(git_dir: Path) -> bool:
         return True
     if current is not None and GUARD_MARK not in current:
         return False
-    hook.parent.mkdir(parents=True, exist_ok=True)
-    tmp = hook.with_name(f".pre-commit.{os.getpid()}")
-    tmp.write_text(PRE_COMMIT, "utf-8")
-    tmp.chmod(0o755)
-    os.replace(tmp, hook)
+    # a temp file at a random name, made with O_EXCL | O_NOFOLLOW in hooks/ reached without
+    # following a link: a planted link can neither receive the script nor be made executable
+    durable.write_atomic(hook, PRE_COMMIT.encode("utf-8"), root=git_dir, mode=0o755)
     return True
 
 

@@ -22,6 +22,7 @@ from typing import Literal, TypedDict, cast, get_args
 
 from ..clock import Clock, SystemClock, iso
 from ..config import FileConfig, Settings, TokenRecord, read_file_config, write_file_config
+from ..durable import open_lock_file
 from ..errors import ConflictingUpdate, InvalidPayload, NotFound, Unauthenticated
 from ..ids import validate_id
 
@@ -103,7 +104,7 @@ def _config_locked(settings: Settings) -> Iterator[FileConfig]:
     """
     path = settings.config_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_lock_file(path.with_name(f".{path.name}.lock"), mode=0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield read_file_config(path)

@@ -9,7 +9,6 @@ work tree equals HEAD again (roll forward if the commit landed, roll back if it 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import threading
@@ -17,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import durable
 from ..errors import Busy, from_os_error
 from ..jsonio import compact_dumps, parse_json
 from ..paths import PathResolver
-from ..spare import SpareFiles
 
 __all__ = ["StoreLock", "WorkTree"]
 
@@ -51,8 +50,10 @@ class StoreLock:
             raise
 
     def _acquire_flock(self, deadline: float, timeout: float) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = durable.open_lock_file(self.path, root=self.path.parent.parent)
+        except OSError as exc:
+            raise from_os_error(exc, "opening the store's write lock") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._fd = fd
@@ -118,122 +119,92 @@ class _FlockWaiter:
 
 
 INTENT_FILE = "intent.json"  # in the store's state folder: the paths a batch in flight changes
+TEMP_MARK = ".arka-tmp-"  # in the name of a work-tree temp file: never part of the HCM
 
 
 class WorkTree:
-    def __init__(self, resolver: PathResolver, state_dir: Path, spares: SpareFiles | None = None) -> None:
+    def __init__(self, resolver: PathResolver, state_dir: Path) -> None:
         self.resolver = resolver
         self.root = resolver.root
+        self.state_dir = state_dir
         self.intent_path = state_dir / INTENT_FILE
-        # empty files made ahead (no inode created on the hot path), for the intent always, for
-        # work-tree files where they get the group, default ACL and label files made here get
-        self.spares = spares
-        self._tree_spares = spares if spares is not None and spares.inherits_like(self.root) else None
-
-    @staticmethod
-    def _open_new(spares: SpareFiles | None, fallback: Path | str) -> tuple[int, str]:
-        if spares is not None:
-            return spares.open_new(str(fallback))
-        return os.open(fallback, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), str(fallback)
 
     # --- files ----------------------------------------------------------------------------
     def write_file(self, rel: str, data: bytes) -> os.stat_result:
         """Replace a file atomically (temp file + rename): a reader or a crash sees the old bytes
-        or the new ones, never a torn file. The temp file is a spare made ahead (see spare.py),
-        else one created beside the target. Durability comes from the engine's filesystem sync
-        after the batch, not from one fsync per file."""
-        target = self.resolver.resolve_text(rel)
-        folder, _, name = target.rpartition("/")
-        if not os.path.isdir(folder):
-            self._make_parents(rel)
-        fallback = f"{folder}/.{name}.arka-tmp-{os.getpid()}"
-        tmp = fallback
+        or the new ones, never a torn file. The folders are walked without following links and
+        the temp file is created beside the target at a random name with O_EXCL | O_NOFOLLOW
+        (it gets the folder's group and default ACL, as a file made there by hand would), so a
+        link planted in the HCM folder can redirect nothing. Durability comes from the engine's
+        filesystem sync after the batch, not from one fsync per file."""
         try:
-            fd, tmp = self._open_new(self._tree_spares, fallback)
+            fd, name = self.resolver.open_parent(rel, create=True)
             try:
-                _write_all(fd, data)
+                durable.replace_file(fd, name, data, temp_prefix=f".{name}{TEMP_MARK}")
+                return os.stat(name, dir_fd=fd, follow_symlinks=False)
             finally:
                 os.close(fd)
-            try:
-                os.replace(tmp, target)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV or tmp == fallback:
-                    raise
-                # .git on another filesystem than the work tree: temp files beside the target
-                os.unlink(tmp)
-                self._tree_spares = None
-                return self.write_file(rel, data)
-            return os.lstat(target)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise from_os_error(exc, f"writing {rel}") from None
 
-    def _make_parents(self, rel: str) -> None:
-        parts = rel.split("/")[:-1]
-        current = self.root
-        for part in parts:
-            current = current / part
-            try:
-                os.mkdir(current, 0o755)
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise from_os_error(exc, f"creating folder for {rel}") from None
-        # resolve() again: refuses a symlink planted on the way between checks
-        self.resolver.resolve(rel)
-
     def delete_file(self, rel: str) -> None:
-        target = self.resolver.resolve(rel)
         try:
-            os.unlink(target)
+            fd, name = self.resolver.open_parent(rel)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise from_os_error(exc, f"deleting {rel}") from None
+        try:
+            os.unlink(name, dir_fd=fd)
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise from_os_error(exc, f"deleting {rel}") from None
+        finally:
+            os.close(fd)
         # git tracks no folders: drop the ones this deletion emptied, as git checkout would
-        parent = target.parent
-        while parent != self.root:
+        parts = rel.split("/")[:-1]
+        while parts:
             try:
-                os.rmdir(parent)
+                with durable.folder(self.root, parts[:-1]) as parent:
+                    os.rmdir(parts[-1], dir_fd=parent)
             except OSError:
                 break
-            parent = parent.parent
+            parts.pop()
 
     def remove_temp_files(self, paths: list[str]) -> None:
         """Temp files a killed writer left beside the paths it was replacing."""
         for rel in paths:
-            folder = self.root.joinpath(*rel.split("/")[:-1])
-            name = rel.rsplit("/", 1)[-1]
-            with contextlib.suppress(OSError):
-                for leftover in folder.glob(f".{name}.arka-tmp-*"):
-                    leftover.unlink()
+            folder, _, name = rel.rpartition("/")
+            try:
+                with durable.folder(self.root, folder.split("/") if folder else []) as fd:
+                    for leftover in os.listdir(fd):
+                        if leftover.startswith(f".{name}{TEMP_MARK}"):
+                            with contextlib.suppress(OSError):
+                                os.unlink(leftover, dir_fd=fd)
+            except OSError:
+                continue
 
     def stat(self, rel: str) -> os.stat_result | None:
         try:
-            return os.lstat(self.resolver.resolve_text(rel))
+            fd, name = self.resolver.open_parent(rel)
         except FileNotFoundError:
             return None
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(fd)
 
     # --- the intent -----------------------------------------------------------------------
     def write_intent(self, ref: str, old: str | None, new: str, paths: list[str]) -> None:
-        self.intent_path.parent.mkdir(parents=True, exist_ok=True)
         body = compact_dumps({"ref": ref, "old": old, "new": new, "paths": sorted(paths)})
-        fd, tmp = self._open_new(self.spares, self.intent_path.with_suffix(".tmp"))
-        try:
-            try:
-                _write_all(fd, (body + "\n").encode("utf-8"))
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.intent_path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        durable.write_atomic(self.intent_path, (body + "\n").encode("utf-8"), root=self.state_dir.parent)
 
     def read_intent(self) -> dict[str, Any] | None:
         try:
-            raw = self.intent_path.read_bytes()
+            raw = durable.read_file(self.intent_path, root=self.state_dir.parent)
         except FileNotFoundError:
             return None
         try:
@@ -244,12 +215,8 @@ class WorkTree:
         return value if isinstance(value, dict) else None
 
     def clear_intent(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.intent_path)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+        with (
+            contextlib.suppress(FileNotFoundError),
+            durable.folder(self.state_dir.parent, [self.state_dir.name]) as fd,
+        ):
+            os.unlink(INTENT_FILE, dir_fd=fd)
