@@ -31,38 +31,37 @@ def run_and_kill(
     """Start a writer, wait for its first acknowledged write (however long a busy machine takes
     to start it), then kill it ``delay`` seconds later: the kill always lands mid-run."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    stderr = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, str(WRITER), str(client), prefix, "100000", str(threads), durability]
-        + [str(batch_max)],
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        env=env,
-    )
-    acked: list[str] = []
-    first = threading.Event()
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, str(WRITER), str(client), prefix, "100000", str(threads), durability]
+            + [str(batch_max)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+        )
+        acked: list[str] = []
+        first = threading.Event()
 
-    def read() -> None:
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("ACK "):
+                    acked.append(line.split()[1])
+                    first.set()
+            first.set()  # the writer ended (it failed): do not wait for an acknowledgement
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        first.wait(120)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        reader.join()
         assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("ACK "):
-                acked.append(line.split()[1])
-                first.set()
-        first.set()  # the writer ended (it failed): do not wait for an acknowledgement
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    first.wait(120)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    reader.join()
-    assert proc.stdout is not None
-    proc.stdout.close()
-    stderr.seek(0)
-    errors = stderr.read().decode("utf-8", "replace")
-    stderr.close()
+        proc.stdout.close()
+        stderr.seek(0)
+        errors = stderr.read().decode("utf-8", "replace")
     assert acked, f"the writer acknowledged nothing before it was killed; its stderr:\n{errors[-3000:]}"
     return acked
 
