@@ -61,6 +61,10 @@ class ServerConfig(_Strict):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
+    # open connections per worker; at the cap the oldest one still sending its headers is closed
+    max_connections: int = Field(1000, ge=8, le=100_000)
+    # a request's headers must be complete this long after its first byte
+    header_timeout_s: float = Field(10.0, gt=0, le=300)
 
 
 class LoggingConfig(_Strict):

@@ -30,12 +30,31 @@ def serve(obj: Context, host: str | None, port: int | None, workers: int | None)
         raise NotFound(f"no HCM repository at {settings.hcm_path}; create one with `arka-hcm init`")
     export_to_environment(settings)  # worker processes rebuild the same settings from ARKA_*
     server = settings.file.server
+    raise_open_files_limit(server.max_connections)
     run_uvicorn(
         host=host or server.host,
         port=port or server.port,
         workers=workers or server.workers,
         log_level=settings.file.logging.level,
     )
+
+
+def raise_open_files_limit(connections: int) -> None:
+    """Each connection is a descriptor, and the store keeps packs and logs open: raise the soft
+    limit toward the hard one (the default soft limit, 1024 on many hosts, is below the cap)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 512
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        if new < wanted:
+            click.echo(
+                f"warning: the open-files limit ({hard}) is low for {connections} connections; "
+                "lower server.max_connections or raise the limit (ulimit -n, docker --ulimit nofile)",
+                err=True,
+            )
 
 
 class _CannotStart(click.ClickException):
@@ -55,6 +74,9 @@ def run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
     config = uvicorn.Config(
         "arka_git_hcm.server.app:app_from_environment",
         factory=True,
+        # uvicorn's httptools protocol plus a header deadline and a connection cap (an import
+        # string, as the app: the command line never imports the server)
+        http="arka_git_hcm.server.connections:GuardedHttpProtocol",
         host=host,
         port=port,
         workers=workers,

@@ -604,6 +604,13 @@ class GitRepo:
             return None
         return str(commit.id)
 
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether ``ancestor`` is in the history of ``descendant`` (and differs from it)."""
+        try:
+            return bool(self._repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor)))
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+
     def walk(self, start: str, stop: str | None = None) -> Iterator[CommitInfo]:
         """First-parent history from ``start`` back to (excluding) ``stop``."""
         current: str | None = start

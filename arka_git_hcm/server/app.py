@@ -41,6 +41,7 @@ from ..errors import (
 from ..services import tokens
 from ..services.oplog import JsonLinesLog
 from ..services.store import HcmStore, error_response
+from .connections import ConnectionLimits
 from .git_routes import git_router, presented_token
 
 __all__ = ["EXECUTE_PATH", "ExecuteFastPath", "app_from_environment", "create_app"]
@@ -290,6 +291,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     )
     app.add_middleware(_RequestLog, log=request_log)
     app.state.request_log = request_log
+    server = settings.file.server
+    app.state.connection_limits = ConnectionLimits(server.max_connections, server.header_timeout_s)
     return app
 
 
@@ -304,6 +307,7 @@ class ExecuteFastPath:
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
+        self.connection_limits: ConnectionLimits = app.state.connection_limits
         self._endpoint = next(
             r.endpoint for r in app.routes if isinstance(r, APIRoute) and r.path == EXECUTE_PATH
         )

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ..clock import parse_iso
+from ..clock import OutOfRange, parse_day, parse_iso
 from ..domain import envelope as p
 from ..domain.layout import MissionPaths
 from ..domain.models import OPEN_ACTION_STATUSES, DayRollup, MissionSnapshot, MissionStatus
@@ -31,7 +31,9 @@ def _day_of(timestamp: Any) -> str | None:
 
 def _parse_day(text: str, field: str) -> date:
     try:
-        return date.fromisoformat(text)
+        return parse_day(text)
+    except OutOfRange as exc:
+        raise InvalidPayload(f"{field}: {exc}", {"field": field}) from None
     except ValueError:
         raise InvalidPayload(
             f"{field} {text!r} is not a calendar date (YYYY-MM-DD)", {"field": field}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..clock import parse_iso
+from ..clock import OutOfRange, parse_iso
 from ..domain import envelope as p
 from ..domain.commit_message import parse_trailers, subject_of
 from ..domain.layout import MissionPaths
@@ -58,6 +58,8 @@ def history(ctx: OpContext, view: TreeView, payload: p.History) -> dict[str, Any
     if payload.since is not None:
         try:
             since = parse_iso(payload.since).timestamp()
+        except OutOfRange as exc:
+            raise InvalidPayload(f"since: {exc}", {"field": "since"}) from None
         except ValueError:
             raise InvalidPayload(
                 f"since {payload.since!r} is not an ISO date/time", {"field": "since"}

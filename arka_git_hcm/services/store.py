@@ -19,11 +19,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..clock import Clock, SystemClock, parse_iso
+from ..clock import Clock, OutOfRange, SystemClock, parse_iso
 from ..config import Settings
 from ..domain.envelope import Caller, Envelope, describe_validation_error, parse_envelope
 from ..errors import AccessDenied, HcmError, InternalError, InvalidPayload, NotFound
 from ..gitrepo import GitRepo
+from ..ids import is_request_id
 from ..jsonio import compact_dumps, parse_json
 from .access import META_RULES, authorize, parse_role_grants
 from .engine import CommitEngine, WriteRequest, WriteResult, payload_digest
@@ -46,16 +47,34 @@ OPERATIONS: dict[str, OpSpec] = {
     spec.name: spec for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS + HISTORY_OPS + ROLLBACK_OPS
 }
 NOT_YET = frozenset({"HCM_SEARCH"})
-_AT_REVISION = re.compile(r"^(?:[0-9a-f]{4,40}|HEAD(?:~\d{1,6})?)$")
+LOOP_PARSE_MAX = 64 * 1024  # bodies up to this size are parsed on an asyncio caller's loop
+_AT_RELATIVE = re.compile(r"^HEAD(?:~(\d{1,6}))?$")
+_AT_HEX = re.compile(r"^[0-9a-f]{4,40}$")
+SNAPSHOT_TAG_PREFIX = "snapshot/"
 _AT_SNAPSHOT = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
 
 
+def echoed(envelope: Any) -> tuple[str | None, str | None]:
+    """(request_id, op) of an envelope as they may be echoed in an answer or a log record: only
+    when they are well-formed. A refused envelope's fields are the caller's text, unbounded (a
+    1,000,000-character request id rolled every log over in seconds): never repeated as they are."""
+    if not isinstance(envelope, dict):
+        return None, None
+    request_id, op = envelope.get("request_id"), envelope.get("op")
+    return (
+        request_id if is_request_id(request_id) else None,
+        op if isinstance(op, str) and _OP_NAME.fullmatch(op) else None,
+    )
+
+
+_OP_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
 def error_response(envelope: Any, error: HcmError, revision: str | None) -> dict[str, Any]:
-    request_id = envelope.get("request_id") if isinstance(envelope, dict) else None
-    op = envelope.get("op") if isinstance(envelope, dict) else None
+    request_id, op = echoed(envelope)
     return {
-        "request_id": request_id if isinstance(request_id, str) else None,
-        "op": op if isinstance(op, str) else None,
+        "request_id": request_id,
+        "op": op,
         "status": "error",
         "data": None,
         "error": error.to_dict(),
@@ -96,6 +115,7 @@ class _Job:
 
     started: float
     envelope_dict: Any
+    caller: str | None = None  # who is logged: the token's identity when there is one
     envelope: Envelope | None = None
     read: Callable[[], dict[str, Any]] | None = None  # a read operation: answers when called
     quick: bool = False  # a read an asyncio server answers on its loop (OpSpec.quick)
@@ -210,12 +230,17 @@ class HcmStore:
         request: Any,
         *,
         caller: Caller | None = None,
-        offload: Callable[[Callable[[], dict[str, Any]]], Awaitable[dict[str, Any]]],
+        offload: Callable[[Callable[[], Any]], Awaitable[Any]],
     ) -> dict[str, Any]:
         """:meth:`execute` for an asyncio server: the envelope is checked in the calling loop,
         a quick read (OpSpec.quick) runs there too, other reads through ``offload`` (a thread
         pool), a write joins the engine's queue."""
-        job = self._prepare(request, caller, "envelope")
+        if isinstance(request, (bytes, str)) and len(request) > LOOP_PARSE_MAX:
+            # parsing and validating a large body takes milliseconds: not on the event loop,
+            # where it would hold every other request (and /health) meanwhile
+            job: _Job = await offload(lambda: self._prepare(request, caller, "envelope"))
+        else:
+            job = self._prepare(request, caller, "envelope")
         if job.response is None:
             with self._answering(job):
                 if job.write is not None:
@@ -229,6 +254,8 @@ class HcmStore:
         """Parse, validate and authorize one envelope: a job holding its read or its write, or
         already answered (an error)."""
         job = _Job(started=time.perf_counter(), envelope_dict=request)
+        if caller is not None:
+            job.caller = caller.label
         with self._answering(job):
             if not isinstance(request, (bytes, str)):
                 # A Python value (CLI, embedding, tests) goes through the same strict parser as
@@ -247,6 +274,7 @@ class HcmStore:
                 what=what,
             )
             envelope = parse_envelope(job.envelope_dict)
+            job.caller = job.caller or envelope.caller.label
             if caller is not None:
                 envelope = self._bind_caller(envelope, caller)
             self._plan(job, envelope)
@@ -267,7 +295,7 @@ class HcmStore:
 
     def _finish(self, job: _Job) -> dict[str, Any]:
         assert job.response is not None
-        self._log(job.envelope_dict, job.response, job.started)
+        self._log(job)
         return job.response
 
     def _bind_caller(self, envelope: Envelope, caller: Caller) -> Envelope:
@@ -341,18 +369,21 @@ class HcmStore:
         extra = [r for r in grants.get(caller.label, []) if r not in caller.roles]
         return caller.model_copy(update={"roles": [*caller.roles, *extra]}) if extra else caller
 
-    def _log(self, envelope: Any, response: dict[str, Any], started: float) -> None:
-        caller = envelope.get("caller") if isinstance(envelope, dict) else None
+    def _log(self, job: _Job) -> None:
+        """One record per operation: only bounded, validated values (see :func:`echoed`), and the
+        caller is the token's identity, or the envelope's once it validated; never the payload."""
+        response = job.response
+        assert response is not None
         self.oplog.write(
             {
                 "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
                 "op": response.get("op"),
                 "request_id": response.get("request_id"),
-                "caller": f"{caller.get('type')}/{caller.get('id')}" if isinstance(caller, dict) else None,
+                "caller": job.caller,
                 "status": response["status"],
                 "error_code": (response.get("error") or {}).get("code"),
                 "replayed": bool(response.get("replayed")),
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "duration_ms": round((time.perf_counter() - job.started) * 1000, 3),
                 "revision": response.get("revision"),
             }
         )
@@ -372,27 +403,59 @@ class HcmStore:
         return TreeView(self.repo, self.repo.commit_tree(commit) if commit else None, commit)
 
     def resolve_at(self, at: str | None) -> str | None:
-        """``at`` as a commit: a revision, a snapshot name, or an ISO date/time (state then)."""
+        """``at`` as a commit: ``HEAD`` or ``HEAD~N`` (first parents of the branch tip), a commit
+        id or a prefix of one, a snapshot name (``NAME`` or ``snapshot/NAME``, as `git tag` shows
+        it), or an ISO date/time (the state then).
+
+        Only commits of the HCM's history are answered: reachable from the branch or from a
+        snapshot tag. A prefix of any other object in the database (a commit on another ref, a
+        stash, an unreachable commit of a failed write, a blob) is not a revision of the HCM."""
         if at is None:
             return self.tip()
-        if _AT_REVISION.match(at):
+        tip = self.tip()
+        relative = _AT_RELATIVE.match(at)
+        if relative:
+            return self._first_parent(tip, int(relative.group(1) or 0), at)
+        if _AT_HEX.match(at):
             commit = self.repo.resolve_commit(at)
-            if commit is not None:
+            if commit is not None and self._in_history(commit, tip):
                 return commit
-        if _AT_SNAPSHOT.match(at):
-            commit = self.repo.resolve_commit(f"refs/tags/snapshot/{at}")
+        name = at.removeprefix(SNAPSHOT_TAG_PREFIX)
+        if _AT_SNAPSHOT.match(name):
+            commit = self.repo.resolve_commit(f"refs/tags/{SNAPSHOT_TAG_PREFIX}{name}")
             if commit is not None:
                 return commit
         try:
             moment = parse_iso(at)
+        except OutOfRange as exc:
+            raise InvalidPayload(str(exc), {"at": at[:200]}) from None
         except ValueError:
             raise NotFound(
-                f"{at!r} is neither a revision, a snapshot name nor an ISO date/time", {"at": at}
+                f"{at[:200]!r} is neither a revision of this HCM, a snapshot name nor an ISO date/time",
+                {"at": at[:200]},
             ) from None
         commit = self.commit_at(moment)
         if commit is None:
             raise NotFound(f"the HCM has no history at {at}", {"at": at})
         return commit
+
+    def _first_parent(self, tip: str | None, steps: int, at: str) -> str | None:
+        current = tip
+        for _ in range(steps):
+            parents = self.repo.commit_info(current).parents if current else ()
+            if not parents:
+                raise NotFound(f"{at}: the history has fewer than {steps + 1} commits", {"at": at})
+            current = parents[0]
+        return current
+
+    def _in_history(self, commit: str, tip: str | None) -> bool:
+        """Reachable from the branch tip or from a snapshot tag."""
+        if commit == tip or (tip is not None and self.repo.is_ancestor(commit, tip)):
+            return True
+        for _name, tagged, _when, _message in self.repo.list_tags(SNAPSHOT_TAG_PREFIX):
+            if commit == tagged or self.repo.is_ancestor(commit, tagged):
+                return True
+        return False
 
     def commit_at(self, moment: datetime) -> str | None:
         tip = self.tip()
