@@ -7,7 +7,9 @@ An invalid configuration stops the program with a message naming the field (cont
 
 from __future__ import annotations
 
+import getpass
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +22,7 @@ from .jsonio import canonical_bytes, parse_json
 
 __all__ = [
     "CONFIG_FILE_NAME",
+    "cli_identity",
     "FileConfig",
     "Settings",
     "default_file_config",
@@ -80,6 +83,7 @@ class TokenRecord(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     created_at: str
     label: str = ""
+    expires_at: str | None = None  # ISO date-time; refused from then on
 
 
 class FileConfig(_Strict):
@@ -157,6 +161,31 @@ def export_to_environment(settings: Settings) -> None:
     os.environ["ARKA_CONFIG_PATH"] = str(settings.config_path)
     os.environ["ARKA_LOG_PATH"] = str(settings.log_path)
     os.environ["ARKA_ENV"] = settings.env
+
+
+_CALLER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+CallerType = Literal["agent", "human", "system"]
+
+
+def cli_identity(given: str | None = None, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """Who runs a command of the command line, as (type, id), for the history's author: ``given``
+    (``--as TYPE/ID``), else ``ARKA_CALLER``, else ``human/<the OS user>``. ConfigError when a
+    given identity is malformed; an OS user name that is not a valid id falls back to ``cli``."""
+    env = os.environ if environ is None else environ
+    text = given or env.get("ARKA_CALLER")
+    if text:
+        kind, _, ident = text.partition("/")
+        if kind not in ("agent", "human", "system") or not _CALLER_ID.fullmatch(ident):
+            raise ConfigError(
+                f"--as / ARKA_CALLER {text[:80]!r} is not TYPE/ID: TYPE is human, agent or system, "
+                "ID 1-128 of letters, digits, . _ @ - (e.g. --as human/alice)"
+            )
+        return kind, ident
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a container's arbitrary uid)
+        user = ""
+    return "human", user if _CALLER_ID.fullmatch(user) else "cli"
 
 
 def load_settings(

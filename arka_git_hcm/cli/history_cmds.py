@@ -88,9 +88,6 @@ def diff_(obj: Context, from_rev: str, to_rev: str, path: str | None, as_json: b
     emit(data, as_json, human)
 
 
-LOCAL_ADMIN = {"type": "human", "id": "cli-admin", "roles": ["admin"]}
-
-
 @main.group()
 def snapshot() -> None:
     """Name the current state of the whole HCM (a `snapshot/<name>` tag), list the names."""
@@ -109,7 +106,8 @@ def snapshot_create(obj: Context, name: str, message: str, as_json: bool) -> Non
       arka-hcm --client ./arka-client snapshot create before-migration -m "before the CRM import"
     """
     with HcmStore.open(obj.settings, scan_hand_edits=False) as store:
-        info = create_snapshot(store, name, message)
+        who = obj.caller
+        info = create_snapshot(store, name, message, who=f"{who['type']}/{who['id']}")
     emit(info, as_json, f"snapshot {info['name']} = {info['revision'][:12]}")
 
 
@@ -171,7 +169,7 @@ def rollback(
     payload = {"target": target} | ({"mission_id": mission_id} if mission_id else {})
     if reason:
         payload["reason"] = reason
-    response = run_operation(obj, "HCM_ROLLBACK", payload, LOCAL_ADMIN)
+    response = run_operation(obj, "HCM_ROLLBACK", payload)
     data = response["data"]
     emit(
         data | {"revision": response["revision"]},

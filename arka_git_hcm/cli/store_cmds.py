@@ -18,8 +18,6 @@ from ..services.store import HcmStore, error_response, init_hint
 from ..services.verify import Finding, verify_hcm
 from . import Context, emit, main, pass_context
 
-LOCAL_CALLER = {"type": "human", "id": "cli", "roles": ["reader"]}
-
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
@@ -152,7 +150,7 @@ def run_operation(
             {
                 "op": op,
                 "request_id": f"cli-{uuid.uuid4().hex[:12]}",
-                "caller": caller or LOCAL_CALLER,
+                "caller": caller or obj.caller,
                 "payload": payload,
             }
         )
@@ -320,8 +318,9 @@ def adopt(obj: Context, as_json: bool) -> None:
     Example (after editing stable/glossary/core.json in an editor):
       arka-hcm --client ./arka-client adopt
     """
+    who = obj.caller
     with HcmStore.open(obj.settings, scan_hand_edits=False) as store:
-        report = store.scan_hand_edits(adopt=True)
+        report = store.scan_hand_edits(adopt=True, by=(who["type"], who["id"]))
 
     def human() -> None:
         if not report["paths"] and not report["unsafe"]:

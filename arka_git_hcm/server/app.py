@@ -133,11 +133,20 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             if "store" in holder:
                 await run_in_threadpool(holder["store"].close)
 
+    # In production the API description is not handed to anyone who asks: /openapi.json needs a
+    # token and the browsable /docs and /redoc are off (ARKA_ENV=development or staging has them).
+    open_docs = settings.env != "production"
     app = FastAPI(
         title="Arka HCM",
         version=__version__,
         lifespan=lifespan,
         description="The client's Hybrid Collective Memory: typed operations, one git commit per write.",
+        # no 307 to the path with or without a slash: Starlette builds its Location from the Host
+        # header, so a forged Host would be reflected into a redirect
+        redirect_slashes=False,
+        docs_url="/docs" if open_docs else None,
+        redoc_url="/redoc" if open_docs else None,
+        openapi_url="/openapi.json" if open_docs else None,
     )
     limits = settings.file.limits
 
@@ -167,7 +176,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            return _error_json(NotFound(f"no route {request.url.path[:100]}; see /docs"))
+            return _error_json(NotFound(f"no route {request.url.path[:100]!r}; the routes are in the README"))
         error = (
             InvalidPayload(f"{request.method} is not allowed here")
             if exc.status_code == 405
@@ -284,6 +293,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             "filters": {"status": status} if status else {},
         } | ({"at": at} if at else {})
         return await run_read(request, "HCM_GET_DECISIONS", payload)
+
+    if not open_docs:
+
+        @app.get("/openapi.json", include_in_schema=False)
+        def openapi(request: Request) -> JSONResponse:
+            """The API description, for a caller with a token (production)."""
+            authenticate(request)
+            return JSONResponse(app.openapi())
 
     app.include_router(git_router(lambda: settings.hcm_path, authenticate))
     request_log = JsonLinesLog(

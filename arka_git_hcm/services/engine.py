@@ -290,9 +290,10 @@ class CommitEngine:
                 if TEMP_MARK not in path and self._disk_blob_id(path) != self.repo.entry_id(tree, path)
             ]
 
-    def adoption_request(self, paths: list[str]) -> WriteRequest:
-        """A write committing the disk's content of ``paths`` as HCM_EXTERNAL_EDIT. Paths that
-        already equal the branch (adopted meanwhile by another process) are left out."""
+    def adoption_request(self, paths: list[str], by: tuple[str, str] | None = None) -> WriteRequest:
+        """A write committing the disk's content of ``paths`` as HCM_EXTERNAL_EDIT, authored by
+        ``by`` (type, id: whoever asked for it) or the store itself. Paths that already equal the
+        branch (adopted meanwhile by another process) are left out."""
 
         def apply(draft: Draft) -> WriteOutcome:
             changed = []
@@ -311,8 +312,8 @@ class CommitEngine:
         return WriteRequest(
             op=EXTERNAL_EDIT_OP,
             request_id=f"external-{uuid.uuid4().hex[:16]}",
-            caller_type="system",
-            caller_id="arka-hcm",
+            caller_type=by[0] if by else "system",
+            caller_id=by[1] if by else "arka-hcm",
             payload_sha256="",
             apply=apply,
             replay=lambda stored, view: dict(stored or {}),

@@ -472,9 +472,10 @@ class HcmStore:
         return None if commit is None else self.view(commit)
 
     # --- hand edits -----------------------------------------------------------------------
-    def scan_hand_edits(self, *, adopt: bool) -> dict[str, Any]:
+    def scan_hand_edits(self, *, adopt: bool, by: tuple[str, str] | None = None) -> dict[str, Any]:
         """Find files whose work-tree content differs from HEAD (edited, added or deleted by hand)
-        and adopt them as one HCM_EXTERNAL_EDIT commit, or just report them."""
+        and adopt them as one HCM_EXTERNAL_EDIT commit (authored ``by`` (type, id) when a person
+        asked for it, else by the store itself), or just report them."""
         from ..paths import check_relative
 
         adoptable, unsafe = [], []
@@ -487,10 +488,7 @@ class HcmStore:
                 unsafe.append(path)
         report: dict[str, Any] = {"paths": adoptable, "unsafe": unsafe, "adopted": None}
         if adoptable and adopt:
-            report["adopted"] = self._adopt(adoptable)
+            report["adopted"] = self.engine.submit_adoption(self.engine.adoption_request(adoptable, by))
         if adoptable or unsafe:
             log.warning("hand edits found: %d adoptable, %d unsafe", len(adoptable), len(unsafe))
         return report
-
-    def _adopt(self, paths: list[str]) -> str | None:
-        return self.engine.submit_adoption(self.engine.adoption_request(paths))
