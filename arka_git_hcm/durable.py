@@ -34,6 +34,7 @@ __all__ = [
     "folder",
     "open_folder",
     "open_lock_file",
+    "read_fd",
     "read_file",
     "replace_file",
     "sync_filesystem",
@@ -211,6 +212,11 @@ def _open_file_at(dir_fd: int, name: str, flags: int, mode: int = 0o644) -> int:
         if exc.errno == errno.ELOOP:
             raise LinkRefused(name) from None
         raise
+
+
+def read_fd(fd: int) -> bytes:
+    """Every byte from ``fd``'s position to its end."""
+    return _read_all(fd)
 
 
 def _read_all(fd: int) -> bytes:

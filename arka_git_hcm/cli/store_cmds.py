@@ -331,3 +331,31 @@ def adopt(obj: Context, as_json: bool) -> None:
             click.echo(f"refused (unsafe name or symlink): {path}")
 
     emit(report, as_json, human)
+
+
+@main.command("accept-rewind")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def accept_rewind(obj: Context, as_json: bool) -> None:
+    """Keep the HCM branch where a person moved it back by hand, and allow writes again.
+
+    The store refuses writes after the branch went backwards (`git reset`, `git update-ref`):
+    a retried request whose commit was dropped would be applied twice. This keeps the rewind:
+    the dropped commits stay in git's reflog, their request ids are remembered (a retry is
+    refused), and the decision is written to the reflog. To undo the rewind instead, move the
+    branch back to the old tip that `arka-hcm verify` names.
+
+    \b
+    Example:
+      arka-hcm --client ./arka-client verify          # says the branch went backwards
+      arka-hcm --client ./arka-client --as human/alice accept-rewind
+    """
+    who = obj.caller
+    with HcmStore.open(obj.settings, scan_hand_edits=False) as store:
+        result = store.accept_rewind((who["type"], who["id"]))
+    emit(
+        result,
+        as_json,
+        f"kept the branch at {result['new'][:12]} (was {result['old'][:12]}); "
+        f"{result['dropped_requests']} dropped request id(s) will be refused if retried",
+    )

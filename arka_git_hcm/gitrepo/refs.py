@@ -15,7 +15,16 @@ from pathlib import Path
 
 from .. import durable
 
-__all__ = ["ZERO_OID", "compare_and_swap_ref", "head_ref_name", "read_ref", "remove_stale_lock"]
+__all__ = [
+    "ZERO_OID",
+    "append_reflog",
+    "compare_and_swap_ref",
+    "delete_loose_ref",
+    "head_ref_name",
+    "last_reflog_entry",
+    "read_ref",
+    "remove_stale_lock",
+]
 
 ZERO_OID = "0" * 40
 
@@ -52,7 +61,15 @@ def head_ref_name(git_dir: Path) -> str:
 
 
 def compare_and_swap_ref(
-    git_dir: Path, ref: str, old: str | None, new: str, identity: str, message: str, durable_sync: bool
+    git_dir: Path,
+    ref: str,
+    old: str | None,
+    new: str,
+    identity: str,
+    message: str,
+    durable_sync: bool,
+    *,
+    reflog: bool = True,
 ) -> bool:
     """Move ``ref`` from ``old`` to ``new`` only if it still points at ``old``. Returns False when
     it moved meanwhile (the caller rebuilds on the new tip) or its lock is held (contention).
@@ -79,7 +96,8 @@ def compare_and_swap_ref(
             if moved:
                 os.unlink(lock, dir_fd=dir_fd)
                 return False
-            _append_reflog(git_dir, ref, old or ZERO_OID, new, identity, message)
+            if reflog:
+                _append_reflog(git_dir, ref, old or ZERO_OID, new, identity, message)
             os.replace(lock, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -93,10 +111,48 @@ def compare_and_swap_ref(
 _LOCK_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def last_reflog_entry(git_dir: Path, ref: str) -> tuple[str, str, str] | None:
+    """(old, new, message) of the last line of ``ref``'s reflog (its tail is read, not the file)."""
+    try:
+        with durable.folder(git_dir, ["logs", *ref.split("/")[:-1]]) as dir_fd:
+            fd = os.open(ref.split("/")[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        os.lseek(fd, max(0, size - 8192), os.SEEK_SET)
+        tail = durable.read_fd(fd)
+    finally:
+        os.close(fd)
+    lines = [line for line in tail.split(b"\n") if line.strip()]
+    if not lines:
+        return None
+    head, _, message = lines[-1].decode("utf-8", "replace").partition("\t")
+    fields = head.split(" ")
+    if len(fields) < 2 or len(fields[0]) != 40 or len(fields[1]) != 40:
+        return None
+    return fields[0], fields[1], message
+
+
+def append_reflog(git_dir: Path, ref: str, old: str, new: str, identity: str, message: str) -> None:
+    _append_reflog(git_dir, ref, old, new, identity, message)
+
+
 def _append_reflog(git_dir: Path, ref: str, old: str, new: str, identity: str, message: str) -> None:
     first = message.split("\n", 1)[0]  # one line: git splits its reflog on \n only
     line = f"{old} {new} {identity}\t{first}\n".encode()
     durable.append_line(git_dir / "logs" / ref, line, root=git_dir)
+
+
+def delete_loose_ref(git_dir: Path, ref: str) -> None:
+    """Remove a loose ref (and its reflog), without following a link on the way."""
+    parts = ref.split("/")
+    for base in ([], ["logs"]):
+        try:
+            with durable.folder(git_dir, [*base, *parts[:-1]]) as dir_fd:
+                os.unlink(parts[-1], dir_fd=dir_fd)
+        except FileNotFoundError:
+            continue
 
 
 def remove_stale_lock(git_dir: Path, ref: str) -> bool:

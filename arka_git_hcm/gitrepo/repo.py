@@ -8,6 +8,8 @@ paths, so the cost of a write does not grow with the number of files in the HCM.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import threading
@@ -28,7 +30,9 @@ from .rawtree import EMPTY_TREE, MODE_BLOB, MODE_TREE, RawTree, RawTreeCache
 
 __all__ = ["CommitInfo", "GitRepo", "Signature", "configure_library", "sync_filesystem"]
 _configured = False
+log = logging.getLogger("arka_git_hcm.git")
 _BLOB, _TREE, _COMMIT = packs.KIND_CODES[b"blob"], packs.KIND_CODES[b"tree"], packs.KIND_CODES[b"commit"]
+_TAG = packs.KIND_CODES[b"tag"]
 PENDING_LIMIT = 32 * 1024 * 1024  # pending object bytes that force a pack out mid-batch
 OWN_PACK_BYTES_KEPT = 64 * 1024 * 1024  # objects of unfolded own packs kept in memory, at most
 COMMIT_TREES_KEPT = 4096  # commit -> tree ids remembered (a commit's tree never changes)
@@ -564,16 +568,58 @@ class GitRepo:
             commit_time=c.commit_time,
         )
 
+    def write_tag(self, name: str, commit_id: str, tagger: Signature, message: str) -> str:
+        """A new annotated tag object named ``name`` on a commit (pending, no ref): the bytes
+        libgit2's git_tag_create writes."""
+        data = (
+            f"object {commit_id}\ntype commit\ntag {name}\n".encode("ascii")
+            + b"tagger "
+            + self._signature_bytes(tagger)
+            + b"\n\n"
+            + message.rstrip("\n").encode("utf-8")
+            + b"\n"
+        )
+        return self._put(_TAG, b"tag", data).hex()
+
     def create_tag(self, name: str, commit_id: str, tagger: Signature, message: str) -> str:
         """An annotated tag ``refs/tags/<name>`` on a commit; ConflictingUpdate if it exists."""
+        tag = self.write_tag(name, commit_id, tagger, message)
+        if not self.create_ref(f"refs/tags/{name}", tag):
+            raise ConflictingUpdate(f"tag {name} exists already; choose another name", {"tag": name})
+        return tag
+
+    def create_ref(self, ref: str, oid: str) -> bool:
+        """Create ``ref`` pointing at ``oid`` (flushed first) if it does not exist; False if it
+        does. Written like a branch move: lock file, never through a link, no reflog."""
         self.flush_objects()
+        if self.read_ref(ref) is not None:
+            return False
         try:
-            oid = self._repo.create_tag(
-                name, pygit2.Oid(hex=commit_id), ObjectType.COMMIT, tagger.to_pygit2(), message + "\n"
-            )
-        except (ValueError, pygit2.GitError) as exc:
-            raise ConflictingUpdate(f"tag {name} could not be created: {exc}", {"tag": name}) from None
-        return str(oid)
+            return refs.compare_and_swap_ref(self.git_dir, ref, None, oid, "", "", False, reflog=False)
+        except OSError as exc:
+            raise from_os_error(exc, f"creating {ref}") from None
+
+    def delete_ref(self, ref: str) -> None:
+        """Remove a loose ref this store created (a tag of a write that did not land)."""
+        try:
+            refs.delete_loose_ref(self.git_dir, ref)
+        except OSError as exc:
+            raise from_os_error(exc, f"removing {ref}") from None
+
+    def has_blob(self, blob_id: str) -> bool:
+        """Whether the object database holds this object (pending ones included)."""
+        if bytes.fromhex(blob_id) in self._pending:
+            return True
+        try:
+            return blob_id in self._repo.odb
+        except (ValueError, pygit2.GitError):
+            return False
+
+    def blob_data_or_none(self, blob_id: str) -> bytes | None:
+        try:
+            return self.blob_data(blob_id)
+        except (AssertionError, KeyError, ValueError, IoError):
+            return None
 
     def list_tags(self, prefix: str) -> list[tuple[str, str, int, str]]:
         """(name without prefix, commit id, tag time, message) of every tag under refs/tags/<prefix>."""
@@ -603,6 +649,21 @@ class GitRepo:
         except (pygit2.GitError, ValueError, TypeError):
             return None
         return str(commit.id)
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        try:
+            found = self._repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        return None if found is None else str(found)
+
+    def last_reflog_entry(self, ref: str) -> tuple[str, str, str] | None:
+        """(old, new, message) of the last line of ``ref``'s reflog, or None."""
+        return refs.last_reflog_entry(self.git_dir, ref)
+
+    def append_reflog(self, ref: str, old: str, new: str, who: Signature, message: str) -> None:
+        """A reflog line without moving the ref (a decision recorded where git keeps its moves)."""
+        refs.append_reflog(self.git_dir, ref, old, new, who.reflog_identity(), message)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """Whether ``ancestor`` is in the history of ``descendant`` (and differs from it)."""
@@ -713,18 +774,48 @@ class GitRepo:
         return sorted(paths)
 
     def index_differences(self, tree_id: str) -> list[str]:
+        """Paths whose index entry differs from ``tree_id``. git's index is derived state: one
+        that cannot be read (a flipped byte, a torn write) is rebuilt from the tree first."""
         self._visible(tree_id)
-        index = self._repo.index
-        index.read(force=True)
+        try:
+            index = self._repo.index
+            index.read(force=True)
+        except (pygit2.GitError, OSError, ValueError) as exc:
+            self.rebuild_index(tree_id, reason=str(exc))
+            return []
         tree = self._repo.get(tree_id)
         assert isinstance(tree, pygit2.Tree)
         return self._index_tree_differences(index, tree)
 
-    def worktree_status(self) -> dict[str, str]:
-        """Paths whose work-tree state differs from the index: 'modified', 'deleted', 'untracked'."""
+    def rebuild_index(self, tree_id: str, reason: str) -> None:
+        """Replace git's index with one made from ``tree_id`` (stat data from the work tree,
+        which equals that tree), without touching the work tree."""
+        import logging
+
+        logging.getLogger("arka_git_hcm.git").warning(
+            "git's index could not be read (%s); rebuilding it", reason
+        )
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.git_dir / "index")
+        try:
+            gitbin.rebuild_index(self.workdir, tree_id)
+        except FileNotFoundError:  # no git binary: libgit2 builds it
+            index = pygit2.Index()
+            tree = self._repo.get(tree_id)
+            assert isinstance(tree, pygit2.Tree)
+            index.read_tree(tree)
+            self._repo.index.read_tree(tree)
+            self._repo.index.write()
+        self._reopen()
+
+    def worktree_status(self, *, ignored: bool = False) -> dict[str, str]:
+        """Paths whose work-tree state differs from the index: 'modified', 'deleted', 'untracked'
+        (and 'ignored' files, when asked)."""
         result: dict[str, str] = {}
-        for path, flags in self._repo.status(untracked_files="all").items():
-            if flags & pygit2.enums.FileStatus.WT_NEW:
+        for path, flags in self._repo.status(untracked_files="all", ignored=ignored).items():
+            if flags & pygit2.enums.FileStatus.IGNORED:
+                result[path] = "ignored"
+            elif flags & pygit2.enums.FileStatus.WT_NEW:
                 result[path] = "untracked"
             elif flags & pygit2.enums.FileStatus.WT_DELETED:
                 result[path] = "deleted"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -127,6 +126,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         except HcmError as exc:
             problem["reason"] = f"the HCM could not be opened: {exc.message}"
             log.error("%s", problem["reason"])
+        except Exception as exc:  # anything else: still serve /health and say why not ready
+            problem["reason"] = f"the HCM could not be opened ({type(exc).__name__}); see the server log"
+            log.exception("%s", problem["reason"])
         try:
             yield
         finally:
@@ -198,19 +200,17 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
 
     @app.get("/ready", tags=["health"])
     def ready() -> JSONResponse:
-        """Ready: the repository is open, its branch resolves, and the volume is writable."""
+        """Ready to take writes: the repository is open, its history readable, the volume takes a
+        file (tried for real). Details list hand edits kept out of history; 503 READ_ONLY says why
+        not, with what to do."""
         try:
-            current = store()
-            if current.engine.broken:
-                raise ReadOnly(current.engine.broken)
-            if not os.access(settings.hcm_path, os.W_OK):
-                raise ReadOnly(f"{settings.hcm_path} is not writable by this process")
-            revision = current.tip()
-            if revision is None:
-                raise ReadOnly("the HCM branch has no commit")
+            health = store().health()
         except HcmError as exc:
             return _error_json(exc)
-        return JSONResponse({"status": "ready", "revision": revision})
+        if not health["ready"]:
+            problem = ReadOnly("; ".join(health["problems"]), {"details": health["details"]})
+            return _error_json(problem, revision=health["revision"])
+        return JSONResponse({"status": "ready", "revision": health["revision"], "details": health["details"]})
 
     # --- operations -----------------------------------------------------------------------
     async def read_body(request: Request) -> bytes:

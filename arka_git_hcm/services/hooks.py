@@ -48,8 +48,31 @@ exit 0
 """
 
 
+# The store's transient files in the work tree, which `git status` must not show: temp files of a
+# change being written, and files moved aside while a change lands (see worktree.py).
+EXCLUDES = ("/**/.*.arka-tmp-*", "/**/.*.arka-old-*", "/.*.arka-tmp-*", "/.*.arka-old-*")
+EXCLUDE_MARK = "# arka-hcm: transient files of the store"
+
+
+def install_excludes(git_dir: Path) -> None:
+    """Add the store's transient names to ``.git/info/exclude`` (kept with the repository, never
+    committed), keeping whatever else is there."""
+    path = git_dir / "info" / "exclude"
+    try:
+        current = durable.read_file(path, root=git_dir).decode("utf-8", "replace")
+    except FileNotFoundError:
+        current = ""
+    if EXCLUDE_MARK in current:
+        return
+    block = "\n".join([EXCLUDE_MARK, *EXCLUDES]) + "\n"
+    text = (current if not current or current.endswith("\n") else current + "\n") + block
+    durable.write_atomic(path, text.encode("utf-8"), root=git_dir)
+
+
 def install_hooks(git_dir: Path) -> bool:
-    """Install (or upgrade) the guard hook; never replace a hook someone else wrote."""
+    """Install (or upgrade) the guard hook, never replacing a hook someone else wrote, and the
+    store's excludes. False when a foreign pre-commit hook is there."""
+    install_excludes(git_dir)
     hook = git_dir / "hooks" / "pre-commit"
     try:
         current = hook.read_text("utf-8")

@@ -61,6 +61,8 @@ class OpSpec:
     # a read bounded by one mission or one document: an asyncio server answers it on its event
     # loop, since handing it to a worker thread and back costs more than the read itself
     quick: bool = False
+    # the snapshot tag a write makes (from its stored answer), re-made by a replay if missing
+    tag_of: Callable[[dict[str, Any] | None], str | None] | None = None
 
 
 def require_mission(view: TreeView, mission_id: str) -> MissionPaths:

@@ -223,7 +223,13 @@ def rotate_journal(ctx: OpContext, draft: Draft, payload: p.RotateJournal) -> Wr
 
 
 DAY_OPS = [
-    OpSpec("HCM_SNAPSHOT_MISSION", "write", p.SnapshotMission, snapshot_mission),
+    OpSpec(
+        "HCM_SNAPSHOT_MISSION",
+        "write",
+        p.SnapshotMission,
+        snapshot_mission,
+        tag_of=lambda stored: (stored or {}).get("snapshot_id"),
+    ),
     OpSpec("HCM_DAY_ROLLUP", "write", p.DayPayload, day_rollup),
     OpSpec("HCM_PREPARE_DAY_CONTEXT", "read", p.PrepareDayContext, prepare_day_context, zone="agent_ok"),
     OpSpec("HCM_ROTATE_JOURNAL", "write", p.RotateJournal, rotate_journal),

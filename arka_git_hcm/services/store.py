@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -19,15 +21,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .. import durable
 from ..clock import Clock, OutOfRange, SystemClock, parse_iso
 from ..config import Settings
 from ..domain.envelope import Caller, Envelope, describe_validation_error, parse_envelope
-from ..errors import AccessDenied, HcmError, InternalError, InvalidPayload, NotFound
+from ..domain.layout import is_required
+from ..errors import AccessDenied, HcmError, InternalError, InvalidPayload, IoError, NotFound, from_os_error
 from ..gitrepo import GitRepo
 from ..ids import is_request_id
 from ..jsonio import compact_dumps, parse_json
 from .access import META_RULES, authorize, parse_role_grants
 from .engine import CommitEngine, WriteRequest, WriteResult, payload_digest
+from .hand_edits import problems_of
 from .hooks import install_hooks
 from .oplog import JsonLinesLog
 from .ops_base import OpContext, OpSpec
@@ -48,6 +53,7 @@ OPERATIONS: dict[str, OpSpec] = {
 }
 NOT_YET = frozenset({"HCM_SEARCH"})
 LOOP_PARSE_MAX = 64 * 1024  # bodies up to this size are parsed on an asyncio caller's loop
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 _AT_RELATIVE = re.compile(r"^HEAD(?:~(\d{1,6}))?$")
 _AT_HEX = re.compile(r"^[0-9a-f]{4,40}$")
 SNAPSHOT_TAG_PREFIX = "snapshot/"
@@ -91,6 +97,56 @@ def ok_response(envelope: Envelope, data: dict[str, Any], revision: str | None) 
         "error": None,
         "revision": revision,
     }
+
+
+def refuse_other_owner(git_dir: Path) -> None:
+    """Refuse to open an HCM owned by another user, as git refuses a dubious owner: files this
+    process creates (objects, refs, the work tree) would be its own, and the service, running as
+    the folder's owner (uid 10001 in the container), could no longer write them. A folder shared
+    through a group (setgid and group-writable, as teams set it up) is fine."""
+    info = os.stat(git_dir)
+    uid = os.geteuid()
+    shared = info.st_mode & stat.S_ISGID and info.st_mode & stat.S_IWGRP
+    if uid == info.st_uid or shared:
+        return
+    raise AccessDenied(
+        f"{git_dir.parent} belongs to uid {info.st_uid} and this command runs as uid {uid}: the files it "
+        f"would create could not be written by the service afterwards. Run it as the folder's owner: "
+        f"inside the container, `docker compose exec arka-os arka-hcm ...` (or `docker-compose exec`), or "
+        f"on the host `sudo -u '#{info.st_uid}' arka-hcm ...`",
+        {"owner_uid": info.st_uid, "uid": uid},
+    )
+
+
+def read_branch(repo: GitRepo, settings: Settings) -> str | None:
+    """The branch tip at open (None: a repository with no commit yet). A HEAD or branch that
+    cannot be read, or an empty branch file in a repository that holds objects, is damage: the
+    message says so, never "create it with init" (which would refuse an existing repository)."""
+    damaged = None
+    try:
+        name = repo.head_ref_name()
+        tip = repo.read_ref(name)
+        if tip is not None and not _COMMIT_ID.fullmatch(tip):
+            damaged = f"{name} holds {tip[:40]!r}, not a commit id"
+        elif tip is None and ((repo.git_dir / name).exists() or repo.pack_count()):
+            damaged = f"{name} is empty or missing while the repository holds objects"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        damaged = f"HEAD or its branch cannot be read ({exc})"
+    if damaged is not None:
+        raise IoError(
+            f"the HCM repository at {settings.hcm_path} is damaged: {damaged}. Run `arka-hcm verify` "
+            "and restore it from a backup (see the README's backup section)",
+            {"path": str(settings.hcm_path)},
+        )
+    return tip
+
+
+def probe_writable(folder: Path) -> None:
+    """Create and remove a file in ``folder``: OSError when the volume does not take writes."""
+    with durable.folder(folder.parent, [folder.name], create=True) as fd:
+        file_fd, name = durable.create_new(fd, ".ready-probe-")
+        os.close(file_fd)
+        os.unlink(name, dir_fd=fd)
 
 
 def init_hint(hcm_path: Path) -> str:
@@ -164,8 +220,9 @@ class HcmStore:
                 f"no HCM repository at {settings.hcm_path}; {init_hint(settings.hcm_path)}",
                 {"path": str(settings.hcm_path)},
             )
+        refuse_other_owner(git_dir)
         repo = GitRepo(settings.hcm_path)
-        head = repo.read_ref(repo.head_ref_name())
+        head = read_branch(repo, settings)
         if head is not None and repo.entry_id(repo.commit_tree(head), "meta.json") is None:
             # Some other git repository: never install hooks or state in it.
             raise NotFound(
@@ -185,7 +242,9 @@ class HcmStore:
                 "a pre-commit hook that arka-hcm did not write exists; the index guard is not installed"
             )
         store.open_report["recovery"] = store.engine.recover()
+        store.open_report["stray_asides"] = store.engine.check_stray_asides()
         store.open_report["index_repaired"] = store.engine.repair_index()
+        store.engine.check_history()
         if scan_hand_edits:
             store.open_report["hand_edits"] = store.scan_hand_edits(
                 adopt=settings.file.store.external_edits == "adopt"
@@ -195,6 +254,39 @@ class HcmStore:
     def close(self) -> None:
         self.engine.close()
         self.oplog.close()
+
+    def health(self) -> dict[str, Any]:
+        """Whether the store can take writes now (``ready``), the problems if not, each with what
+        to do, and details an admin should see: hand edits kept out of history. A work tree left
+        by a failed write is repaired here if it can be. The volume is checked by doing what a
+        write does (creating and removing a file where the store writes): a filesystem the
+        kernel forced read-only still passes ``os.access``."""
+        problems: list[str] = []
+        engine = self.engine
+        if engine.repair_pending:
+            try:
+                engine.recover()
+            except HcmError as exc:
+                problems.append(f"{engine.repair_pending}; repairing it failed: {exc.message}")
+        if engine.broken:
+            problems.append(engine.broken)
+        try:
+            probe_writable(self.repo.state_dir)
+        except OSError as exc:
+            problems.append(from_os_error(exc, "checking that the HCM volume takes writes").message)
+        tip = self._safe_tip()
+        if tip is None:
+            problems.append("the HCM branch has no commit")
+        scan = self.open_report.get("hand_edits") or {}
+        details: dict[str, Any] = {
+            "saved_hand_edits": engine.saved_edits.listed(5),
+            "hand_edits_not_adopted": scan.get("invalid", []),
+        }
+        return {"ready": not problems, "revision": tip, "problems": problems, "details": details}
+
+    def accept_rewind(self, by: tuple[str, str]) -> dict[str, Any]:
+        """Keep the branch where a person moved it back (see RequestIndex)."""
+        return self.engine.accept_rewind(by)
 
     def add_landing_listener(self, listener: Callable[[str, list[str]], None]) -> None:
         """Call ``listener(new_tip, changed_paths)`` after each batch of writes lands in this
@@ -352,6 +444,7 @@ class HcmStore:
             payload_sha256=payload_digest(spec.name, envelope.caller.label, envelope.payload),
             apply=lambda draft: spec.handler(ctx, draft, payload),
             replay=spec.replay,
+            replay_tag=spec.tag_of,
         )
 
     def _with_granted_roles(self, caller: Caller, tip: str | None) -> Caller:
@@ -478,17 +571,31 @@ class HcmStore:
         asked for it, else by the store itself), or just report them."""
         from ..paths import check_relative
 
-        adoptable, unsafe = [], []
+        adoptable, unsafe, invalid = [], [], []
         for path in self.engine.find_hand_edits():
             try:
                 check_relative(path)
-                self.engine.resolver.resolve(path)
-                adoptable.append(path)
+                data = self.engine.resolver.read_bytes(path)
             except HcmError:
                 unsafe.append(path)
-        report: dict[str, Any] = {"paths": adoptable, "unsafe": unsafe, "adopted": None}
+                continue
+            if problems_of(path, data) or (data is None and is_required(path)):
+                invalid.append(path)  # kept out of history, left on disk, reported
+            else:
+                adoptable.append(path)
+        report: dict[str, Any] = {"paths": adoptable, "unsafe": unsafe, "invalid": invalid, "adopted": None}
         if adoptable and adopt:
-            report["adopted"] = self.engine.submit_adoption(self.engine.adoption_request(adoptable, by))
-        if adoptable or unsafe:
-            log.warning("hand edits found: %d adoptable, %d unsafe", len(adoptable), len(unsafe))
+            try:
+                report["adopted"] = self.engine.submit_adoption(self.engine.adoption_request(adoptable, by))
+            except HcmError as exc:  # a store that refuses writes (a rewind to decide) still opens
+                report["adoption_refused"] = exc.message
+                log.warning("hand edits not adopted: %s", exc.message)
+        if adoptable or unsafe or invalid:
+            log.warning(
+                "hand edits found: %d adoptable, %d unsafe, %d not valid (kept out of history: %s)",
+                len(adoptable),
+                len(unsafe),
+                len(invalid),
+                ", ".join(invalid[:10]),
+            )
         return report
