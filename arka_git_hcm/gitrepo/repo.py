@@ -37,6 +37,7 @@ PENDING_LIMIT = 32 * 1024 * 1024  # pending object bytes that force a pack out m
 OWN_PACK_BYTES_KEPT = 64 * 1024 * 1024  # objects of unfolded own packs kept in memory, at most
 COMMIT_TREES_KEPT = 4096  # commit -> tree ids remembered (a commit's tree never changes)
 PACK_LIST_CHECK_S = 1.0  # how often notice_rollups lists the pack folder
+MWINDOW_FILE_LIMIT = 128  # pack files libgit2 keeps open at most
 
 
 def configure_library() -> None:
@@ -48,6 +49,7 @@ def configure_library() -> None:
       store (not libgit2's safe.directory heuristic) decides which folder it serves.
     - libgit2's own fsync is off: the store orders durability itself with one filesystem sync
       after the objects and one after the ref (see CommitEngine), which costs far fewer syncs.
+    - At most MWINDOW_FILE_LIMIT pack files are kept open.
     """
     global _configured
     if _configured:
@@ -56,6 +58,9 @@ def configure_library() -> None:
     pygit2.settings.cache_max_size(256 * 1024 * 1024)
     pygit2.settings.owner_validation = False
     pygit2.settings.enable_fsync_gitdir(False)
+    # Packs libgit2 keeps open (each a descriptor and a mapping), least recently used closed
+    # first: the store writes a pack per batch, so without a bound they pile up between folds.
+    pygit2.settings.mwindow_file_limit = MWINDOW_FILE_LIMIT
     _configured = True
 
 
@@ -306,7 +311,11 @@ class GitRepo:
         self._seen_rollup = self._stamp()
         self._packs_seen = set(packs.pack_names(self.pack_dir))
         self._packs_checked_at = time.monotonic()
-        self._repo = self._open_libgit2()  # threads still using the old handle keep it alive
+        old, self._repo = self._repo, self._open_libgit2()
+        # Release the old handle's open packs now (deleted ones included): waiting for the last
+        # reference to go left hundreds of descriptors to deleted packs open under load. A thread
+        # still using the old handle is safe: libgit2 reopens what it needs on its next use.
+        old.free()
 
     def discard_pending(self) -> None:
         """Forget the pending objects. Only for the thread that wrote them, once the commit that

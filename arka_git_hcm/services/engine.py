@@ -64,6 +64,7 @@ MAX_CAS_ATTEMPTS = 8
 # batches one leader commits in a row under one hold of the lock before letting others in
 MAX_CHAINED_BATCHES = 16
 PACKS_BEFORE_REPACK = 16  # packs (one per batch) this process writes between two folds
+PACKS_BACKPRESSURE = 64  # packs written while a fold still runs: the writer waits for it
 GIT_REPACK_ABOVE = 24  # packs in the folder (folds, other processes' packs) that make git repack
 PACKS_AT_CLOSE = 32  # at close, more packs than this are folded (CLI runs write one each)
 EXTERNAL_EDIT_OP = "HCM_EXTERNAL_EDIT"
@@ -456,15 +457,24 @@ class CommitEngine:
         one in the background, from the objects still in memory (GitRepo.fold_own_packs); and
         when more than GIT_REPACK_ABOVE packs pile up (these folds, other processes' packs),
         have git fold them (`git repack --geometric`, see GitRepo.repack). Writers go on
-        meanwhile; every write of these batches is acknowledged already."""
-        if self.repo.packs_written < PACKS_BEFORE_REPACK:
+        meanwhile; every write of these batches is acknowledged already. When folding falls
+        behind (a busy CPU: a long run once reached 673 packs and ran out of descriptors), the
+        writer waits for it once PACKS_BACKPRESSURE packs are waiting: packs stay bounded."""
+        written = self.repo.packs_written
+        if written < PACKS_BEFORE_REPACK:
             return
-        self.repo.packs_written = 0
         with self._cond:
-            if self._closing or (self._repacker is not None and self._repacker.is_alive()):
+            running = self._repacker
+            if self._closing or (running is not None and running.is_alive()):
+                if running is None or written < PACKS_BACKPRESSURE:
+                    return
+            else:
+                self.repo.packs_written = 0
+                self._repacker = threading.Thread(target=self._repack, name="arka-hcm-repack", daemon=True)
+                self._repacker.start()
                 return
-            self._repacker = threading.Thread(target=self._repack, name="arka-hcm-repack", daemon=True)
-            self._repacker.start()
+        log.info("folding packs fell behind (%d waiting): the writer waits for it", written)
+        running.join()
 
     def _repack(self) -> None:
         started = time.perf_counter()
