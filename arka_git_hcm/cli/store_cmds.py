@@ -297,9 +297,11 @@ def status(obj: Context, as_json: bool) -> None:
         raise
     with store:
         tip = store.tip()
+        meta = store.view(tip).read_json("meta.json") or {}
         info = {
             "ok": True,
             "hcm": str(obj.settings.hcm_path),
+            "tenant_id": meta.get("tenant_id") if isinstance(meta, dict) else None,
             "revision": tip,
             "branch": store.engine.ref,
             "durability": obj.settings.file.store.durability,
