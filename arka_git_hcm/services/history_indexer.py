@@ -1,0 +1,43 @@
+"""The worker that keeps the history index up to date, off the write path.
+
+Woken by the store after each batch lands in this process (a landing listener), and, in the
+service, every ``interval_s`` for commits other processes made (the CLI, another worker). A
+store opened by a one-shot command only extends an index that exists (a few new commits, in
+its last round at close); building one from a long history is the service's job (in the
+background, at start) or ``arka-hcm history reindex``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..worker import BackgroundWorker
+from .history_index import HistoryIndex
+
+__all__ = ["HistoryIndexer"]
+
+log = logging.getLogger("arka_git_hcm.history")
+
+
+class HistoryIndexer(BackgroundWorker):
+    name = "arka-hcm-history-index"
+
+    def __init__(self, index: HistoryIndex, tip: Callable[[], str | None]) -> None:
+        super().__init__(interval_s=None, max_backoff_s=300.0, log=log)
+        self.index = index
+        self.tip = tip
+        self.build = False
+        self.indexed = 0  # commits added by this worker (for tests and health reports)
+
+    def serve(self, interval_s: float) -> None:
+        """Run as the service does: build a missing index, look at the tip every interval."""
+        self.build = True
+        self.interval_s = interval_s
+        self.wake()
+
+    def work(self) -> None:
+        added = self.index.catch_up(self.tip(), build=self.build)
+        if added:
+            self.indexed += added
+            log.debug("history index: %d commit(s) added", added)
