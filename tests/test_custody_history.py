@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ class SettableClock:
 
 
 def _write(
-    store: HcmStore, clock: SettableClock, op: str, payload: dict[str, object], caller: dict[str, object]
+    store: HcmStore, clock: SettableClock, op: str, payload: dict[str, Any], caller: dict[str, Any]
 ) -> str:
     clock.value += timedelta(minutes=7)
     return str(ok(store, op, payload, caller)["revision"])

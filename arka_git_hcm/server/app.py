@@ -28,8 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..clock import Clock
 from ..config import Settings, TokenRecord, load_settings
+from ..custody.service import CustodyService
 from ..domain.envelope import Caller
 from ..errors import (
+    AccessDenied,
     HcmError,
     InternalError,
     InvalidPayload,
@@ -115,6 +117,7 @@ def _safe_path(path: str) -> str:
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     holder: dict[str, HcmStore] = {}
+    custody: dict[str, CustodyService] = {}
     problem: dict[str, str] = {}
 
     @asynccontextmanager
@@ -126,9 +129,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         except HcmError as exc:
             problem["reason"] = f"the HCM could not be opened: {exc.message}"
             log.error("%s", problem["reason"])
+        if "store" in holder:  # history index, mirror, scheduled backups: background workers
+            custody["service"] = CustodyService(holder["store"])
+            custody["service"].start()
         try:
             yield
         finally:
+            if "service" in custody:
+                await run_in_threadpool(custody["service"].close)
             if "store" in holder:
                 await run_in_threadpool(holder["store"].close)
 
@@ -200,7 +208,26 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
                 raise ReadOnly("the HCM branch has no commit")
         except HcmError as exc:
             return _error_json(exc)
-        return JSONResponse({"status": "ready", "revision": revision})
+        body: dict[str, Any] = {"status": "ready", "revision": revision}
+        if "service" in custody:  # last backup, mirror lag, history index: never fail readiness
+            try:
+                body["details"] = custody["service"].ready_details()
+            except Exception:
+                log.exception("custody details failed")
+                body["details"] = {"error": "custody details unavailable; see the server log"}
+        return JSONResponse(body)
+
+    @app.post("/v1/admin/backup", tags=["admin"])
+    async def admin_backup(request: Request) -> JSONResponse:
+        """Take a full backup now into the configured backup folder (admin token)."""
+        record = authenticate(request)
+        if "admin" not in record.roles:
+            raise AccessDenied("taking a backup needs the admin role")
+        store()
+        if "service" not in custody:
+            raise ReadOnly(problem.get("reason", "the HCM is not open yet; retry shortly"))
+        manifest = await run_in_threadpool(custody["service"].backup_now)
+        return JSONResponse({"status": "ok", "backup": manifest})
 
     # --- operations -----------------------------------------------------------------------
     async def read_body(request: Request) -> bytes:
