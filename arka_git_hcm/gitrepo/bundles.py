@@ -118,7 +118,8 @@ def create_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     args = ["bundle", "create", "--progress" if on_progress else "--quiet", str(tmp)]
-    args += [f"refs/heads/{branch}", f"--glob={SNAPSHOT_GLOB}*"]
+    # HEAD too: `git clone FILE` then checks the branch out (a bundle without it clones empty)
+    args += ["HEAD", f"refs/heads/{branch}", f"--glob={SNAPSHOT_GLOB}*"]
     args += [f"^{oid}" for oid in exclude or []]
     try:
         with maintenance_lock(workdir, exclusive=False) as fd:
@@ -146,12 +147,12 @@ def init_repository(path: Path, branch: str, *, bare: bool = False) -> None:
 def apply_bundle(repo: Path, bundle: Path, *, on_progress: Progress | None = None) -> None:
     """Fetch the bundle's branch and tags into ``repo`` (never forced: a bundle of another
     history is refused). MissingPrerequisites names the commits a gap leaves out."""
-    verify = run_git(repo, "bundle", "verify", "--quiet", str(bundle), check=False)
+    verify = run_git(repo, "bundle", "verify", str(bundle), check=False)
     if verify.returncode != 0:
         message = verify.stderr.decode("utf-8", "replace")
         if "lacks these prerequisite commits" in message:
-            missing = [line.split()[0] for line in message.splitlines() if line.strip()[:40].isalnum()]
-            missing = [m for m in missing if len(m) == 40]
+            words = (line.removeprefix("error:").strip().split(" ")[0] for line in message.splitlines())
+            missing = [w for w in words if len(w) == 40 and all(c in "0123456789abcdef" for c in w)]
             raise MissingPrerequisites(missing or ["(unknown)"])
         raise GitFailed(("bundle", "verify"), verify.returncode, message.strip())
     run_git(

@@ -148,6 +148,8 @@ def _run_with_progress(
         proc.wait()
         raise
     reader.join()
+    proc.stdout.close()
+    proc.stderr.close()
     return subprocess.CompletedProcess(command, proc.returncode, b"".join(out), bytes(err))
 
 
