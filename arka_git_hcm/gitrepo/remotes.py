@@ -116,7 +116,7 @@ def push(
 ) -> PushResult:
     """Push ``refs/heads/<branch>`` and every snapshot tag to ``url``, never forced."""
     refspecs = [f"refs/heads/{branch}:refs/heads/{branch}", f"{SNAPSHOT_GLOB}*:{SNAPSHOT_GLOB}*"]
-    args = ["push", "--porcelain", "--progress" if on_progress else "--quiet", url, *refspecs]
+    args = ["push", "--porcelain", *(["--progress"] if on_progress else []), url, *refspecs]
     with _credential_env(url, credentials) as env:
         proc = run_git(workdir, *args, env=env, check=False, on_progress=on_progress, timeout=timeout)
     updated, same, rejected = [], [], []
