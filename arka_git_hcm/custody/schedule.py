@@ -113,7 +113,12 @@ class BackupScheduler(BackgroundWorker):
             since = str(existing[-1][0])
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
         tenant = self.settings.file.tenant_id or "hcm"
-        out = folder / f"{tenant}-{stamp}-{'incr' if since else 'full'}.bundle"
+        kind = "incr" if since else "full"
+        out = folder / f"{tenant}-{stamp}-{kind}.bundle"
+        for n in range(2, 1000):  # two backups in one second never share a name
+            if not out.exists():
+                break
+            out = folder / f"{tenant}-{stamp}-{n}-{kind}.bundle"
         try:
             manifest = create_backup(self.settings, out, with_config=cfg.with_config, since=since)
         except NotFound as exc:

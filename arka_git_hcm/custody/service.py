@@ -65,4 +65,8 @@ class CustodyService:
         folder = backup_folder(self.settings)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out: Path = folder / f"{self.settings.file.tenant_id or 'hcm'}-{stamp}-full.bundle"
+        for n in range(2, 1000):  # two backups in one second never share a name
+            if not out.exists():
+                break
+            out = folder / f"{self.settings.file.tenant_id or 'hcm'}-{stamp}-{n}-full.bundle"
         return create_backup(self.settings, out, with_config=self.settings.file.backup.with_config)
