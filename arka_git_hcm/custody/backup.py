@@ -43,7 +43,7 @@ def _hcm_repo(settings: Settings) -> Path:
 def resolve_since(settings: Settings, since: str) -> tuple[list[str], str]:
     """The commits an incremental backup starts after: a snapshot's commit, or every ref of a
     previous bundle (with its manifest). Returns (commits to exclude, description)."""
-    path = Path(since)
+    path = Path(since).absolute()
     if path.is_file():
         try:
             header = read_bundle_header(path)
@@ -93,6 +93,7 @@ def create_backup(
     """Write ``out`` (a git bundle) and ``out.manifest.json``; returns the manifest (without the
     embedded files)."""
     hcm = _hcm_repo(settings)
+    out = Path(out).absolute()  # git runs in the HCM folder: a relative path would land there
     branch = settings.file.store.branch
     exclude, base = resolve_since(settings, since) if since else ([], None)
     if with_secrets and not with_config:

@@ -39,7 +39,7 @@ __all__ = ["order_chain", "restore_backup", "verify_backup"]
 
 def _load(bundles: list[Path], on_progress: Progress | None) -> list[tuple[Path, dict[str, Any]]]:
     loaded = []
-    for bundle in bundles:
+    for bundle in (Path(b).absolute() for b in bundles):  # git reads them from another folder
         if not bundle.is_file():
             raise InvalidPayload(f"{bundle} is not a file", {"path": str(bundle)})
         manifest = read_manifest(bundle)
@@ -163,6 +163,7 @@ def restore_backup(
     bundles: list[Path], target: Path, *, force: bool = False, on_progress: Progress | None = None
 ) -> dict[str, Any]:
     chain = order_chain(_load(bundles, on_progress))
+    target = Path(target).absolute()
     _check_target(target, force)
     target.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".arka-restore-", dir=target))
