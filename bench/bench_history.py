@@ -49,6 +49,14 @@ CLI = [sys.executable, "-m", "arka_git_hcm"]
 READER = {"type": "human", "id": "bench", "roles": ["reader"]}
 
 
+class Rows(list[tuple[str, str]]):
+    """The table's rows, each also printed as soon as it is measured (a 1M run takes an hour)."""
+
+    def append(self, item: tuple[str, str]) -> None:
+        super().append(item)
+        print(f"  {item[0]}: {item[1]}", file=sys.stderr, flush=True)
+
+
 def median_ms(fn: Callable[[], Any], runs: int) -> float:
     samples = []
     for _ in range(runs):
@@ -317,7 +325,7 @@ def main() -> None:
     if args.quick:
         args.commits, args.only, args.clone_timeout = 20_000, "index,graph,backup,verify,clone", 300
     client = args.client or Path(tempfile.mkdtemp(prefix="bench-history-")) / "client"
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str, str]] = Rows()
     results: dict[str, Any] = {"commits_requested": args.commits}
     if not args.skip_build:
         seconds, timings = timed(
