@@ -339,7 +339,7 @@ class HistoryIndex:
                 break
             fresh.append(record)
         if meet is None:  # no common line with what was indexed: history was replaced
-            return self.rebuild_in(conn, names, tip, build, on_progress)
+            return self._rebuild_if_allowed(conn, names, tip, build, on_progress)
         if meet == stamp_seq and not fresh:
             return 0
         conn.execute("BEGIN")
@@ -364,7 +364,7 @@ class HistoryIndex:
             raise
         return len(fresh)
 
-    def rebuild_in(
+    def _rebuild_if_allowed(
         self,
         conn: sqlite3.Connection,
         names: _Names,
