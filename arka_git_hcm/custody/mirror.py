@@ -29,6 +29,7 @@ __all__ = ["MirrorWorker", "mirror_report"]
 
 log = logging.getLogger("arka_git_hcm.mirror")
 LAG_COUNT_CAP = 100_000
+MIN_GAP_S = 1.0  # at most one push a second: commits landing meanwhile go in the next push
 
 
 def _state_path(settings: Settings) -> Path:
@@ -51,6 +52,7 @@ class MirrorWorker(BackgroundWorker):
         self.tip = tip
         self.clock = clock
         self.pushes = 0
+        self._last_push = 0.0
 
     def on_landing(self, _tip: str, _paths: list[str]) -> None:
         self.wake()
@@ -66,6 +68,11 @@ class MirrorWorker(BackgroundWorker):
                 if state.get("behind_since") is not None:
                     save_state(path, state | {"behind_since": None})
                 return
+            wait = MIN_GAP_S - (time.monotonic() - self._last_push)
+            if wait > 0 and not self.closing:
+                time.sleep(wait)  # wakes arriving meanwhile are folded into this push
+            self._last_push = time.monotonic()
+            tip = self.tip() or tip
             now = self.clock()
             state.setdefault("behind_since", now)
             state["behind_since"] = state["behind_since"] or now

@@ -10,6 +10,7 @@ background, at start) or ``arka-hcm history reindex``'s.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from ..worker import BackgroundWorker
@@ -18,6 +19,9 @@ from .history_index import HistoryIndex
 __all__ = ["HistoryIndexer"]
 
 log = logging.getLogger("arka_git_hcm.history")
+
+
+MIN_GAP_S = 0.5  # at most two rounds a second: under a stream of writes, rounds cover many batches
 
 
 class HistoryIndexer(BackgroundWorker):
@@ -29,6 +33,7 @@ class HistoryIndexer(BackgroundWorker):
         self.tip = tip
         self.build = False
         self.indexed = 0  # commits added by this worker (for tests and health reports)
+        self._last_round = 0.0
 
     def serve(self, interval_s: float) -> None:
         """Run as the service does: build a missing index, look at the tip every interval."""
@@ -37,6 +42,12 @@ class HistoryIndexer(BackgroundWorker):
         self.wake()
 
     def work(self) -> None:
+        # wakes arriving meanwhile fold into this round: a busy service indexes in batches
+        # instead of spawning a git process after every landed batch of writes
+        wait = MIN_GAP_S - (time.monotonic() - self._last_round)
+        if wait > 0 and not self.closing:
+            time.sleep(wait)
+        self._last_round = time.monotonic()
         added = self.index.catch_up(self.tip(), build=self.build)
         if added:
             self.indexed += added
