@@ -23,12 +23,19 @@ from .progress import progress_bars
 @main.command()
 @click.option("--rev", help="Check every file of this commit's tree.")
 @click.option("--staged", is_flag=True, help="Check what is staged for the next commit (pre-commit).")
-@click.option("--push", nargs=3, metavar="OLD NEW REF", help="Check one pushed ref (pre-receive).")
+@click.option("--push", nargs=3, metavar="OLD NEW REF", help="Check one pushed ref.")
+@click.option("--pre-receive", is_flag=True, help="Check every 'OLD NEW REF' line on standard input.")
 @click.option("--branch", default="main", show_default=True, help="The HCM branch.")
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="The repository.")
 @click.option("--json", "as_json", is_flag=True, help="Print the refusals as JSON.")
 def validate(
-    rev: str | None, staged: bool, push: tuple[str, str, str] | None, branch: str, repo: Path, as_json: bool
+    rev: str | None,
+    staged: bool,
+    push: tuple[str, str, str] | None,
+    pre_receive: bool,
+    branch: str,
+    repo: Path,
+    as_json: bool,
 ) -> None:
     """Check commits against the HCM's rules (history never rewritten, path rules, layout, file
     models): what the git hooks in hooks/ call. Exit 1 and one line per refusal (commit, file,
@@ -39,10 +46,17 @@ def validate(
       arka-hcm validate --rev HEAD
       arka-hcm validate --staged
       arka-hcm validate --push 1a2b... 3c4d... refs/heads/main
+      echo "$old $new refs/heads/main" | arka-hcm validate --pre-receive
     """
-    if sum([rev is not None, staged, push is not None]) != 1:
-        raise click.UsageError("give exactly one of --rev REV, --staged, --push OLD NEW REF")
-    if push is not None:
+    if sum([rev is not None, staged, push is not None, pre_receive]) != 1:
+        raise click.UsageError("give exactly one of --rev REV, --staged, --push OLD NEW REF, --pre-receive")
+    if pre_receive:
+        refusals = []
+        for line in sys.stdin.read().splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                refusals += validate_push(repo, parts[0], parts[1], parts[2], branch=branch)
+    elif push is not None:
         refusals = validate_push(repo, *push, branch=branch)
     elif staged:
         refusals = validate_staged(repo)

@@ -34,11 +34,8 @@ PRE_RECEIVE = """#!/bin/sh
 # Install: arka-hcm hooks install --repo /path/to/hcm.git   (or copy this file to hooks/)
 # ARKA_HCM: how to run arka-hcm here; ARKA_HCM_BRANCH: the HCM branch (default main).
 ARKA_HCM="${ARKA_HCM:-arka-hcm}"
-status=0
-while read -r old new ref; do
-  $ARKA_HCM validate --branch "${ARKA_HCM_BRANCH:-main}" --push "$old" "$new" "$ref" || status=1
-done
-exit $status
+# one process for every pushed ref: git gives "old new ref" lines on standard input
+exec $ARKA_HCM validate --branch "${ARKA_HCM_BRANCH:-main}" --pre-receive
 """
 PRE_COMMIT = """#!/bin/sh
 # arka-hcm: pre-commit, for a person committing by hand in a clone of the HCM.
