@@ -302,3 +302,17 @@ def test_a_cli_store_extends_an_existing_index_but_never_builds_one(tmp_path: Pa
         tip = store.tip()
     with HcmStore.open(settings, clock=clock) as store:
         assert store.history.stamp().id == tip  # type: ignore[union-attr]  # the last round at close
+
+
+def test_a_deleted_index_is_noticed_by_open_readers(long_store: tuple[HcmStore, SettableClock]) -> None:
+    store, _ = long_store
+    store.history.catch_up(store.tip(), wait=True)
+    assert store.history.stamp() is not None
+    for leftover in store.history.folder.glob("index.sqlite*"):
+        leftover.unlink()
+    assert store.history.stamp() is None  # the walk answers until it is rebuilt
+    assert all_pages(store, HistoryFilters(mission="m1"), use_index=True) == all_pages(
+        store, HistoryFilters(mission="m1"), use_index=False
+    )
+    store.history.catch_up(store.tip(), wait=True)
+    assert store.history.stamp().id == store.tip()  # type: ignore[union-attr]

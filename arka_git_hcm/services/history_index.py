@@ -96,11 +96,15 @@ class HistoryIndex:
     # --- reading --------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection | None:
         """This thread's read-only connection, or None while no index exists."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        if not self.path.exists():
+        try:
+            inode = self.path.stat().st_ino
+        except FileNotFoundError:
+            self.close_reader()
             return None
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "inode", None) == inode:
+            return conn
+        self.close_reader()  # none yet, or the file was replaced (deleted and rebuilt)
         try:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=True)
             conn.execute("PRAGMA busy_timeout = 5000")
@@ -111,6 +115,7 @@ class HistoryIndex:
             conn.close()
             return None
         self._local.conn = conn
+        self._local.inode = inode
         return conn
 
     def close_reader(self) -> None:
