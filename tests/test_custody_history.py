@@ -316,3 +316,21 @@ def test_a_deleted_index_is_noticed_by_open_readers(long_store: tuple[HcmStore, 
     )
     store.history.catch_up(store.tip(), wait=True)
     assert store.history.stamp().id == store.tip()  # type: ignore[union-attr]
+
+
+def test_closing_during_a_build_leaves_a_whole_index_or_none(
+    long_store: tuple[HcmStore, SettableClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arka_git_hcm.services import history_index
+
+    store, _ = long_store
+    monkeypatch.setattr(history_index, "_BATCH", 3)  # progress (and the stop check) every 3 rows
+    store.history_indexer.serve(interval_s=3600)
+    store.history_indexer.close(final_round=False)
+    stamp = store.history.stamp()
+    assert stamp is None or stamp.id == store.tip()
+    assert store.history.catch_up(store.tip(), wait=True) in (
+        0,
+        int(git(store.settings.hcm_path, "rev-list", "--count", "HEAD")),
+    )
+    assert store.history.stamp().id == store.tip()  # type: ignore[union-attr]

@@ -21,6 +21,11 @@ __all__ = ["HistoryIndexer"]
 log = logging.getLogger("arka_git_hcm.history")
 
 
+class _Stopped(Exception):
+    """The store closes during a long build: give up (the build is rolled back, and redone by
+    the next service start) instead of holding the shutdown."""
+
+
 MIN_GAP_S = 0.5  # at most two rounds a second: under a stream of writes, rounds cover many batches
 
 
@@ -41,6 +46,10 @@ class HistoryIndexer(BackgroundWorker):
         self.interval_s = interval_s
         self.wake()
 
+    def _progress(self, _done: int, _total: int) -> None:
+        if self.closing:
+            raise _Stopped
+
     def work(self) -> None:
         # wakes arriving meanwhile fold into this round: a busy service indexes in batches
         # instead of spawning a git process after every landed batch of writes
@@ -48,7 +57,11 @@ class HistoryIndexer(BackgroundWorker):
         if wait > 0 and not self.closing:
             time.sleep(wait)
         self._last_round = time.monotonic()
-        added = self.index.catch_up(self.tip(), build=self.build)
+        try:
+            added = self.index.catch_up(self.tip(), build=self.build, on_progress=self._progress)
+        except _Stopped:
+            log.info("history index: build interrupted by shutdown; it starts again next time")
+            return
         if added:
             self.indexed += added
             log.debug("history index: %d commit(s) added", added)
