@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .durable import write_atomic
 from .errors import ConfigError
@@ -86,6 +86,34 @@ class TokenRecord(_Strict):
     expires_at: str | None = None  # ISO date-time; refused from then on
 
 
+class RemoteRecord(_Strict):
+    """A Git remote of the client (``arka-hcm remote add``); its credentials live in the 0600
+    secrets file beside the config, never here."""
+
+    name: str = Field(pattern=r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+    url: str = Field(min_length=1, max_length=2000)
+
+
+class BackupConfig(_Strict):
+    """Scheduled backups run by the service (``arka-hcm serve``)."""
+
+    enabled: bool = False
+    folder: str = Field("", max_length=4096)  # an absolute path, or relative to CONFIG_ROOT's parent
+    interval_s: float = Field(86400.0, ge=1, le=90 * 86400)
+    keep: int = Field(7, ge=1, le=10_000)  # full backups kept, each with its incrementals
+    incrementals: int = Field(0, ge=0, le=10_000)  # incremental backups between two full ones
+    with_config: bool = True  # the config file (token hashes) goes in each manifest; never secrets
+
+
+class MirrorConfig(_Strict):
+    """Mirror mode: the service pushes to the remote ``remote`` after commits, in the background."""
+
+    enabled: bool = False
+    remote: str = Field("", max_length=64)
+    interval_s: float = Field(60.0, ge=1, le=86400)  # how often it looks for other processes' commits
+    max_backoff_s: float = Field(300.0, ge=1, le=86400)  # longest pause between retries
+
+
 class FileConfig(_Strict):
     """The content of ``arka-os.config.json`` (every key is documented in the README)."""
 
@@ -96,6 +124,22 @@ class FileConfig(_Strict):
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
     tokens: list[TokenRecord] = []
+    remotes: list[RemoteRecord] = []
+    backup: BackupConfig = BackupConfig()
+    mirror: MirrorConfig = MirrorConfig()
+
+    @model_validator(mode="after")
+    def _custody_settings_agree(self) -> FileConfig:
+        names = [remote.name for remote in self.remotes]
+        if len(set(names)) != len(names):
+            raise ValueError("remotes: two remotes have the same name")
+        if self.mirror.enabled and self.mirror.remote not in names:
+            raise ValueError(
+                f"mirror.remote: {self.mirror.remote!r} is not a remote (add it with `arka-hcm remote add`)"
+            )
+        if self.backup.enabled and not self.backup.folder:
+            raise ValueError("backup.folder: scheduled backups need a folder")
+        return self
 
 
 class Settings(BaseModel):

@@ -17,6 +17,7 @@ from ..services.init import init_hcm
 from ..services.store import HcmStore, error_response, init_hint
 from ..services.verify import Finding, verify_hcm
 from . import Context, emit, main, pass_context
+from .progress import progress_bars
 
 
 @main.command()
@@ -46,20 +47,13 @@ def init(obj: Context, directory: str, tenant_id: str, tenant_name: str, layout:
     else:
         args = obj._args | {"client": None, "hcm": directory}
         settings = load_settings(**args)
-    bar: Any = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if as_json or total < 200:
-            return
-        if bar is None:
-            bar = click.progressbar(length=total, label="adopting files", file=sys.stderr)
-            bar.__enter__()
-        bar.update(done - bar.pos)
-
-    result = init_hcm(settings, tenant_id, tenant_name, on_progress=progress)
-    if bar is not None:
-        bar.__exit__(None, None, None)
+    with progress_bars(not as_json, min_total=200) as report:
+        result = init_hcm(
+            settings,
+            tenant_id,
+            tenant_name,
+            on_progress=lambda done, total: report("adopting files", done, total),
+        )
 
     def human() -> None:
         verb = "adopted the existing HCM" if result.adopted else "created a new HCM"
@@ -257,15 +251,10 @@ def verify(obj: Context, no_fsck: bool, as_json: bool) -> None:
     hcm = Path(obj.settings.hcm_path)
     if not (hcm / ".git").is_dir():
         raise error_for_code("NOT_FOUND")(f"no HCM repository at {hcm}; {init_hint(hcm)}")
-    with click.progressbar(
-        length=1, label="verifying", file=sys.stderr, hidden=as_json or not sys.stderr.isatty()
-    ) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.length = total
-            bar.update(done - bar.pos)
-
-        report = verify_hcm(hcm, fsck=not no_fsck, on_progress=progress)
+    with progress_bars(not as_json) as bars:
+        report = verify_hcm(
+            hcm, fsck=not no_fsck, on_progress=lambda done, total: bars("verifying", done, total)
+        )
 
     def human() -> None:
         print_findings(report.findings)

@@ -293,6 +293,10 @@ class History(_At):
     path: str | None = Field(None, max_length=1024)
     limit: int = Field(50, ge=1, le=1000)
     since: str | None = Field(None, max_length=40)
+    until: str | None = Field(None, max_length=40)
+    caller: str | None = Field(None, max_length=300)  # "agent/arka-pmo-01"
+    op: str | None = Field(None, max_length=64)
+    cursor: str | None = Field(None, max_length=64)  # next_cursor of the previous page
 
 
 class Diff(_Payload):

@@ -27,8 +27,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..clock import Clock
 from ..config import Settings, TokenRecord, load_settings
+from ..custody.service import CustodyService
 from ..domain.envelope import Caller
 from ..errors import (
+    AccessDenied,
     HcmError,
     InternalError,
     InvalidPayload,
@@ -115,6 +117,7 @@ def _safe_path(path: str) -> str:
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     holder: dict[str, HcmStore] = {}
+    custody: dict[str, CustodyService] = {}
     problem: dict[str, str] = {}
 
     @asynccontextmanager
@@ -129,9 +132,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         except Exception as exc:  # anything else: still serve /health and say why not ready
             problem["reason"] = f"the HCM could not be opened ({type(exc).__name__}); see the server log"
             log.exception("%s", problem["reason"])
+        if "store" in holder:  # history index, mirror, scheduled backups: background workers
+            custody["service"] = CustodyService(holder["store"])
+            custody["service"].start()
         try:
             yield
         finally:
+            if "service" in custody:
+                await run_in_threadpool(custody["service"].close)
             if "store" in holder:
                 await run_in_threadpool(holder["store"].close)
 
@@ -207,10 +215,29 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             health = store().health()
         except HcmError as exc:
             return _error_json(exc)
+        details = dict(health["details"])
+        if "service" in custody:  # last backup, mirror lag, history index: never fail readiness
+            try:
+                details.update(custody["service"].ready_details())
+            except Exception:
+                log.exception("custody details failed")
+                details["custody"] = {"error": "custody details unavailable; see the server log"}
         if not health["ready"]:
-            problem = ReadOnly("; ".join(health["problems"]), {"details": health["details"]})
+            problem = ReadOnly("; ".join(health["problems"]), {"details": details})
             return _error_json(problem, revision=health["revision"])
-        return JSONResponse({"status": "ready", "revision": health["revision"], "details": health["details"]})
+        return JSONResponse({"status": "ready", "revision": health["revision"], "details": details})
+
+    @app.post("/v1/admin/backup", tags=["admin"])
+    async def admin_backup(request: Request) -> JSONResponse:
+        """Take a full backup now into the configured backup folder (admin token)."""
+        record = authenticate(request)
+        if "admin" not in record.roles:
+            raise AccessDenied("taking a backup needs the admin role")
+        store()
+        if "service" not in custody:
+            raise ReadOnly(problem.get("reason", "the HCM is not open yet; retry shortly"))
+        manifest = await run_in_threadpool(custody["service"].backup_now)
+        return JSONResponse({"status": "ok", "backup": manifest})
 
     # --- operations -----------------------------------------------------------------------
     async def read_body(request: Request) -> bytes:

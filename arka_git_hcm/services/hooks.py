@@ -22,9 +22,17 @@ from pathlib import Path
 from .. import durable
 from ..lockfiles import create_held, remove_if_abandoned
 
-__all__ = ["GUARD_MARK", "install_hooks", "pending_marker", "remove_stale_markers", "set_pending"]
+__all__ = [
+    "GUARD_MARK",
+    "VALIDATE_HOOK",
+    "install_hooks",
+    "pending_marker",
+    "remove_stale_markers",
+    "set_pending",
+]
 
 GUARD_MARK = "# arka-hcm: index guard"
+VALIDATE_HOOK = "arka-hcm-validate"  # the staged-files check the guard runs after itself
 
 PRE_COMMIT = f"""#!/bin/sh
 {GUARD_MARK} (installed by arka-hcm; do not edit, it is rewritten on upgrade)
@@ -44,6 +52,9 @@ for marker in "$dir"/*; do
   echo "arka-hcm: run 'git status' again in a second, then retry the commit." >&2
   exit 1
 done
+# then the checks of what is staged, when `arka-hcm hooks install` put them here
+validate="$(git rev-parse --git-dir)/hooks/{VALIDATE_HOOK}"
+if [ -x "$validate" ]; then exec "$validate"; fi
 exit 0
 """
 

@@ -16,6 +16,7 @@ from ..domain.layout import MissionPaths, mission_paths
 from ..errors import MissionNotFound
 from ..ids import new_id
 from .engine import WriteOutcome
+from .history_index import HistoryIndex
 from .views import Draft, TreeView
 
 __all__ = ["OpContext", "OpSpec", "ReadHandler", "WriteHandler", "require_mission"]
@@ -31,6 +32,8 @@ class OpContext:
     id_token: Callable[[], str | None] = lambda: None
     # a revision, snapshot name or ISO date/time as a commit id (HCM_DIFF's from/to)
     resolve_at: Callable[[str | None], str | None] = lambda at: None
+    # the history index (HCM_HISTORY reads it; None: walk the commits)
+    history: HistoryIndex | None = None
 
     def now(self) -> str:
         return iso(self.clock.now())

@@ -33,6 +33,9 @@ from ..jsonio import compact_dumps, parse_json
 from .access import META_RULES, authorize, parse_role_grants
 from .engine import CommitEngine, WriteRequest, WriteResult, payload_digest
 from .hand_edits import problems_of
+from .history_index import HistoryIndex
+from .history_indexer import HistoryIndexer
+from .history_query import commit_at, find_request
 from .hooks import install_hooks
 from .oplog import JsonLinesLog
 from .ops_base import OpContext, OpSpec
@@ -201,6 +204,9 @@ class HcmStore:
         log_cfg = settings.file.logging
         self.oplog = JsonLinesLog(settings.log_path / "operations.jsonl", log_cfg.max_bytes, log_cfg.backups)
         self.open_report: dict[str, Any] = {}
+        # the history index, kept up to date off the write path (see history_index.py)
+        self.history = HistoryIndex(settings.hcm_path, repo.state_dir)
+        self.history_indexer = HistoryIndexer(self.history, self.tip)
         self._grants: tuple[str | None, dict[str, list[str]]] = (None, {})
 
     @classmethod
@@ -237,6 +243,7 @@ class HcmStore:
                 {"path": str(settings.hcm_path)},
             )
         store = cls(settings, repo, clock or SystemClock(), id_token)
+        store.add_landing_listener(lambda _tip, _paths: store.history_indexer.wake())
         if not install_hooks(store.repo.git_dir):
             log.warning(
                 "a pre-commit hook that arka-hcm did not write exists; the index guard is not installed"
@@ -253,6 +260,8 @@ class HcmStore:
 
     def close(self) -> None:
         self.engine.close()
+        self.history_indexer.close()
+        self.history.close_reader()
         self.oplog.close()
 
     def health(self) -> dict[str, Any]:
@@ -424,6 +433,7 @@ class HcmStore:
             state_at=self.state_at,
             id_token=self.id_token,
             resolve_at=self.resolve_at,
+            history=self.history,
         )
         if spec.kind == "read":
 
@@ -551,14 +561,14 @@ class HcmStore:
         return False
 
     def commit_at(self, moment: datetime) -> str | None:
-        tip = self.tip()
-        if tip is None:
-            return None
-        limit = moment.timestamp()
-        for info in self.repo.walk(tip):
-            if info.commit_time <= limit:
-                return info.id
-        return None
+        """The newest first-parent commit at or before ``moment``, from the history index (the
+        commits it has not indexed yet are walked)."""
+        return commit_at(self.repo, self.history, self.tip(), moment)
+
+    def find_request(self, request_id: str) -> str | None:
+        """The commit that answered ``request_id`` (the oldest on the branch), from the history
+        index; None when no commit carries it. For idempotent replays."""
+        return find_request(self.repo, self.history, self.tip(), request_id)
 
     def state_at(self, moment: datetime) -> TreeView | None:
         commit = self.commit_at(moment)
