@@ -155,7 +155,10 @@ def _freeze_refs(workdir: Path, frozen: Path, branch: str) -> None:
     init_repository(frozen, branch, bare=True)
     objects = (workdir / ".git" / "objects").resolve()
     (frozen / "objects" / "info" / "alternates").write_text(f"{objects}\n")
-    lines = sorted(line for line in listed.splitlines() if line.strip())
+    # sorted by ref name, as the header promises (git reads a sorted packed-refs by bisection)
+    lines = sorted(
+        (line for line in listed.splitlines() if line.strip()), key=lambda line: line.split(" ", 1)[1]
+    )
     (frozen / "packed-refs").write_text("# pack-refs with: sorted\n" + "".join(f"{line}\n" for line in lines))
 
 
