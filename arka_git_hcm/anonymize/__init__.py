@@ -1,0 +1,1 @@
+"""Anonymized support bundles (issue 14): see :mod:`.service`."""
