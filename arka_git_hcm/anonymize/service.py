@@ -39,14 +39,14 @@ from .analysis import Analyser
 from .detectors import PatternDetector
 from .dictionary import SensitiveSet
 from .key import AnonymizeKey, load_key
-from .leakscan import LeakFound, ScanResult, scan_objects, scan_repository
+from .leakscan import ScanResult, scan_objects, scan_repository
 from .pseudonyms import Pseudonyms
 from .replay import Replayer, Sink
 from .report import AnonymizeReport
 from .rewriter import PathCollision, Rewriter
 from .stream import parse_stream
 
-__all__ = ["AnonymizeOptions", "Progress", "anonymize_hcm"]
+__all__ = ["AnonymizeOptions", "Progress", "anonymize_hcm", "check_bundle"]
 
 # stage ("analyse", "replay", "scan"), done, total
 Progress = Callable[[str, int, int], None]
@@ -112,9 +112,7 @@ def anonymize_hcm(
         _fill(report, replayer)
         report.scan = sink.result()
         return report
-    work_root = hcm / ".git" / "arka-hcm" / "anonymized"
-    work_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="run-", dir=work_root))
+    work = _scratch(hcm)
     assert options.out is not None
     partial = options.out.with_name(f".{options.out.name}.tmp-{os.getpid()}")
     try:
@@ -124,6 +122,37 @@ def anonymize_hcm(
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     return report
+
+
+def check_bundle(settings: Settings, bundle: Path, *, previous: Path | None = None) -> ScanResult:
+    """The proof alone, for any bundle: clone ``bundle`` (fetched on top of ``previous`` for an
+    incremental one) as support would and search every object for every sensitive value of this
+    HCM's whole history. Raises LeakFound; returns the scan's figures."""
+    hcm = Path(settings.hcm_path)
+    _check_options(hcm, AnonymizeOptions(dry_run=True))
+    chosen = _choose_range(hcm, f"refs/heads/{settings.file.store.branch}", AnonymizeOptions())
+    sensitive = _analyse(settings, hcm, chosen, None)
+    sensitive.freeze(Pseudonyms(load_key(settings.config_path, create=False).secret))
+    work = _scratch(hcm)
+    try:
+        support = work / "support.git"
+        if previous is None:
+            git.clone_bundle(bundle.absolute(), support, bare=True)
+        else:
+            git.init_bare(support, settings.file.store.branch)
+            git.fetch_bundle(support, previous.absolute())
+            git.fetch_bundle(support, bundle.absolute())
+        return scan_repository(support, sensitive)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _scratch(hcm: Path) -> Path:
+    """A scratch folder beside the raw data (same owner and permissions): until the scan passes,
+    what it holds must be treated as raw."""
+    root = hcm / ".git" / "arka-hcm" / "anonymized"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="run-", dir=root))
 
 
 def _check_options(hcm: Path, options: AnonymizeOptions) -> None:
@@ -371,6 +400,3 @@ class _ScanningSink:
             self.chunks, self.bytes, self._sensitive.size, time.perf_counter() - self._started
         )
         return result.to_json() | {"status": "would pass (stream searched; nothing written)"}
-
-
-__all__ += ["LeakFound"]
