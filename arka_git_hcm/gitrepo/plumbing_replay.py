@@ -82,6 +82,7 @@ class GitStream:
             self.proc.stdout.close()
         assert self.proc.stderr is not None
         err = self.proc.stderr.read()
+        self.proc.stderr.close()
         code = self.proc.wait()
         if code != 0:
             raise OSError(f"git {self.what} failed (exit {code}): {err.decode('utf-8', 'replace')[:500]}")
