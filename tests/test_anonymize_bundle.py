@@ -26,11 +26,12 @@ from arka_git_hcm.services.store import HcmStore
 
 from .conftest import ADMIN, AGENT, git, new_hcm, ok, open_store
 
-FIRST = ["Zéphyrine", "Anatole", "Bérénice", "Hippolyte", "Ismérie", "Joséphin", "Léocadie", "Maximilienne",
-         "Nolwenn", "Pétronille", "Quirin", "Rosalinde", "Séraphin", "Théodora", "Wandrille"]  # fmt: skip
-LAST = ["Quatrefages", "Brissonneau", "Chaumontel", "Dufayard", "Escarbelle", "Fromentin", "Gaudriault",
-        "Hérouvillette", "Isambert", "Jacquemart", "Kerjeanic", "Lemarchandel", "Montcharmont", "Nivelleau",
-        "Orsonnaud"]  # fmt: skip
+FIRST = (
+    "Zéphyrine Anatole Bérénice Hippolyte Ismérie Joséphin Léocadie Maximilienne Nolwenn Pétronille Quirin"
+)
+FIRST += " Rosalinde Séraphin Théodora Wandrille"
+LAST = "Quatrefages Brissonneau Chaumontel Dufayard Escarbelle Fromentin Gaudriault Hérouvillette Isambert"
+LAST += " Jacquemart Kerjeanic Lemarchandel Montcharmont Nivelleau Orsonnaud"
 
 
 def ascii_of(text: str) -> str:
@@ -55,7 +56,7 @@ class Person:
         return f"{self.human_id}@clientmail-{ascii_of(self.last).lower()}.fr"
 
 
-PEOPLE = [Person(f, last) for f, last in zip(FIRST, LAST, strict=True)]
+PEOPLE = [Person(f, last) for f, last in zip(FIRST.split(), LAST.split(), strict=True)]
 PHONES = [f"06 {10 + i} 3{i % 10} 4{i % 10} 5{i % 10}" for i in range(15)]
 INTL_PHONES = [f"+33 7 {20 + i} 6{i % 10} 7{i % 10} 8{i % 10}" for i in range(5)]
 IBAN = "FR76 3000 6000 0112 3456 7890 189"
@@ -135,8 +136,21 @@ def hand_commit(hcm: Path, files: dict[str, bytes | None], message: str, author:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         git(hcm, "add", path)
-    git(hcm, "-c", "core.hooksPath=/dev/null", "-c", "user.name=x", "-c", "user.email=x@x",
-        "commit", "-q", "--author", author, "-m", message)  # fmt: skip
+    git(
+        hcm,
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "user.name=x",
+        "-c",
+        "user.email=x@x",
+        "commit",
+        "-q",
+        "--author",
+        author,
+        "-m",
+        message,
+    )
 
 
 def build_history(client: Path) -> Settings:
@@ -176,8 +190,12 @@ def build_history(client: Path) -> Settings:
     )
     meta = json.loads((hcm / "meta.json").read_text())
     meta["tenant_name"] = TENANT_NAME  # the tenant's display name, as a client would have it
-    hand_commit(hcm, {"meta.json": (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()}, "tenant name",
-                "Arka HCM <hcm@arka-os.local>")  # fmt: skip
+    hand_commit(
+        hcm,
+        {"meta.json": (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()},
+        "tenant name",
+        "Arka HCM <hcm@arka-os.local>",
+    )
     store = open_store(settings, start=datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
     try:
         ok(
@@ -222,8 +240,13 @@ def _writes(store: HcmStore, settings: Settings) -> None:
     for i, person in enumerate(PEOPLE[:5]):
         mission = f"{ascii_of(person.last).lower()}-audit"
         missions.append(mission)
-        meta = {"title": f"Audit {CLIENT}", "mission_type": "audit", "client_id": CLIENT_ID,
-                "client_name": CLIENT, "owner_human_id": person.human_id}  # fmt: skip
+        meta = {
+            "title": f"Audit {CLIENT}",
+            "mission_type": "audit",
+            "client_id": CLIENT_ID,
+            "client_name": CLIENT,
+            "owner_human_id": person.human_id,
+        }
         ok(store, "HCM_CREATE_MISSION", {"mission_id": mission, "meta": meta}, human(person))
         other = PEOPLE[i + 5]
         forms = [
@@ -233,15 +256,28 @@ def _writes(store: HcmStore, settings: Settings) -> None:
             other.last,
         ]
         for n, form in enumerate(forms):
-            ok(store, "HCM_APPEND_JOURNAL", _entry(person, f"Réunion avec {form} ({other.email})", mission),
-               human(person), request_id=f"req-{person.human_id}-{n}")  # fmt: skip
+            ok(
+                store,
+                "HCM_APPEND_JOURNAL",
+                _entry(person, f"Réunion avec {form} ({other.email})", mission),
+                human(person),
+                request_id=f"req-{person.human_id}-{n}",
+            )
         msg = f"Appeler {INTL_PHONES[i]} / {PHONES[i + 5]}; {TERM}; {MATRICULE}; {IP}; {SECRETS[i % 3]}"
         ok(store, "HCM_APPEND_JOURNAL", _entry(person, msg, mission), human(person))
-        evidence = {"type": "doc", "title": f"RIB de {other.name}", "summary": f"IBAN {IBAN}, carte {CARD}",
-                    "source": {"origin": URL_CREDS, "details": f"NIR {NIR}"}}  # fmt: skip
+        evidence = {
+            "type": "doc",
+            "title": f"RIB de {other.name}",
+            "summary": f"IBAN {IBAN}, carte {CARD}",
+            "source": {"origin": URL_CREDS, "details": f"NIR {NIR}"},
+        }
         ok(store, "HCM_ADD_EVIDENCE", {"mission_id": mission, "evidence": evidence}, human(person))
-        action = {"action_id": None, "title": f"Relancer {PEOPLE[i + 10].name}", "owner_type": "human",
-                  "owner_id": PEOPLE[i + 10].human_id}  # fmt: skip
+        action = {
+            "action_id": None,
+            "title": f"Relancer {PEOPLE[i + 10].name}",
+            "owner_type": "human",
+            "owner_id": PEOPLE[i + 10].human_id,
+        }
         ok(store, "HCM_UPDATE_NEXT_ACTIONS", {"mission_id": mission, "actions": [action]}, human(person))
         decision = {"title": f"Valider avec {PEOPLE[i + 10].email}", "status": "proposed"}
         ok(store, "HCM_RECORD_DECISION", {"mission_id": mission, "decision": decision}, human(person))
@@ -254,10 +290,23 @@ def _writes(store: HcmStore, settings: Settings) -> None:
     create_snapshot(
         store, f"before-{ascii_of(PEOPLE[3].last).lower()}-import", f"état avant {PEOPLE[3].name}"
     )
-    ok(store, "HCM_PUT_DOCUMENT", {"path": f"domain/projects/{ascii_of(PEOPLE[4].last).lower()}.json",
-                                   "content": {"lead": PEOPLE[4].name, "phone": PHONES[4]}}, ADMIN)  # fmt: skip
-    meta = store.execute({"op": "HCM_GET_DOCUMENT", "request_id": "r-meta", "caller": ADMIN,
-                          "payload": {"path": "stable/glossary/README.json"}})  # fmt: skip
+    ok(
+        store,
+        "HCM_PUT_DOCUMENT",
+        {
+            "path": f"domain/projects/{ascii_of(PEOPLE[4].last).lower()}.json",
+            "content": {"lead": PEOPLE[4].name, "phone": PHONES[4]},
+        },
+        ADMIN,
+    )
+    meta = store.execute(
+        {
+            "op": "HCM_GET_DOCUMENT",
+            "request_id": "r-meta",
+            "caller": ADMIN,
+            "payload": {"path": "stable/glossary/README.json"},
+        }
+    )
     assert meta["status"] == "ok"
 
 
@@ -328,10 +377,17 @@ def test_support_can_verify_and_read_the_clone(bundle: tuple[Path, Any], tmp_pat
     mission = next(p.name for p in (support / "state/missions").iterdir() if p.is_dir())
     reader = {"type": "human", "id": "support", "roles": ["reader"]}
     requests = [
-        {"op": "HCM_GET_MISSION_CONTEXT", "request_id": "s1", "caller": reader,
-         "payload": {"mission_id": mission, "options": {"include_decisions": True, "include_next_actions": True}}},
+        {
+            "op": "HCM_GET_MISSION_CONTEXT",
+            "request_id": "s1",
+            "caller": reader,
+            "payload": {
+                "mission_id": mission,
+                "options": {"include_decisions": True, "include_next_actions": True},
+            },
+        },
         {"op": "HCM_HISTORY", "request_id": "s2", "caller": reader, "payload": {"limit": 500}},
-    ]  # fmt: skip
+    ]
     result = runner.invoke(main, [*base, "exec"], input="\n".join(json.dumps(r) for r in requests))
     assert result.exit_code == 0, result.output
     context, history = (json.loads(line) for line in result.output.strip().splitlines())
@@ -366,8 +422,21 @@ def test_the_report_counts_without_values(bundle: tuple[Path, Any]) -> None:
     text = json.dumps(data, ensure_ascii=False)
     for value in canaries():
         assert normal(value) not in normal(text)
-    for category in ("email", "phone", "iban", "card", "nir", "ip", "secret", "human_id", "person_name",
-                     "client", "term", "pattern", "url_credentials"):  # fmt: skip
+    for category in (
+        "email",
+        "phone",
+        "iban",
+        "card",
+        "nir",
+        "ip",
+        "secret",
+        "human_id",
+        "person_name",
+        "client",
+        "term",
+        "pattern",
+        "url_credentials",
+    ):
         assert data["categories"][category]["replacements"] > 0, category
     assert re.fullmatch(r"[0-9a-f]{4}(:[0-9a-f]{4}){3}", data["key_fingerprint"])
     assert data["version"] and data["bundle"]["tip"]
@@ -453,8 +522,15 @@ def test_an_incremental_bundle_is_fetched_on_top_of_the_first(tmp_path: Path) ->
     settings = new_hcm(tmp_path / "client")
     person = PEOPLE[6]
     with open_store(settings) as store:
-        ok(store, "HCM_UPSERT_TEAM_MEMBER", {"kind": "human", "member": {"human_id": person.human_id,
-           "display_name": person.name, "email": person.email}}, ADMIN)  # fmt: skip
+        ok(
+            store,
+            "HCM_UPSERT_TEAM_MEMBER",
+            {
+                "kind": "human",
+                "member": {"human_id": person.human_id, "display_name": person.name, "email": person.email},
+            },
+            ADMIN,
+        )
         ok(store, "HCM_CREATE_MISSION", {"mission_id": "m1", "meta": {"title": "t", "mission_type": "audit"}})
         ok(store, "HCM_APPEND_JOURNAL", _entry(person, f"hello {person.name}", "m1"), human(person))
     first = anonymize_hcm(settings, AnonymizeOptions(out=tmp_path / "first.bundle"))
@@ -469,8 +545,14 @@ def test_an_incremental_bundle_is_fetched_on_top_of_the_first(tmp_path: Path) ->
     assert second.bundle["prerequisites"] == [first.bundle["tip"]]
     assert second.commits_replayed == first.commits_replayed + 3
     support = clone(tmp_path / "first.bundle", tmp_path / "support")
-    git(support, "fetch", "-q", str(tmp_path / "second.bundle"), "refs/heads/main:refs/remotes/origin/main",
-        "refs/tags/*:refs/tags/*")  # fmt: skip
+    git(
+        support,
+        "fetch",
+        "-q",
+        str(tmp_path / "second.bundle"),
+        "refs/heads/main:refs/remotes/origin/main",
+        "refs/tags/*:refs/tags/*",
+    )
     git(support, "merge", "-q", "--ff-only", "origin/main")
     assert git(support, "rev-parse", "HEAD").strip() == second.bundle["tip"]
     assert git(support, "tag", "--list").split() == ["snapshot/later"]
@@ -478,13 +560,33 @@ def test_an_incremental_bundle_is_fetched_on_top_of_the_first(tmp_path: Path) ->
     full = anonymize_hcm(settings, AnonymizeOptions(out=tmp_path / "full.bundle"))
     assert full.bundle is not None and full.bundle["tip"] == second.bundle["tip"]
     # nothing new: no bundle; another key: the previous history does not continue
-    result = CliRunner().invoke(main, ["--client", str(tmp_path / "client"), "anonymize", "--out",
-                                       str(tmp_path / "third.bundle"), "--since-bundle", str(tmp_path / "second.bundle")])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "--client",
+            str(tmp_path / "client"),
+            "anonymize",
+            "--out",
+            str(tmp_path / "third.bundle"),
+            "--since-bundle",
+            str(tmp_path / "second.bundle"),
+        ],
+    )
     assert result.exit_code == 6, result.output
     assert not (tmp_path / "third.bundle").exists()
-    result = CliRunner().invoke(main, ["--client", str(tmp_path / "client"), "anonymize", "--out",
-                                       str(tmp_path / "other.bundle"), "--since-bundle", str(tmp_path / "first.bundle"),
-                                       "--coarsen-timestamps"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "--client",
+            str(tmp_path / "client"),
+            "anonymize",
+            "--out",
+            str(tmp_path / "other.bundle"),
+            "--since-bundle",
+            str(tmp_path / "first.bundle"),
+            "--coarsen-timestamps",
+        ],
+    )
     assert result.exit_code == 7, result.output
     assert "does not continue" in result.output
 
