@@ -247,9 +247,12 @@ class SensitiveSet:
         return self.first_hit(fold(nfc(text))) is not None
 
     # --- replacing -------------------------------------------------------------------------
-    def rewrite(self, text: str, counts: Counter[str] | None = None) -> str:
+    def rewrite(
+        self, text: str, counts: Counter[str] | None = None, ends: list[int] | None = None
+    ) -> str:
         """``text`` with every needle replaced by its pseudonym (unchanged text is returned as
-        is, so callers can tell by identity)."""
+        is, so callers can tell by identity). ``ends`` receives where each replaced span ended
+        in ``text``."""
         if self._automaton is None:
             return text
         composed = nfc(text)
@@ -264,6 +267,8 @@ class SensitiveSet:
             pos = end
             if counts is not None:
                 counts[category] += 1
+            if ends is not None:
+                ends.append(end)
         out.append(composed[pos:])
         return "".join(out)
 

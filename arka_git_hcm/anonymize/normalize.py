@@ -1,7 +1,7 @@
 """How a sensitive value is recognised whatever its spelling: case, accents (NFC or NFD), JSON
 escapes.
 
-Folding maps every character to exactly one character (``É`` -> ``e``, ``Ｊ`` -> ``j``, ``A`` -> ``a``),
+Folding maps every character to exactly one character (``É`` -> ``e``, ``A`` -> ``a``),
 so an offset in the folded text is the same offset in the original: the rewriter finds a value in
 the folded text and replaces that span of the original, keeping everything around it byte for
 byte. Characters whose folding would take several characters (``ß``, ``ﬁ``) are only lower-cased:
@@ -21,34 +21,47 @@ import unicodedata
 __all__ = ["fold", "is_boundary", "json_unescape", "nfc", "scan_form"]
 
 
+# Combining marks (accents of decomposed letters); unicodedata.combining() decides in the table.
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
+def _fold_one(char: str) -> str:
+    lowered = char.lower()
+    if len(lowered) != 1:
+        return char
+    base = "".join(c for c in unicodedata.normalize("NFD", lowered) if not unicodedata.combining(c))
+    return base if len(base) == 1 else lowered
+
+
 @functools.cache
 def _fold_table() -> dict[int, str]:
-    """Single-character folds of every character that has one (built once, ~60 ms)."""
+    """Single-character folds of every character that has one (built once, ~40 ms)."""
     table: dict[int, str] = {}
-    for code in range(0x41, 0x5B):
-        table[code] = chr(code + 32)
-    ranges = (range(0x80, 0x3000), range(0xFF00, 0xFFF0))
-    for block in ranges:
+    for block in (range(0x41, 0x5B), range(0x80, 0x3000), range(0xFF00, 0xFFF0)):
         for code in block:
             char = chr(code)
             if unicodedata.category(char) == "Cs":
                 continue
-            base = "".join(
-                c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c)
-            ).casefold()
-            if len(base) == 1 and base != char:
-                table[code] = base
-            elif len(base) != 1:
-                lower = char.lower()
-                if len(lower) == 1 and lower != char:
-                    table[code] = lower
+            folded = _fold_one(char)
+            if folded != char:
+                table[code] = folded
     return table
 
 
 def fold(text: str) -> str:
-    """Lower-case, accents removed, compatibility forms unified; same length as ``text``."""
+    """Lower-case, accents removed; same length as ``text``.
+
+    Fast path, all in C: ``lower``, NFD, combining marks dropped; it is the per-character fold
+    whenever the lengths agree and the text had no loose combining mark (each character then
+    became exactly one). Otherwise character by character through the table (measured 5x
+    slower on French journals)."""
     if text.isascii():
         return text.lower()
+    lowered = text.lower()
+    if len(lowered) == len(text) and _COMBINING.search(lowered) is None:
+        stripped = _COMBINING.sub("", unicodedata.normalize("NFD", lowered))
+        if len(stripped) == len(lowered):
+            return stripped
     return text.translate(_fold_table())
 
 

@@ -34,6 +34,7 @@ __all__ = ["Pseudonyms", "WordTable", "luhn_ok", "nir_ok"]
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 _RUN = re.compile(r"[^\W_]+", re.UNICODE)
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -175,8 +176,8 @@ class Pseudonyms:
     def email(self, original: str) -> str:
         local, _, domain = original.rpartition("@")
         local_out = self.text(local) if local else "user"
-        labels = domain.split(".")
-        head = ".".join(self.text(label) for label in labels[:-1]) or self.word(fold(domain))
+        labels = [_LABEL_UNSAFE.sub("-", self.text(label)).strip("-") for label in domain.split(".")[:-1]]
+        head = ".".join(label for label in labels if label) or self.word(fold(domain))
         return f"{local_out}@{head}.example"
 
     def phone(self, original: str) -> str:

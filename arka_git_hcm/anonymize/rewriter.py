@@ -74,33 +74,35 @@ class Rewriter:
         """``text`` (JSON, JSON lines, or a compact JSON trailer) with sensitive values replaced
         inside its string literals and between them (a number can be a card number)."""
         dated = self.coarsen or _OFFSET.search(text) is not None
-        if "\\" not in text and not self.sensitive.has_hit(text):
-            return self._dates(text) if dated else text
+        if "\\" not in text:
+            # No escape anywhere: every literal's bytes are its value, its quotes are word
+            # boundaries, and no value can hold a quote; replacing in the whole text at once is
+            # replacing literal by literal (measured 3x faster on journals).
+            ends: list[int] = []
+            out = self.sensitive.rewrite(text, counts, ends)
+            if out is not text and whole and any(_ends_in_key(text, end) for end in ends):
+                out = _recanonicalize(text, out)
+            return self._dates(out) if dated else out
         pieces: list[str] = []
         pos = 0
         changed = False
         key_changed = False
         for match in _LITERAL.finditer(text):
             between = text[pos : match.start()]
-            if any(c.isalnum() for c in between):
-                rewritten = self.sensitive.rewrite(between, counts)
-                changed |= rewritten is not between
-                between = rewritten
-            pieces.append(between)
+            rewritten = self.sensitive.rewrite(between, counts)
+            changed |= rewritten is not between
+            pieces.append(rewritten)
             literal = match.group(0)
             new = self._literal(literal, counts)
             if new is not literal:
                 changed = True
-                rest = text[match.end() : match.end() + 8].lstrip()
-                key_changed |= rest.startswith(":")
+                key_changed |= _ends_in_key(text, match.end() - 1)
             pieces.append(new)
             pos = match.end()
         tail = text[pos:]
-        if any(c.isalnum() for c in tail):
-            rewritten = self.sensitive.rewrite(tail, counts)
-            changed |= rewritten is not tail
-            tail = rewritten
-        pieces.append(tail)
+        rewritten = self.sensitive.rewrite(tail, counts)
+        changed |= rewritten is not tail
+        pieces.append(rewritten)
         if not changed:
             return self._dates(text) if dated else text
         out = "".join(pieces)
@@ -209,6 +211,15 @@ class Rewriter:
         if second is None:
             return when.strftime("%Y-%m-%dT%H:%MZ")
         return when.strftime("%Y-%m-%dT%H:%M:%S") + (fraction or "") + "Z"
+
+
+def _ends_in_key(text: str, end: int) -> bool:
+    """Does the string literal around offset ``end`` (inside it, or its closing quote) name a
+    key (is its closing quote followed by ``:``)?"""
+    close = text.find('"', end)
+    if close < 0:
+        return False
+    return text[close + 1 : close + 8].lstrip().startswith(":")
 
 
 def _dump(value: str) -> str:
