@@ -44,10 +44,11 @@ from arka_git_hcm.jsonio import canonical_bytes, compact_dumps
 
 FIRST = "Zoé Jérôme Amélie Benoît Chloé Cédric Élodie François Gaëlle Hélène Inès Jérémy Léa Maël Noémie Rémi"
 LAST = "Martin Bernard Dubois Thomas Robert Richard Petit Durand Leroy Moreau Simon Laurent Lefèvre Michel"
-WORDS = (
-    "kick-off réunion atelier livrable jalon risque dépendance migration recette validation budget "
-    "planning comité analyse écart process données client fournisseur contrat périmètre"
-).split()
+WORDS = [
+    *("kick-off", "réunion", "atelier", "livrable", "jalon", "risque", "dépendance", "migration"),
+    *("recette", "validation", "budget", "planning", "comité", "analyse", "écart", "process"),
+    *("données", "client", "fournisseur", "contrat", "périmètre"),
+]
 
 
 def hermetic_env() -> dict[str, str]:
@@ -82,7 +83,8 @@ class HistoryWriter:
         self.commits += 1
         self.when += self.rng.randint(1, 90)
         kind, _, ident = caller.partition("/")
-        message = f"{op} {target}: bench\n\nHcm-Op: {op}\nHcm-Request-Id: req-{self.commits}\nHcm-Caller: {caller}\n"
+        message = f"{op} {target}: bench\n\nHcm-Op: {op}\nHcm-Request-Id: req-{self.commits}\n"
+        message += f"Hcm-Caller: {caller}\n"
         if mission:
             message += f"Hcm-Mission: {mission}\n"
         message += f"Hcm-Payload-Sha256: {self.rng.getrandbits(256):064x}\n"
@@ -107,10 +109,15 @@ class HistoryWriter:
             for p, v in skeleton("acme", "ACME Industries", "production", "2026-01-01T00:00:00Z").items()
         }
         humans = [
-            {"human_id": self.human_id(i), "display_name": name, "email": f"{self.human_id(i)}@acme-industries.fr",
-             "notes": f"tél 06 {10 + i % 80} {20 + i % 70} {30 + i % 60} {40 + i % 50}", "role": "consultant"}
+            {
+                "human_id": self.human_id(i),
+                "display_name": name,
+                "email": f"{self.human_id(i)}@acme-industries.fr",
+                "notes": f"tél 06 {10 + i % 80} {20 + i % 70} {30 + i % 60} {40 + i % 50}",
+                "role": "consultant",
+            }
             for i, (name, _) in enumerate(self.people)
-        ]  # fmt: skip
+        ]
         files["state/team/humans.json"] = canonical_bytes({"humans": humans})
         self.commit("HCM_INIT", ".", "system/arka-hcm", files)
 
@@ -127,12 +134,28 @@ class HistoryWriter:
         if state is None:
             state = {"journal": b"", "decisions": [], "actions": [], "evidence": 0}
             self.missions[mission_id] = state
-            meta = {"mission_id": mission_id, "title": f"Audit {mission_id}", "client_id": "acme",
-                    "client_name": "ACME Industries", "mission_type": "audit", "created_at": self.iso(),
-                    "updated_at": self.iso(), "owner_human_id": self.human_id(person), "owner_agent_id": None,
-                    "tags": []}  # fmt: skip
-            status = {"phase": "init", "status": "planned", "progress": 0.0, "health": "ok", "risks": [],
-                      "summary": "", "last_update": self.iso(), "phase_label": ""}  # fmt: skip
+            meta = {
+                "mission_id": mission_id,
+                "title": f"Audit {mission_id}",
+                "client_id": "acme",
+                "client_name": "ACME Industries",
+                "mission_type": "audit",
+                "created_at": self.iso(),
+                "updated_at": self.iso(),
+                "owner_human_id": self.human_id(person),
+                "owner_agent_id": None,
+                "tags": [],
+            }
+            status = {
+                "phase": "init",
+                "status": "planned",
+                "progress": 0.0,
+                "health": "ok",
+                "risks": [],
+                "summary": "",
+                "last_update": self.iso(),
+                "phase_label": "",
+            }
             files = {
                 f"{root}/meta.json": canonical_bytes(meta),
                 f"{root}/status.json": canonical_bytes(status),
@@ -147,11 +170,16 @@ class HistoryWriter:
             words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30)))
             if rng.random() < 0.1:
                 other = self.people[rng.randrange(len(self.people))][0]
-                words += f" — voir avec {other} ({self._ascii(other).lower().replace(' ', '.')}@acme-industries.fr)"
+                mail = self._ascii(other).lower().replace(" ", ".")
+                words += f" — voir avec {other} ({mail}@acme-industries.fr)"
             author = rng.random() < 0.7
-            entry = {"timestamp": self.iso(), "author_type": "agent" if author else "human",
-                     "author_id": "arka-pmo-01" if author else self.human_id(person), "entry_type": "note",
-                     "message": words}  # fmt: skip
+            entry = {
+                "timestamp": self.iso(),
+                "author_type": "agent" if author else "human",
+                "author_id": "arka-pmo-01" if author else self.human_id(person),
+                "entry_type": "note",
+                "message": words,
+            }
             state["journal"] += compact_dumps(entry).encode() + b"\n"
             caller = "agent/arka-pmo-01" if author else human
             self.commit(
@@ -162,10 +190,16 @@ class HistoryWriter:
                 mission_id,
             )
         elif roll < 0.7:
-            status = {"phase": rng.choice(["init", "build", "run"]), "status": "in_progress",
-                      "progress": round(rng.random(), 2), "health": "ok", "risks": [],
-                      "summary": " ".join(rng.choice(WORDS) for _ in range(12)), "last_update": self.iso(),
-                      "phase_label": ""}  # fmt: skip
+            status = {
+                "phase": rng.choice(["init", "build", "run"]),
+                "status": "in_progress",
+                "progress": round(rng.random(), 2),
+                "health": "ok",
+                "risks": [],
+                "summary": " ".join(rng.choice(WORDS) for _ in range(12)),
+                "last_update": self.iso(),
+                "phase_label": "",
+            }
             self.commit(
                 "HCM_UPDATE_STATUS",
                 mission_id,
@@ -174,20 +208,39 @@ class HistoryWriter:
                 mission_id,
             )
         elif roll < 0.8:
-            state["actions"].append({"action_id": f"act-{self.commits:07d}", "title": " ".join(rng.choice(WORDS) for _ in range(6)),
-                                     "description": "", "owner_type": "human", "owner_id": self.human_id(person),
-                                     "created_at": self.iso(), "updated_at": self.iso(), "due_date": None,
-                                     "status": "todo", "priority": "medium", "related_phase": None})  # fmt: skip
+            state["actions"].append(
+                {
+                    "action_id": f"act-{self.commits:07d}",
+                    "title": " ".join(rng.choice(WORDS) for _ in range(6)),
+                    "description": "",
+                    "owner_type": "human",
+                    "owner_id": self.human_id(person),
+                    "created_at": self.iso(),
+                    "updated_at": self.iso(),
+                    "due_date": None,
+                    "status": "todo",
+                    "priority": "medium",
+                    "related_phase": None,
+                }
+            )
             body = canonical_bytes({"next_actions": state["actions"][-20:]})
             self.commit(
                 "HCM_UPDATE_NEXT_ACTIONS", mission_id, human, {f"{root}/next_actions.json": body}, mission_id
             )
         elif roll < 0.9:
-            state["decisions"].append({"decision_id": f"dec-{self.commits:07d}", "timestamp": self.iso(),
-                                       "made_by_type": "human", "made_by_id": self.human_id(person),
-                                       "title": " ".join(rng.choice(WORDS) for _ in range(6)),
-                                       "description": " ".join(rng.choice(WORDS) for _ in range(20)),
-                                       "status": "proposed", "impacts": [], "linked_evidence_ids": []})  # fmt: skip
+            state["decisions"].append(
+                {
+                    "decision_id": f"dec-{self.commits:07d}",
+                    "timestamp": self.iso(),
+                    "made_by_type": "human",
+                    "made_by_id": self.human_id(person),
+                    "title": " ".join(rng.choice(WORDS) for _ in range(6)),
+                    "description": " ".join(rng.choice(WORDS) for _ in range(20)),
+                    "status": "proposed",
+                    "impacts": [],
+                    "linked_evidence_ids": [],
+                }
+            )
             body = canonical_bytes({"decisions": state["decisions"][-20:]})
             self.commit(
                 "HCM_RECORD_DECISION", mission_id, human, {f"{root}/decisions.json": body}, mission_id
@@ -195,10 +248,17 @@ class HistoryWriter:
         else:
             state["evidence"] += 1
             ev_id = f"ev-{self.commits:07d}"
-            body = canonical_bytes({"evidence_id": ev_id, "type": "doc", "title": "compte rendu",
-                                    "created_at": self.iso(), "created_by_type": "human",
-                                    "created_by_id": self.human_id(person),
-                                    "summary": " ".join(rng.choice(WORDS) for _ in range(40))})  # fmt: skip
+            body = canonical_bytes(
+                {
+                    "evidence_id": ev_id,
+                    "type": "doc",
+                    "title": "compte rendu",
+                    "created_at": self.iso(),
+                    "created_by_type": "human",
+                    "created_by_id": self.human_id(person),
+                    "summary": " ".join(rng.choice(WORDS) for _ in range(40)),
+                }
+            )
             self.commit(
                 "HCM_ADD_EVIDENCE", mission_id, human, {f"{root}/evidence/{ev_id}.json": body}, mission_id
             )
@@ -315,9 +375,11 @@ def run(scratch: Path, commits: int) -> dict[str, Any]:
     print(f"history: {commits:,} commits built in {built:.1f} s", file=sys.stderr)
     base = baseline(hcm, scratch)
     settings = Settings(
-        hcm_path=hcm, config_path=client / "config", log_path=client / "logs",
+        hcm_path=hcm,
+        config_path=client / "config",
+        log_path=client / "logs",
         file=FileConfig(tenant_id="acme", store=StoreConfig()),
-    )  # fmt: skip
+    )
     load_before = os.getloadavg()[0]
     cpu_before = os.times()
     started = time.perf_counter()
@@ -358,24 +420,35 @@ def run(scratch: Path, commits: int) -> dict[str, Any]:
     subprocess.run(
         ["git", "clone", "-q", "--bare", str(scratch / "support.bundle"), str(support)], check=True
     )
-    from arka_git_hcm.anonymize.service import _analyse, _choose_range  # the same values as the run
     from arka_git_hcm.anonymize.key import load_key
     from arka_git_hcm.anonymize.pseudonyms import Pseudonyms
+    from arka_git_hcm.anonymize.service import _analyse, _choose_range  # the same values as the run
 
     sensitive = _analyse(settings, hcm, _choose_range(hcm, "refs/heads/main", AnonymizeOptions()), None)
     sensitive.freeze(Pseudonyms(load_key(settings.config_path).secret))
     compared = matchers(support, sensitive, limit_bytes=40_000_000)
     print(
-        f"\nmatchers on {compared['objects']:,} objects ({compared['bytes'] / 1e6:.1f} MB), {compared['needles']} values:"
+        f"\nmatchers on {compared['objects']:,} objects ({compared['bytes'] / 1e6:.1f} MB),"
+        f" {compared['needles']} values:"
     )
     print(f"{'matcher':<18}{'objects':>10}{'seconds':>10}{'MB/s':>10}{'hits':>6}")
     for name in ("pyahocorasick", "re alternation", "naive loop"):
         row = compared[name]
         print(f"{name:<18}{row['objects']:>10,}{row['seconds']:>10.2f}{row['MB/s']:>10.2f}{row['hits']:>6}")
-    return {"commits": commits, "baseline_s": base, "python_cpu_s": own_cpu, "git_cpu_s": git_cpu,
-            "loadavg_before": load_before, "stages_s": seconds, "total_s": total,
-            "replay_commits_per_s": commits / replay, "whole_commits_per_s": commits / total,
-            "scan": report.scan, "bundle_bytes": report.bundle["bytes"], "matchers": compared}  # fmt: skip
+    return {
+        "commits": commits,
+        "baseline_s": base,
+        "python_cpu_s": own_cpu,
+        "git_cpu_s": git_cpu,
+        "loadavg_before": load_before,
+        "stages_s": seconds,
+        "total_s": total,
+        "replay_commits_per_s": commits / replay,
+        "whole_commits_per_s": commits / total,
+        "scan": report.scan,
+        "bundle_bytes": report.bundle["bytes"],
+        "matchers": compared,
+    }
 
 
 if __name__ == "__main__":
