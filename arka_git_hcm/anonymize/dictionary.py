@@ -247,9 +247,7 @@ class SensitiveSet:
         return self.first_hit(fold(nfc(text))) is not None
 
     # --- replacing -------------------------------------------------------------------------
-    def rewrite(
-        self, text: str, counts: Counter[str] | None = None, ends: list[int] | None = None
-    ) -> str:
+    def rewrite(self, text: str, counts: Counter[str] | None = None, ends: list[int] | None = None) -> str:
         """``text`` with every needle replaced by its pseudonym (unchanged text is returned as
         is, so callers can tell by identity). ``ends`` receives where each replaced span ended
         in ``text``."""
