@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from tqdm import tqdm
 
-from ..anonymize import AnonymizeOptions, anonymize_hcm
 from . import Context, emit, main, pass_context
 
 _STAGES = {"analyse": "analysing", "replay": "rewriting", "scan": "scanning the bundle"}
@@ -29,6 +27,8 @@ class _Bars:
         if not self.enabled:
             return
         if stage != self._stage:
+            from tqdm import tqdm
+
             self.close()
             self._stage = stage
             unit = "commit" if stage != "scan" else "step"
@@ -110,6 +110,8 @@ def anonymize(
       git clone acme-support.bundle acme-hcm && arka-hcm --hcm acme-hcm verify
       git -C acme-hcm pull ../update.bundle main
     """
+    from ..anonymize import AnonymizeOptions, anonymize_hcm  # loaded by this command only (~0.1 s)
+
     if dry_run and (out or report_file or push_url):
         raise click.UsageError("--dry-run writes nothing: drop --out, --report and --push (use --json)")
     if not dry_run and out is None:
