@@ -96,18 +96,21 @@ def normal(text: str) -> str:
 
 
 def objects_of(repo: Path) -> Iterator[tuple[str, str, str]]:
-    """(oid, type, text) of every object stored in ``repo``; trees as their entry names."""
-    listing = git(repo, "cat-file", "--batch-all-objects", "--batch-check").split("\n")
-    for line in filter(None, listing):
-        oid, kind, _ = line.split()
-        raw = subprocess.run(
-            ["git", "-C", str(repo), "cat-file", kind, oid], capture_output=True, check=True
-        ).stdout
+    """(oid, type, text) of every object stored in ``repo`` (one `git cat-file --batch`), trees as
+    their entry names, 40-hex ids blanked (digits of an id are not a phone number)."""
+    command = ["git", "-C", str(repo), "cat-file", "--batch-all-objects", "--batch"]
+    raw = subprocess.run(command, capture_output=True, check=True).stdout
+    pos = 0
+    while pos < len(raw):
+        end = raw.index(b"\n", pos)
+        oid, kind, size = raw[pos:end].decode().split()
+        data = raw[end + 1 : end + 1 + int(size)]
+        pos = end + 1 + int(size) + 1
         if kind == "tree":
-            names = re.findall(rb"\d+ ([^\0]*)\0.{20}", raw, re.S)
+            names = re.findall(rb"\d+ ([^\0]*)\0.{20}", data, re.S)
             yield oid, kind, b"\n".join(names).decode("utf-8", "replace")
         else:
-            yield oid, kind, _HEX_ID.sub(" ", raw.decode("utf-8", "replace"))
+            yield oid, kind, _HEX_ID.sub(" ", data.decode("utf-8", "replace"))
 
 
 def leaks(repo: Path, values: list[str]) -> list[tuple[str, str, str]]:
