@@ -8,7 +8,8 @@ bundle, then proven clean by a scan of every object of the bundle.
 Modules, one concept each: normalize (folding), detectors (fields and patterns), pseudonyms
 (keyed shapes), dictionary (the values and their matcher), stream (git's fast-export format),
 analysis (pass 1), rewriter (one file, path, message), replay (pass 2), leakscan (the proof),
-report, key, service (the whole run), push (delivery to the client's git).
+report, key, service (the whole run). Git itself is driven from gitrepo/plumbing_replay.py
+(fast-export/fast-import, bundles, every object, push).
 """
 
 from .key import AnonymizeKey, load_key
