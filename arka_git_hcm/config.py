@@ -10,26 +10,31 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import secrets
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .durable import write_atomic
 from .errors import ConfigError
 from .jsonio import canonical_bytes, parse_json
 
 __all__ = [
+    "ANONYMIZE_KEY_FILE",
     "CONFIG_FILE_NAME",
     "cli_identity",
     "FileConfig",
     "Settings",
     "default_file_config",
+    "ensure_anonymize_key",
     "load_settings",
 ]
 
 CONFIG_FILE_NAME = "arka-os.config.json"
+ANONYMIZE_KEY_FILE = "anonymize.key"
 Environment = Literal["development", "staging", "production"]
 
 
@@ -114,6 +119,39 @@ class MirrorConfig(_Strict):
     max_backoff_s: float = Field(300.0, ge=1, le=86400)  # longest pause between retries
 
 
+class AnonymizeConfig(_Strict):
+    """`arka-hcm anonymize`: what the client adds to the built-in detectors."""
+
+    # words or names replaced wherever they appear (project code names, a product, a city)
+    terms: list[str] = Field(default_factory=list, max_length=10_000)
+    # Python regular expressions; every match is replaced (an internal ticket id, a matricule)
+    patterns: list[str] = Field(default_factory=list, max_length=1_000)
+    # timestamps (commit dates and ISO times in files) cut to the day; time zones are always UTC
+    coarsen_timestamps: bool = False
+
+    @field_validator("terms")
+    @classmethod
+    def _terms(cls, terms: list[str]) -> list[str]:
+        for term in terms:
+            if not 3 <= len(term.strip()) <= 200:
+                raise ValueError(f"term {term[:40]!r} must be 3 to 200 characters")
+        return terms
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {pattern[:60]!r} is not a valid regular expression: {exc}"
+                ) from None
+            if compiled.fullmatch(""):
+                raise ValueError(f"pattern {pattern[:60]!r} matches the empty string")
+        return patterns
+
+
 class FileConfig(_Strict):
     """The content of ``arka-os.config.json`` (every key is documented in the README)."""
 
@@ -127,6 +165,7 @@ class FileConfig(_Strict):
     remotes: list[RemoteRecord] = []
     backup: BackupConfig = BackupConfig()
     mirror: MirrorConfig = MirrorConfig()
+    anonymize: AnonymizeConfig = AnonymizeConfig()
 
     @model_validator(mode="after")
     def _custody_settings_agree(self) -> FileConfig:
@@ -196,6 +235,42 @@ def write_file_config(path: Path, config: FileConfig) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = canonical_bytes(config.model_dump(mode="json"))
     write_atomic(path, data, mode=0o600, sync=True)
+
+
+def ensure_anonymize_key(config_path: Path) -> bytes:
+    """The client's anonymization key: 32 random bytes, hex in ``CONFIG_ROOT/anonymize.key``
+    (mode 0600), created on first use. It never leaves CONFIG_ROOT: pseudonyms are HMACs under
+    it, so whoever holds it could confirm a guessed value. Created through a temp file linked
+    into place (``os.link`` fails if the name exists), so two processes starting at once agree
+    on one key; a key readable by other users is refused."""
+    path = config_path / ANONYMIZE_KEY_FILE
+    if not path.exists():
+        config_path.mkdir(parents=True, exist_ok=True)
+        tmp = config_path / f".{ANONYMIZE_KEY_FILE}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (secrets.token_hex(32) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text("ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the anonymization key {path}: {exc}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{path} is readable by other users; run `chmod 600 {path}`")
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ConfigError(
+            f"{path} is not an anonymization key (64 hex digits); move it away to get a new one"
+        )
+    return bytes.fromhex(text)
 
 
 def export_to_environment(settings: Settings) -> None:

@@ -113,4 +113,4 @@ def main(
 
 
 # Importing the command modules registers their commands on `main`.
-from . import custody_cmds, guard_cmds, history_cmds, service_cmds, store_cmds  # noqa: E402,F401
+from . import anonymize_cmds, custody_cmds, guard_cmds, history_cmds, service_cmds, store_cmds  # noqa: E402,F401

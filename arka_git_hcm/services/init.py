@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, SystemClock, iso
-from ..config import CONFIG_FILE_NAME, Settings, default_file_config, read_file_config, write_file_config
+from ..config import (
+    CONFIG_FILE_NAME,
+    Settings,
+    default_file_config,
+    ensure_anonymize_key,
+    read_file_config,
+    write_file_config,
+)
 from ..domain.layout import skeleton
 from ..errors import ConflictingUpdate, InvalidPayload
 from ..gitrepo import GitRepo
@@ -103,6 +110,7 @@ def init_hcm(
         write_file_config(config_file, default_file_config(tenant_id))
     file_config = read_file_config(config_file)
     settings = settings.with_file(file_config)
+    ensure_anonymize_key(settings.config_path)  # the per-client key of `arka-hcm anonymize`
     settings.log_path.mkdir(parents=True, exist_ok=True)
 
     repo = GitRepo.init(hcm, file_config.store.branch)
