@@ -280,6 +280,27 @@ def run_http(
     }
 
 
+def quiesce(client: Path, limit_s: float = 60.0) -> None:
+    """Wait until no process works in ``client`` (the store's git children: index refresh,
+    repack), so that a run does not pay for what the previous one left running."""
+    mark = str(client)
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        busy = False
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if mark in (proc / "cmdline").read_bytes().decode(errors="replace") or os.readlink(
+                    proc / "cwd"
+                ).startswith(mark):
+                    busy = True
+                    break
+        if not busy:
+            return
+        time.sleep(0.2)
+
+
 # --- one filesystem ----------------------------------------------------------------------------
 
 
@@ -328,87 +349,86 @@ def bench_fs(fs: Filesystem, versions: dict[str, Path], args: argparse.Namespace
             f"in {time.perf_counter() - started:.0f} s"
         )
     names = list(versions)
-    store: dict[str, list[Any]] = {n: [] for n in names}
-    http: dict[str, dict[str, list[Any]]] = {n: {str(s): [] for s in args.sizes} for n in names}
-    orders: list[list[list[str]]] = []  # per round, per cell: the order the versions ran in
+    variants = names[1:]
+    pairs: list[dict[str, Any]] = []  # one per A/B pair: bench, round, variant, order, A and B results
     workers = (
         {n: StoreProcess(versions[n], env, fs.root / f"store-{n}.log") for n in names}
         if args.store_ops
         else {}
     )
+
+    def store_run(name: str, size: int, durability: str, ops: int, tag: str) -> dict[str, Any]:
+        c = clients[size]
+        quiesce(c["client"])
+        return workers[name].run(
+            client=str(c["client"]),
+            missions_file=c["missions_file"],
+            size=size,
+            durability=durability,
+            ops=ops,
+            prefix=f"{fs.kind}-{name}-{size}-{durability}-{tag}",
+            seed=len(pairs),
+        )
+
+    def http_run(name: str, size: int, tag: str) -> dict[str, Any]:
+        c = clients[size]
+        quiesce(c["client"])
+        return run_http(
+            versions[name],
+            env,
+            c["client"],
+            c["token"],
+            c["missions"],
+            args.http_seconds,
+            f"{fs.kind}-{name}-{size}-{tag}",
+            fs.root / f"server-{name}-{size}-{tag}.log",
+        )
+
+    cells: list[tuple[str, int, str]] = []
+    if args.store_ops:
+        cells += [("store", s, d) for s in args.sizes for d in ("full", "fast")]
+    if args.http_seconds > 0:
+        cells += [("http", s, "") for s in args.sizes]
     try:
         for rnd in range(args.rounds):
-            cells: list[list[str]] = []
-            runs: dict[str, list[Any]] = {n: [] for n in names}
-            for cell, (size, durability) in enumerate((s, d) for s in args.sizes for d in ("full", "fast")):
-                if not args.store_ops:
-                    break
-                order = names if (rnd + cell) % 2 == 0 else names[::-1]
-                cells.append(order)
-                c = clients[size]
-                for name in order:
-                    res = workers[name].run(
-                        client=str(c["client"]),
-                        missions_file=c["missions_file"],
-                        size=size,
-                        durability=durability,
-                        ops=args.store_ops,
-                        prefix=f"{fs.kind}-{name}-{size}-{durability}-r{rnd}",
-                        seed=rnd,
-                    )
-                    res["order"] = order
-                    runs[name].append(res)
-                log(
-                    f"[{fs.kind}] round {rnd + 1} store {size}/{durability}: "
-                    + ", ".join(f"{n} {runs[n][-1]['ops_per_s']:.0f}" for n in order)
-                )
-            for name in names:
-                store[name].append(runs[name])
-            for cell, size in enumerate(args.sizes):
-                if args.http_seconds <= 0:
-                    break
-                order = names if (rnd + cell) % 2 == 0 else names[::-1]
-                cells.append(order)
-                c = clients[size]
+            for cell, (kind, size, durability) in enumerate(cells):
+                bench = f"store/{size}/{durability}" if kind == "store" else f"http/{size}"
+                if kind == "store" and args.settle_ops:  # unmeasured: whatever the previous cell left
+                    store_run(VERSIONS_BASE, size, durability, args.settle_ops, f"r{rnd}-settle")
                 done = []
-                for name in order:
-                    if name in args.http_skip_10k and size < 100000:
+                for vi, variant in enumerate(variants):
+                    if variant in args.only_100k and size < 100000:
                         continue
-                    res = run_http(
-                        versions[name],
-                        env,
-                        c["client"],
-                        c["token"],
-                        c["missions"],
-                        args.http_seconds,
-                        f"{fs.kind}-{name}-{size}-r{rnd}",
-                        fs.root / f"server-{name}-{size}-r{rnd}.log",
+                    order = (
+                        [VERSIONS_BASE, variant] if (rnd + cell + vi) % 2 == 0 else [variant, VERSIONS_BASE]
                     )
-                    res["order"] = order
-                    http[name][str(size)].append(res)
-                    done.append(f"{name} {res['ops_per_s']:.0f}")
-                log(f"[{fs.kind}] round {rnd + 1} http {size}: " + ", ".join(done))
-            orders.append(cells)
+                    got = {}
+                    for name in order:
+                        tag = f"r{rnd}-{variant}-{name}"
+                        got[name] = (
+                            store_run(name, size, durability, args.store_ops, tag)
+                            if kind == "store"
+                            else http_run(name, size, tag)
+                        )
+                    pairs.append(
+                        {
+                            "bench": bench,
+                            "round": rnd,
+                            "variant": variant,
+                            "order": order,
+                            "A": got[VERSIONS_BASE],
+                            "B": got[variant],
+                        }
+                    )
+                    done.append(" then ".join(f"{n} {got[n]['ops_per_s']:.0f}" for n in order))
+                log(f"[{fs.kind}] round {rnd + 1} {bench}: " + "; ".join(done))
     finally:
         for w in workers.values():
             w.close()
-    return {"fs": fs.kind, "describe": fs.describe, "orders": orders, "store": store, "http": http}
+    return {"fs": fs.kind, "describe": fs.describe, "pairs": pairs}
 
 
 # --- summary -----------------------------------------------------------------------------------
-
-
-def series(result: dict[str, Any], name: str, bench: str) -> list[dict[str, Any]]:
-    """Per round results of one version for a bench key: 'store/<size>/<durability>' or 'http/<size>'."""
-    kind, *rest = bench.split("/")
-    if kind == "store":
-        size, durability = int(rest[0]), rest[1]
-        return [
-            next(r for r in runs if r["size"] == size and r["durability"] == durability)
-            for runs in result["store"].get(name, [])
-            if any(r["size"] == size and r["durability"] == durability for r in runs)
-        ]
-    return list(result["http"].get(name, {}).get(rest[0], []))
 
 
 def summarize(results: list[dict[str, Any]], variants: list[str], sizes: list[int]) -> list[list[str]]:
@@ -417,18 +437,16 @@ def summarize(results: list[dict[str, Any]], variants: list[str], sizes: list[in
     for result in results:
         for variant in variants:
             for bench in benches:
-                a, b = series(result, VERSIONS_BASE, bench), series(result, variant, bench)
-                if not a or not b or len(a) != len(b):
+                pairs = [p for p in result["pairs"] if p["bench"] == bench and p["variant"] == variant]
+                if not pairs:
                     continue
                 gains_first, gains_second, gains, saved = [], [], [], []
-                for x, y in zip(a, b, strict=True):
-                    gain = x["ops_per_s"] / y["ops_per_s"] - 1
+                for p in pairs:
+                    x, y = p["A"]["ops_per_s"], p["B"]["ops_per_s"]
+                    gain = x / y - 1
                     gains.append(gain)
-                    saved.append(1 / y["ops_per_s"] - 1 / x["ops_per_s"])  # seconds per write
-                    order = x["order"]
-                    (
-                        gains_first if order.index(VERSIONS_BASE) < order.index(variant) else gains_second
-                    ).append(gain)
+                    saved.append(1 / y - 1 / x)  # seconds per write
+                    (gains_first if p["order"][0] == VERSIONS_BASE else gains_second).append(gain)
 
                 def pct(vals: list[float]) -> str:
                     return f"{statistics.median(vals) * 100:+.1f}%" if vals else "–"
@@ -444,14 +462,14 @@ def summarize(results: list[dict[str, Any]], variants: list[str], sizes: list[in
                         result["fs"],
                         variant.replace("no_", ""),
                         label,
-                        f"{statistics.median(x['ops_per_s'] for x in a):.0f}",
-                        f"{statistics.median(y['ops_per_s'] for y in b):.0f}",
+                        f"{statistics.median(p['A']['ops_per_s'] for p in pairs):.0f}",
+                        f"{statistics.median(p['B']['ops_per_s'] for p in pairs):.0f}",
                         pct(gains),
                         f"{statistics.median(saved) * 1000:+.2f}",
                         pct(gains_first),
                         pct(gains_second),
                         f"{min(gains) * 100:+.0f}..{max(gains) * 100:+.0f}%",
-                        str(len(gains)),
+                        f"{sum(g > 0 for g in gains)} of {len(gains)}",
                     ]
                 )
     return rows
@@ -468,7 +486,7 @@ HEADERS = [
     "gain, A run first",
     "gain, B run first",
     "range",
-    "rounds",
+    "rounds A was faster",
 ]
 
 
@@ -490,9 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--http-seconds", type=float, default=8.0, help="measured wrk phase (0: no HTTP)")
     parser.add_argument(
-        "--http-skip-10k",
+        "--only-100k",
         default="no_resume",
-        help="versions whose HTTP runs are skipped below 100k files (code identical there)",
+        help="variants measured only at 100k files (the code is identical below: trees < 256 KiB)",
+    )
+    parser.add_argument(
+        "--settle-ops", type=int, default=30, help="unmeasured writes (base) before each store cell"
     )
     parser.add_argument(
         "--images", default="/var/tmp/fs_ab", help="folder of the image files and mount points"
@@ -516,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         raise SystemExit("run as root: it makes and mounts filesystems")
     args.sizes = [int(s) for s in args.sizes.split(",")]
-    args.http_skip_10k = [s for s in args.http_skip_10k.split(",") if s]
+    args.only_100k = [s for s in args.only_100k.split(",") if s]
     variants = [v for v in args.variants.split(",") if v]
 
     def log(message: str) -> None:
