@@ -4,7 +4,7 @@ image files), with this machine's own disk as the reference row.
 
 Run as root (it makes filesystems and mounts them):
 
-    .venv/bin/python bench/fs_ab.py --variants no_spare,no_resume            # ~45 minutes
+    .venv/bin/python bench/fs_ab.py --variants no_spare,no_resume            # ~25 min per filesystem
     .venv/bin/python bench/fs_ab.py --variants no_spare --fs xfs --rounds 2   # a short look
 
 A variant is a patch of the package, ``bench/fs_ab/<name>.patch`` (``no_spare``: the store never
@@ -15,21 +15,24 @@ measured process imports its copy through PYTHONPATH: the benchmark code is the 
 For each filesystem: an image file is made (``mkfs.ext4`` with its defaults, which include the
 journal, checked with ``dumpe2fs``; ``mkfs.xfs``), mounted with ``mount -o loop``, and HCMs of
 5-file missions (the widest state/missions tree: 68 KiB at 10k files, 677 KiB at 100k) are built
-once per size (``build_client_fast`` of the store benchmark) with a writer token. Then rounds;
-in each, the package versions take turns in one order (base, variants...) and the next round in
-the reverse order:
+once per size (``build_client_fast`` of the store benchmark) with a writer token. Then rounds of
+A/B pairs: in each cell (store 10k full, 10k fast, 100k full, 100k fast, HTTP 10k, HTTP 100k) and
+for each variant, the unpatched package ("base", A) and the variant (B) run one after the other,
+base first or variant first, alternating by round and cell (``--only-100k`` variants run only at
+100k files: below that their code is identical). Before each run the script waits until no process
+works in that HCM any more (the store's git children: index refresh, repack).
 
-- store: one process per version writes ``--store-ops`` sequential HCM_APPEND_JOURNAL per size
-  with durability full, then as many with fast (``StoreWriter`` of ``bench_store.py``, 3
-  unmeasured warm-up writes per store open), on the same HCMs;
-- HTTP: ``arka-hcm serve --workers 1`` of each version on the same HCM, an unmeasured 2 s wrk
-  phase with 8 clients, then a measured one of ``--http-seconds`` (``run_phase_wrk`` of
+- store: a long-lived process per version writes ``--store-ops`` sequential HCM_APPEND_JOURNAL
+  with durability full or fast (``StoreWriter`` of ``bench_store.py``, 3 unmeasured warm-up
+  writes per store open); each store cell starts with ``--settle-ops`` unmeasured base writes;
+- HTTP: ``arka-hcm serve --workers 1`` of the version on the HCM, an unmeasured 2 s wrk phase
+  with 8 clients, then a measured one of ``--http-seconds`` (``run_phase_wrk`` of
   ``bench_http.py``); new commits are checked against acknowledged writes.
 
 All versions write into the same HCMs in turn, so the history grows alike for each. The images
-are unmounted, their loop devices detached and removed at the end, also on failure or Ctrl-C.
-The gain of a mechanism in a round is base ops/s over variant ops/s minus one; the table gives
-the medians, per order and over all rounds.
+are unmounted, their loop devices detached and removed at the end, also on failure or SIGTERM.
+The gain of a mechanism in a pair is A ops/s over B ops/s minus one; the table gives the median
+over pairs, per order and over both, the time saved per write and in how many pairs A was faster.
 """
 
 from __future__ import annotations
@@ -431,6 +434,15 @@ def bench_fs(fs: Filesystem, versions: dict[str, Path], args: argparse.Namespace
 # --- summary -----------------------------------------------------------------------------------
 
 
+def bootstrap_ci(gains: list[float], draws: int = 4000) -> str:
+    """A 90% percentile-bootstrap interval of the median paired gain (fixed seed: reproducible)."""
+    if len(gains) < 3:
+        return "–"
+    rng = random.Random(12)
+    medians = sorted(statistics.median(rng.choices(gains, k=len(gains))) for _ in range(draws))
+    return f"{medians[int(draws * 0.05)] * 100:+.0f}..{medians[int(draws * 0.95)] * 100:+.0f}%"
+
+
 def summarize(results: list[dict[str, Any]], variants: list[str], sizes: list[int]) -> list[list[str]]:
     benches = [f"store/{s}/{d}" for s in sizes for d in ("full", "fast")] + [f"http/{s}" for s in sizes]
     rows = []
@@ -469,6 +481,7 @@ def summarize(results: list[dict[str, Any]], variants: list[str], sizes: list[in
                         pct(gains_first),
                         pct(gains_second),
                         f"{min(gains) * 100:+.0f}..{max(gains) * 100:+.0f}%",
+                        bootstrap_ci(gains),
                         f"{sum(g > 0 for g in gains)} of {len(gains)}",
                     ]
                 )
@@ -481,12 +494,13 @@ HEADERS = [
     "bench",
     "A: with (ops/s, median)",
     "B: without",
-    "gain (median of paired rounds)",
+    "gain (median of pairs)",
     "ms saved per write",
     "gain, A run first",
     "gain, B run first",
     "range",
-    "rounds A was faster",
+    "90% interval of the median (bootstrap)",
+    "pairs A was faster in",
 ]
 
 
