@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -545,77 +544,3 @@ def test_a_ref_in_a_folder_that_does_not_exist_yet_is_created_with_its_reflog(tm
     assert not (tmp_path / "r" / ".git" / f"{ref}.lock").exists()
     # the same move again is refused: the ref is no longer where the caller thought
     assert not repo.compare_and_swap_ref(ref, None, commit, who=who, message="again", durable=False)
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    entries=st.integers(7_800, 20_000),  # 265-680 KB: trees whose checksums are taken on
-    steps=st.lists(
-        st.sampled_from(["splice", "splice", "splice", "two", "insert", "fewer"]), min_size=2, max_size=6
-    ),
-)
-def test_wide_tree_checksums_taken_on_from_the_previous_pack_give_the_same_pack(
-    tmp_path_factory: pytest.TempPathFactory, seed: int, entries: int, steps: list[str]
-) -> None:
-    """Each batch's pack starts with the next version of a wide tree and takes the pack, CRC and
-    Adler checksums on from the blocks it shares with the previous version. The pack must be
-    byte for byte the one written with nothing remembered, whatever changed: one entry, two far
-    apart, the length (nothing may be taken on then), or the object count (the pack header)."""
-    rng = random.Random(seed)
-    width = 34
-    data = bytearray(rng.randbytes(entries * width))
-    base: bytes | None = None
-    remembered, fresh = tmp_path_factory.mktemp("remembered"), tmp_path_factory.mktemp("fresh")
-    for n, step in enumerate(steps):
-        if step in ("splice", "two"):
-            for _ in range(1 if step == "splice" else 2):
-                at = rng.randrange(len(data) // width) * width
-                data[at + 14 : at + 34] = rng.randbytes(20)
-        elif step == "insert":
-            at = rng.randrange(len(data) // width) * width
-            data[at:at] = rng.randbytes(width)
-        tree = bytes(data)
-        oid = packs.object_id(b"tree", tree)
-        small = blob_objects(1 if step == "fewer" else 3, seed=n)
-        objects = [*small, (oid, 2, tree, base)]  # the wide tree is put first by write_pack
-        name = packs.write_pack(remembered, objects)
-        with packs._stream_points_lock:
-            kept = dict(packs._stream_points)
-            packs._stream_points.clear()
-        try:
-            again = packs.write_pack(fresh, objects)
-        finally:
-            with packs._stream_points_lock:
-                packs._stream_points.clear()
-                packs._stream_points.update(kept)
-        assert name == again
-        assert (remembered / f"{name}.pack").read_bytes() == (fresh / f"{name}.pack").read_bytes()
-        assert (remembered / f"{name}.idx").read_bytes() == (fresh / f"{name}.idx").read_bytes()
-        base = oid
-    pack = remembered / f"{name}.pack"
-    assert (remembered / f"{name}.idx").read_bytes() == index_by_git(pack, tmp_path_factory.mktemp("git"))
-
-
-def test_a_wide_tree_is_checksummed_on_from_the_block_it_changes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The point of the remembered states: a version changed in its last block checksums one
-    block, not the whole tree (counted through the bytes given to CRC-32)."""
-    rng = random.Random(7)
-    tree = rng.randbytes(400_000)
-    first = packs.object_id(b"tree", tree)
-    packs.write_pack(tmp_path / "a", [(first, 2, tree, None)])
-    changed = tree[:-100] + rng.randbytes(20) + tree[-80:]
-    counted: list[int] = []
-    real_crc32 = zlib.crc32
-
-    def crc32(data: bytes, value: int = 0) -> int:
-        counted.append(len(data))
-        return real_crc32(data, value)
-
-    monkeypatch.setattr(zlib, "crc32", crc32)
-    name = packs.write_pack(tmp_path / "b", [(packs.object_id(b"tree", changed), 2, changed, first)])
-    monkeypatch.undo()
-    assert 0 < sum(counted) < 70_000  # the last block (< 64 KiB) and its header, and the trailer
-    git(tmp_path / "b", "verify-pack", str(tmp_path / "b" / f"{name}.idx"))

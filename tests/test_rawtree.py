@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arka_git_hcm.gitrepo import GitRepo
-from arka_git_hcm.gitrepo.rawtree import HASH_STRIDE, RawTree
+from arka_git_hcm.gitrepo.rawtree import RawTree
 
 from .conftest import git
 
@@ -115,29 +115,3 @@ def test_large_trees_are_stored_as_uncompressed_zlib_that_git_reads(tmp_path: Pa
     assert git(repo_dir, "cat-file", "-t", tree).strip() == "tree"
     assert len(git(repo_dir, "ls-tree", tree).splitlines()) == 4000
     assert tree == reference_tree(repo_dir, {p: b"x" for p in files})
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    entries=st.integers(min_value=7_500, max_value=20_000),  # 270-720 KB: resumable
-    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 3)), min_size=1, max_size=8),
-)
-def test_wide_tree_ids_hashed_on_from_checkpoints_equal_a_full_hash(
-    entries: int, edits: list[tuple[float, int]]
-) -> None:
-    """A spliced wide tree's id is hashed on from its parent's last shared checkpoint: it must
-    be the id of its whole bytes, after any chain of splices (first, last, middle entries, and
-    several at once; a parent hashed from scratch or from its own parent)."""
-    import hashlib
-
-    names = [b"m-%07d" % i for i in range(entries)]
-    data = b"".join(b"40000 " + n + b"\0" + hashlib.sha1(n).digest() for n in names)
-    tree = RawTree.parse(data)
-    assert tree.object_id() == hashlib.sha1(b"tree %d\0" % len(data) + data).digest()
-    for step, (where, count) in enumerate(edits):
-        picked = {names[min(int(where * entries) + k * 997, entries - 1)] for k in range(count)}
-        changes = {n: (b"40000", hashlib.sha1(n + b"%d" % step).digest()) for n in picked}
-        tree = tree.with_changes(changes)  # type: ignore[arg-type]
-        whole = hashlib.sha1(b"tree %d\0" % len(tree.data) + bytes(tree.data)).digest()
-        assert tree.object_id() == whole
-        assert tree.checkpoints is not None and len(tree.checkpoints) == len(tree.data) // HASH_STRIDE

@@ -10,17 +10,13 @@ wide tree changed by one entry: a few dozen bytes instead of 680 KB). The format
 v2 with a v2 index (byte-identical to what `git index-pack` computes, tested), so git, libgit2
 and dulwich read them like any other pack; `git fsck --strict` checks them in the tests.
 
-Very wide trees (256 KiB and more) go first in a pack, and the running checksums after each of
-their stored blocks (the pack's SHA-1, the entry's CRC-32, the stream's Adler-32) are kept: the next batch's
-pack starts with the next version of that tree, byte for byte the same up to its changed entry,
-so its checksums are taken on from the last block the two share (half the tree on average).
-
 The pack is renamed into place before its index, as git does: readers look packs up by their
 index, so they never see a pack that is not complete. No fsync here; the engine orders
 durability with its filesystem syncs.
 
-Small packs pile up; the engine has `git repack --geometric=2` fold them (with deltas: the
-successive missions trees differ by one entry), see gitbin.repack_geometric.
+Small packs pile up: the store folds the packs it wrote from the objects it still holds
+(GitRepo.fold_own_packs, wide trees as deltas of their previous version), and has
+`git repack --geometric=2` fold the rest (gitbin.repack_geometric).
 """
 
 from __future__ import annotations
@@ -29,16 +25,13 @@ import contextlib
 import hashlib
 import os
 import struct
-import threading
 import time
 import zlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from .. import durable
-from .rawtree import RESUMABLE_MIN, stored_blocks, stored_zlib_stream
+from .rawtree import stored_zlib_stream
 
 __all__ = [
     "KIND_CODES",
@@ -59,23 +52,7 @@ _TREE = KIND_CODES[b"tree"]
 DELTA_MIN = 4096  # smaller objects are not worth a delta
 MAX_DELTA_DEPTH = 16  # a reader applies at most this many deltas to rebuild an object
 _LARGE = 0x80000000
-_STORED_BLOCK = 65535  # bytes of a stored deflate block, at most
 PACK_TEMP, IDX_TEMP = "tmp_pack_arka_", "tmp_idx_arka_"  # temp names: these + random hex
-_POINTS_KEPT = 8  # wide trees whose checksum states are kept (the hot path needs the last one)
-
-
-class _StreamPoints(NamedTuple):
-    """A wide tree written first in a pack: the bytes before its stored blocks (the pack header,
-    the entry header, the zlib header), its bytes, and after each block the pack's SHA-1 state,
-    the entry's CRC-32 and the stream's Adler-32."""
-
-    prefix: bytes
-    data: bytes
-    points: list[tuple[hashlib._Hash, int, int]]
-
-
-_stream_points: OrderedDict[bytes, _StreamPoints] = OrderedDict()
-_stream_points_lock = threading.Lock()
 
 
 def blob_id(data: bytes) -> str:
@@ -194,89 +171,18 @@ def _copy(out: bytearray, offset: int, size: int) -> None:
         size -= step
 
 
-def _is_wide_tree(obj: tuple[bytes, int, bytes, bytes | None]) -> bool:
-    """A tree wide enough for its checksums to be taken on (see rawtree.RESUMABLE_MIN)."""
-    return obj[1] == _TREE and len(obj[2]) >= RESUMABLE_MIN
-
-
-def _first_wide_tree(
-    head: bytes, oid: bytes, data: bytes, base: bytes | None
-) -> tuple[list[bytes | memoryview], int, hashlib._Hash]:
-    """The entry of a wide tree written first in a pack, as stored deflate blocks: its parts,
-    its CRC-32, and the pack's SHA-1 state after it. When ``base`` (its previous version) was
-    written first in a pack of as many objects, every block the two share is not hashed again:
-    the checksums are taken on from the states kept after the last shared block (a state
-    depends only on the bytes before it, all compared equal here)."""
-    data = bytes(data)  # kept and compared later: never a buffer its owner may change (no copy for bytes)
-    prefix = head + _entry_header(_TREE, len(data)) + b"\x78\x01"  # zlib: deflate, no dictionary
-    pairs = stored_blocks(data)
-    headers = [header for header, _block in pairs]
-    blocks = [block for _header, block in pairs]
-    shared = 0
-    with _stream_points_lock:
-        known = _stream_points.get(base) if base is not None else None
-        if known is not None:
-            _stream_points.move_to_end(base)  # type: ignore[arg-type]
-    if known is not None and known.prefix == prefix and len(known.data) == len(data):
-        old = known.data
-        while shared < len(known.points):
-            at = shared * _STORED_BLOCK
-            if data[at : at + _STORED_BLOCK] != old[at : at + _STORED_BLOCK]:
-                break
-            shared += 1
-    if shared:
-        assert known is not None
-        state, crc, adler = known.points[shared - 1]
-        digest = state.copy()
-        points = known.points[:shared]
-    else:
-        digest = hashlib.sha1(prefix)
-        crc, adler = zlib.crc32(prefix[len(head) :]), 1
-        points = []
-    for header, block in zip(headers[shared:], blocks[shared:], strict=True):
-        digest.update(header)
-        digest.update(block)
-        crc = zlib.crc32(block, zlib.crc32(header, crc))
-        adler = zlib.adler32(block, adler)
-        points.append((digest.copy(), crc, adler))  # states are copied, never updated in place
-    with _stream_points_lock:
-        _stream_points[oid] = _StreamPoints(prefix, data, points)
-        while len(_stream_points) > _POINTS_KEPT:
-            _stream_points.popitem(last=False)
-    trailer = struct.pack(">I", adler)
-    digest.update(trailer)
-    crc = zlib.crc32(trailer, crc)
-    parts: list[bytes | memoryview] = [prefix[len(head) :]]
-    for header, block in pairs:
-        parts += (header, block)
-    parts.append(trailer)
-    return parts, crc, digest
-
-
 def write_pack(pack_dir: Path, objects: Sequence[tuple[bytes, int, bytes, bytes | None]]) -> str:
     """Write ``(oid, type code, data, delta base id or None)`` objects (distinct ids) as one
     pack; returns its name. An object whose base comes earlier in the same pack is stored as a
-    delta of it (OFS_DELTA) when that is much smaller: a wide tree changed by one entry. Wide
-    trees go first (in their order: a base still precedes its deltas)."""
-    objects = [o for o in objects if _is_wide_tree(o)] + [o for o in objects if not _is_wide_tree(o)]
+    delta of it (OFS_DELTA) when that is much smaller: a wide tree changed by one entry."""
     entries: list[tuple[bytes, int, int]] = []  # (oid, crc32, offset)
     placed: dict[bytes, tuple[int, bytes, int]] = {}  # oid -> (offset, data, depth): delta bases
     parts: list[bytes | memoryview] = []
     head = b"PACK" + struct.pack(">II", 2, len(objects))
     parts.append(head)
     offset = len(head)
-    rest = objects
-    if objects and _is_wide_tree(objects[0]):
-        oid, _code, data, base = objects[0]
-        entry, crc, digest = _first_wide_tree(head, oid, data, base)
-        entries.append((oid, crc, offset))
-        placed[oid] = (offset, data, 0)
-        parts += entry
-        offset += sum(len(part) for part in entry)
-        rest = objects[1:]
-    else:
-        digest = hashlib.sha1(head)
-    for oid, code, data, base in rest:
+    digest = hashlib.sha1(head)
+    for oid, code, data, base in objects:
         start, crc = offset, 0
         chunk: tuple[bytes | memoryview, ...] = ()
         depth = 0

@@ -9,10 +9,10 @@ changed) is a 20-byte splice, hashed with hashlib and packed (packs.py) as a zli
 stored blocks (tree ids do not compress anyway). The bytes are exactly git's tree format, so the
 object ids equal those git and libgit2 compute; `git fsck --strict` checks them in the tests.
 
-A very wide tree's id (256 KiB and more: 7,500 missions and more) is hashed in strides, and the
-SHA-1 state after each stride is kept: a tree spliced from it shares every byte before its first
-change (and the header: the length is the same), so its id is hashed on from the last shared
-stride, half the tree on average.
+(Very wide trees once kept SHA-1 states along their bytes to hash on from the first change; it
+saved ~0.45 ms of CPU a write at 100k files, which measured under the 5% a speed trick must pay
+on journaled ext4 and xfs, so it was removed: bench/README.md, "Speed code on the filesystems
+clients run".)
 """
 
 from __future__ import annotations
@@ -37,52 +37,24 @@ MODE_TREE = b"40000"
 MODE_BLOB = b"100644"
 _SMALL = 64 * 1024
 _STORED_BLOCK = 65535
-HASH_STRIDE = 64 * 1024  # a wide tree's id is hashed in strides of this many bytes
-# Trees at least this wide keep hashing checkpoints. Each stride is one hashlib call that
-# releases the GIL, and a server's committer thread that releases it waits to get it back from
-# the event loop: below this width one whole hash costs less than the waits (measured over HTTP
-# at 10k files, where the missions tree is 68 KB: 15% fewer writes/s with 16 KiB strides).
-RESUMABLE_MIN = 256 * 1024
 
 
 class RawTree:
     """One tree object: its bytes, its entry names in order, and where each entry starts."""
 
-    __slots__ = ("_resume", "checkpoints", "data", "index", "names", "offsets")
+    __slots__ = ("data", "index", "names", "offsets")
 
     def __init__(self, data: bytes | bytearray, names: list[bytes], offsets: list[int]) -> None:
         self.data = data
         self.names = names
         self.offsets = offsets
         self.index = {name: i for i, name in enumerate(names)}
-        # SHA-1 states after the header and each whole stride of ``data`` (wide trees, once
-        # their id is computed); ``_resume``: the states of the tree this one was spliced from,
-        # with the offset of the first byte that differs
-        self.checkpoints: list[hashlib._Hash] | None = None
-        self._resume: tuple[list[hashlib._Hash], int] | None = None
 
     def object_id(self) -> bytes:
-        """The git object id of this tree (20 bytes). Called once per new tree, by the thread
-        that built it: a wide tree keeps its hashing checkpoints for the trees spliced from it."""
-        data = self.data
-        header = b"tree %d\0" % len(data)
-        if len(data) < RESUMABLE_MIN:
-            whole = hashlib.sha1(header)
-            whole.update(data)  # one call: no copy of the bytes, one release of the GIL
-            return whole.digest()
-        kept: list[hashlib._Hash] = []
-        if self._resume is not None:
-            points, first_change = self._resume
-            kept = points[: first_change // HASH_STRIDE]
-        digest = kept[-1].copy() if kept else hashlib.sha1(header)
-        checkpoints = list(kept)
-        view = memoryview(data)
-        for at in range(len(kept) * HASH_STRIDE, len(data), HASH_STRIDE):
-            digest.update(view[at : at + HASH_STRIDE])
-            if at + HASH_STRIDE <= len(data):
-                checkpoints.append(digest.copy())  # states are copied, never updated in place
-        self.checkpoints, self._resume = checkpoints, None
-        return digest.digest()
+        """The git object id of this tree (20 bytes)."""
+        whole = hashlib.sha1(b"tree %d\0" % len(self.data))
+        whole.update(self.data)  # one call: no copy of the bytes, one release of the GIL
+        return whole.digest()
 
     @classmethod
     def parse(cls, data: bytes) -> RawTree:
@@ -137,8 +109,6 @@ class RawTree:
             self.offsets,
             self.index,
         )
-        clone.checkpoints = None
-        clone._resume = None if self.checkpoints is None else (self.checkpoints, min(splices)[0])
         return clone
 
     def _rebuilt(self, changes: dict[bytes, tuple[bytes, bytes] | None]) -> RawTree:
