@@ -24,7 +24,7 @@ FOUNDATION = {
     "worker",
     "__init__",
 }
-LEVEL = {"foundation": 0, "domain": 1, "gitrepo": 1, "services": 2, "cli": 3, "server": 3}
+LEVEL = {"foundation": 0, "domain": 1, "gitrepo": 1, "services": 2, "search": 2, "cli": 3, "server": 3}
 
 
 def layer_of(module: str) -> str:

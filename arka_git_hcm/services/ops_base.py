@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -17,6 +17,9 @@ from ..errors import MissionNotFound
 from ..ids import new_id
 from .engine import WriteOutcome
 from .views import Draft, TreeView
+
+if TYPE_CHECKING:
+    from .ops_search import SearchPort
 
 __all__ = ["OpContext", "OpSpec", "ReadHandler", "WriteHandler", "require_mission"]
 
@@ -31,6 +34,8 @@ class OpContext:
     id_token: Callable[[], str | None] = lambda: None
     # a revision, snapshot name or ISO date/time as a commit id (HCM_DIFF's from/to)
     resolve_at: Callable[[str | None], str | None] = lambda at: None
+    # the search index (HCM_SEARCH, HCM_MEMORY_QUERY), when the front-end attached one
+    search: SearchPort | None = None
 
     def now(self) -> str:
         return iso(self.clock.now())
@@ -61,6 +66,8 @@ class OpSpec:
     # a read bounded by one mission or one document: an asyncio server answers it on its event
     # loop, since handing it to a worker thread and back costs more than the read itself
     quick: bool = False
+    # the answer reflects data["revision"], not the tip it read (a search index that lags)
+    revision_from_data: bool = False
 
 
 def require_mission(view: TreeView, mission_id: str) -> MissionPaths:
