@@ -90,4 +90,4 @@ def main(
 
 
 # Importing the command modules registers their commands on `main`.
-from . import history_cmds, service_cmds, store_cmds  # noqa: E402,F401
+from . import history_cmds, search_cmds, service_cmds, store_cmds  # noqa: E402,F401

@@ -83,14 +83,14 @@ def documents_of(path: str, data: bytes) -> list[Document]:
     records = _records(value)
     if records is not None:
         return _record_documents(path, value, records)
-    title = _title_of(value)
+    key, title = _title_of(value)
     return [
         Document(
             path,
             "file",
             title or _stem(path),
             title or _stem_words(path),
-            _text(value),
+            _text(value, key),
             own_sensitivity=_own_sensitivity(value),
         )
     ]
@@ -165,7 +165,7 @@ def _record_documents(path: str, value: dict[str, Any], records: list[Any]) -> l
     stem = _stem(path)
     docs = []
     for position, record in enumerate(records):
-        title = _title_of(record)
+        key, title = _title_of(record)
         record_id = _record_id(record)
         display = title or (f"{stem} {record_id}" if record_id else f"{stem} #{position + 1}")
         own = _own_sensitivity(record) or file_own
@@ -175,7 +175,7 @@ def _record_documents(path: str, value: dict[str, Any], records: list[Any]) -> l
                 "record",
                 display,
                 title,
-                _text(record),
+                _text(record, key),
                 record=position,
                 entry_id=record_id,
                 own_sensitivity=own,
@@ -192,13 +192,14 @@ def _record_id(record: dict[str, Any]) -> str | None:
     return term[:200] if isinstance(term, str) else None
 
 
-def _title_of(value: Any) -> str:
+def _title_of(value: Any) -> tuple[str | None, str]:
+    """(the key, the title): the title goes to the title column, not again into the text."""
     if isinstance(value, dict):
         for key in _TITLE_KEYS:
             found = value.get(key)
             if isinstance(found, str) and found.strip():
-                return found.strip()[:300]
-    return ""
+                return key, found.strip()[:300]
+    return None, ""
 
 
 def _own_sensitivity(value: Any) -> str | None:
@@ -206,8 +207,10 @@ def _own_sensitivity(value: Any) -> str | None:
     return found.strip()[:64] if isinstance(found, str) and found.strip() else None
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, title_key: str | None = None) -> str:
     parts: list[str] = []
+    if title_key is not None and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k != title_key}
     _strings(value, parts)
     return _joined(parts)
 

@@ -185,7 +185,9 @@ def load_rules(read: Callable[[str], bytes | None]) -> tuple[IndexRules, AccessR
     rules = meta.get("rules") if isinstance(meta, dict) else None
     if not isinstance(rules, dict):
         # unreadable: every document gets a level nobody holds, and no level is known
-        return IndexRules(classes, (), UNREADABLE), AccessRules(levels={}, implicit={}, grants={})
+        return IndexRules(classes, (("**", UNREADABLE),), UNREADABLE), AccessRules(
+            levels={}, implicit={}, grants={}
+        )
     levels = _string_lists(rules.get("sensitivity_levels"), dict(_DEFAULT_LEVELS))
     default = rules.get("default_visibility")
     paths = rules.get("path_sensitivity")

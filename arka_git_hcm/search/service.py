@@ -272,11 +272,15 @@ def attach_search(
     min_gap_s: float = 0.05,
     wait_s: float = 5.0,
     start: bool = True,
+    follow_writes: bool = True,
 ) -> SearchService:
-    """Give ``store`` its search index: HCM_SEARCH and HCM_MEMORY_QUERY answer from it, each
-    landed batch wakes its follower, and closing the store closes it."""
+    """Give ``store`` its search index: HCM_SEARCH and HCM_MEMORY_QUERY answer from it, and
+    closing the store closes it. A server follows the writes (each landed batch wakes the
+    follower; ``interval_s`` looks for other processes' writes); a command line run does not
+    (``follow_writes=False``, ``start=False``): it brings the index up to date when it searches."""
     service = SearchService(store.repo, store.tip, interval_s=interval_s, min_gap_s=min_gap_s, wait_s=wait_s)
-    store.add_landing_listener(service.on_landing)
+    if follow_writes:
+        store.add_landing_listener(service.on_landing)
     store.search = service
     if start:
         service.start()

@@ -38,6 +38,7 @@ from ..errors import (
     ReadOnly,
     error_for_code,
 )
+from ..search import attach_search
 from ..services import tokens
 from ..services.oplog import JsonLinesLog
 from ..services.store import HcmStore, error_response
@@ -123,6 +124,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         # /health answers, and /ready and every operation say READ_ONLY with the reason.
         try:
             holder["store"] = await run_in_threadpool(HcmStore.open, settings, clock=clock)
+            attach_search(holder["store"])  # follows the writes; closed with the store
         except HcmError as exc:
             problem["reason"] = f"the HCM could not be opened: {exc.message}"
             log.error("%s", problem["reason"])
@@ -283,6 +285,22 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             "filters": {"status": status} if status else {},
         } | ({"at": at} if at else {})
         return await run_read(request, "HCM_GET_DECISIONS", payload)
+
+    @app.get("/v1/search", tags=["reads"])
+    async def search(
+        request: Request,
+        q: str = Query(..., min_length=1, max_length=500),
+        mission_id: str | None = None,
+        layer: list[str] = Query([]),
+        limit: int = Query(10, ge=1, le=100),
+        consistent: bool = False,
+    ) -> JSONResponse:
+        """HCM_SEARCH: `?q=décision budget&mission_id=acme-crm&layer=state&limit=10`."""
+        scope: dict[str, Any] = {"mission_id": mission_id} if mission_id else {}
+        if layer:
+            scope["layers"] = layer
+        payload = {"query": q, "scope": scope, "limit": limit, "consistent": consistent}
+        return await run_read(request, "HCM_SEARCH", payload)
 
     app.include_router(git_router(lambda: settings.hcm_path, authenticate))
     request_log = JsonLinesLog(
