@@ -21,7 +21,6 @@ picks the best few and they are scored here the same way.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sqlite3
@@ -33,7 +32,7 @@ from typing import Any
 
 from .fold import fold, words
 from .query import ParsedQuery, Term, fts_string, match_expression
-from .schema import level_token, mission_token
+from .schema import docsize_tokens, level_token, mission_token
 
 __all__ = ["CANDIDATE_CAP", "Filters", "Hit", "Ranker"]
 
@@ -134,7 +133,6 @@ class Ranker:
     def search(
         self,
         conn: sqlite3.Connection,
-        meta: dict[str, str],
         generation: str,
         query: ParsedQuery,
         filters: Filters,
@@ -142,10 +140,10 @@ class Ranker:
         limit: int,
     ) -> tuple[list[Hit], bool, str]:
         """(hits best first, whether there are more, "all" or "any": the words it matched),
-        from one snapshot of the index (``meta``: its meta table)."""
+        from one snapshot of the index."""
         if filters.levels == () or not query.terms:
             return [], False, "all"
-        stats = self._statistics(conn, meta, generation, query.terms, filters.levels)
+        stats = self._statistics(conn, generation, query.terms, filters.levels)
         modes = ["all", "any"] if len(query.terms) > 1 else ["all"]
         for mode in modes:
             hits, more = self._search(conn, query.terms, filters, stats, routed, limit, mode)
@@ -211,36 +209,30 @@ class Ranker:
     def _statistics(
         self,
         conn: sqlite3.Connection,
-        meta: dict[str, str],
         generation: str,
         terms: tuple[Term, ...],
         levels: tuple[str, ...] | None,
     ) -> dict[str, Any]:
-        """Collection statistics over what the caller may see: the whole index when it may see
-        every level present (counting is cheaper then), else the documents of its levels."""
-        present = set(json.loads(meta.get("levels", "[]")))
-        scoped = levels is not None and not present <= set(levels)
+        """Collection statistics over what the caller may see (the number of documents, their
+        average length, each term's document frequency), so that no score reflects a document
+        the caller could not read. Counting a frequency over the whole index is cheaper: it is
+        done that way when the caller may see every level present."""
+        per_level = conn.execute("SELECT sens, docs, tokens FROM level_stats WHERE docs > 0").fetchall()
+        seen = [row for row in per_level if levels is None or row[0] in levels]
+        count = sum(docs for _, docs, _ in seen)
+        tokens = sum(t for _, _, t in seen)
+        scoped = levels is not None and len(seen) < len(per_level)
         visible = "filt : (" + " OR ".join(fts_string(level_token(lv)) for lv in levels or ()) + ")"
-        key_levels = levels if scoped else None
-        rows, totals = _averages(conn)
-        count = (
-            self._cached(
-                conn, (generation, key_levels, None), "SELECT count(*) FROM fts WHERE fts MATCH ?", visible
-            )
-            if scoped
-            else float(rows)
-        )
         frequencies = {}
         for term in terms:
             expr = "{title body} : " + term.expression()
             frequencies[term] = self._cached(
                 conn,
-                (generation, key_levels, expr),
+                (generation, levels if scoped else None, expr),
                 "SELECT count(*) FROM fts WHERE fts MATCH ?",
                 f"{visible} AND {expr}" if scoped else expr,
             )
-        average = sum(totals) / rows if rows else 1.0
-        return {"count": max(count, 1.0), "df": frequencies, "avgdl": average or 1.0}
+        return {"count": max(float(count), 1.0), "df": frequencies, "avgdl": tokens / count if count else 1.0}
 
     def _cached(self, conn: sqlite3.Connection, key: tuple[Any, ...], sql: str, match: str) -> float:
         now = time.monotonic()
@@ -271,7 +263,7 @@ class Ranker:
         present = [t for t in terms if tf_title[t] or tf_body[t]]
         if not present or (mode == "all" and len(present) < len(terms)):
             return None  # a prefix matched only through its shortened forms
-        length = sum(_varints(sizes))
+        length = docsize_tokens(sizes)
         norm = K1 * (1 - B + B * length / stats["avgdl"])
         score = 0.0
         for term in present:
@@ -345,31 +337,6 @@ def _entry(
     if kind == "record":
         return {"record": record, "id": entry_id} if entry_id else {"record": record}
     return None
-
-
-def _averages(conn: sqlite3.Connection) -> tuple[int, list[int]]:
-    """FTS5's averages record: the number of rows, then the total tokens of each column."""
-    row = conn.execute("SELECT block FROM fts_data WHERE id = 1").fetchone()
-    values = _varints(row[0]) if row and row[0] else []
-    return (values[0], values[1:]) if values else (0, [])
-
-
-def _varints(data: bytes | None) -> list[int]:
-    """SQLite varints (FTS5's docsize and averages records): 7 bits a byte, high bit "more",
-    the ninth byte carrying 8 bits."""
-    values: list[int] = []
-    value = count = 0
-    for byte in data or b"":
-        if count == 8:
-            values.append((value << 8) | byte)
-            value = count = 0
-            continue
-        value = (value << 7) | (byte & 0x7F)
-        count += 1
-        if not byte & 0x80:
-            values.append(value)
-            value = count = 0
-    return values
 
 
 def _spans(marked: str) -> list[tuple[int, int]]:

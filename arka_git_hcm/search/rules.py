@@ -170,9 +170,8 @@ class AccessRules:
         if "admin" in caller.roles or "admin" in self.grants.get(caller.label, ()):
             return None
         held = self.audience(caller)
-        return tuple(
-            sorted(level for level, roles in self.levels.items() if level == PUBLIC or held & set(roles))
-        )
+        seen = {level for level, roles in self.levels.items() if held & set(roles)}
+        return tuple(sorted(seen | {PUBLIC}))
 
 
 def load_rules(read: Callable[[str], bytes | None]) -> tuple[IndexRules, AccessRules]:

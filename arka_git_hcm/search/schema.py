@@ -38,6 +38,7 @@ __all__ = [
     "IndexFiles",
     "create_indexes",
     "create_schema",
+    "docsize_tokens",
     "filter_tokens",
     "level_token",
     "mission_token",
@@ -58,6 +59,8 @@ CREATE TABLE doc(id INTEGER PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL,
                  title TEXT NOT NULL, layer TEXT NOT NULL, mission TEXT, sens TEXT NOT NULL,
                  classes TEXT NOT NULL);
 CREATE VIRTUAL TABLE fts USING fts5(title, body, filt, tokenize='{TOKENIZER}');
+CREATE TABLE level_stats(sens TEXT PRIMARY KEY, docs INTEGER NOT NULL, tokens INTEGER NOT NULL)
+    WITHOUT ROWID;
 """
 
 
@@ -87,6 +90,23 @@ def filter_tokens(layer: str, mission: str | None, scoped: bool, sensitivity: st
     elif scoped:
         tokens.append("zshared")
     return " ".join(tokens)
+
+
+def docsize_tokens(sizes: bytes | None) -> int:
+    """The tokens of one document, all columns: FTS5's docsize record is one SQLite varint per
+    column (7 bits a byte, high bit "more", a ninth byte carrying 8 bits)."""
+    total = value = count = 0
+    for byte in sizes or b"":
+        if count == 8:
+            total += (value << 8) | byte
+            value = count = 0
+            continue
+        value = (value << 7) | (byte & 0x7F)
+        count += 1
+        if not byte & 0x80:
+            total += value
+            value = count = 0
+    return total
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

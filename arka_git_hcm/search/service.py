@@ -197,7 +197,7 @@ class SearchService:
                 with self.reader.snapshot() as snap:
                     if not consistent or self._covers(snap.revision, tip):
                         hits, more, matched = self.ranker.search(
-                            snap.conn, snap.meta, str(snap.generation), query, filters, routed, limit
+                            snap.conn, str(snap.generation), query, filters, routed, limit
                         )
                         return hits, more, matched, snap.revision
                     reason = f"the index reflects {snap.revision[:12]}, not yet {str(tip)[:12]}"

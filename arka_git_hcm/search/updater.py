@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import queue
@@ -35,7 +34,15 @@ from ..gitrepo.tree_diff import changed_files
 from ..gitrepo.tree_read import tree_files
 from .documents import Document, documents_of, is_indexed, journal_documents, location
 from .rules import IndexRules, load_rules
-from .schema import SCHEMA_VERSION, IndexFiles, create_indexes, create_schema, filter_tokens, read_meta
+from .schema import (
+    SCHEMA_VERSION,
+    IndexFiles,
+    create_indexes,
+    create_schema,
+    docsize_tokens,
+    filter_tokens,
+    read_meta,
+)
 
 __all__ = ["IndexUpdater", "UpdateReport"]
 
@@ -169,7 +176,6 @@ class IndexUpdater:
         conn.execute("BEGIN IMMEDIATE")
         try:
             next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM doc").fetchone()[0]
-            levels = set(json.loads(read_meta(conn).get("levels", "[]")))
             for path in paths:
                 if not is_indexed(path):
                     continue
@@ -177,18 +183,18 @@ class IndexUpdater:
                 if docs is None:
                     continue
                 rows, fts = _rows(docs, rules, next_id)
-                levels.update(row[12] for row in rows)
-                next_id += len(rows)
-                added += len(rows)
                 conn.executemany("INSERT INTO doc VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 conn.executemany("INSERT INTO fts(rowid, title, body, filt) VALUES (?,?,?,?)", fts)
+                _tally(conn, "d.id BETWEEN ? AND ?", (next_id, next_id + len(rows) - 1), +1)
+                next_id += len(rows)
+                added += len(rows)
                 if row is None:
                     conn.execute("DELETE FROM files WHERE path = ?", (path,))
                 else:
                     conn.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)", row)
             if self.before_stamp is not None:
                 self.before_stamp()
-            _stamp(conn, tip, new_tree, rules, levels)
+            _stamp(conn, tip, new_tree, rules)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -233,15 +239,15 @@ class IndexUpdater:
             create_schema(conn)
             conn.execute("BEGIN")
             count = 0
-            levels: set[str] = set()
             for rows, fts, known in _produced(self.repo, tree, rules):
                 conn.executemany("INSERT INTO files VALUES (?,?,?,?)", known)
                 conn.executemany("INSERT INTO doc VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 conn.executemany("INSERT INTO fts(rowid, title, body, filt) VALUES (?,?,?,?)", fts)
-                levels.update(row[12] for row in rows)
+                if rows:
+                    _tally(conn, "d.id BETWEEN ? AND ?", (rows[0][0], rows[-1][0]), +1)
                 count += len(rows)
             create_indexes(conn)
-            _stamp(conn, tip, tree, rules, levels)
+            _stamp(conn, tip, tree, rules)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('built_at', ?)", (_now(),))
             conn.execute("COMMIT")
             conn.execute("INSERT INTO fts(fts) VALUES ('optimize')")
@@ -265,25 +271,37 @@ def _writer(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _stamp(conn: sqlite3.Connection, tip: str, tree: str, rules: IndexRules, levels: set[str]) -> None:
-    """The commit the rows reflect, and what a reader needs to know about them: the rules they
-    were made with and the sensitivity levels present (an incremental update only adds to
-    those; a level that disappears stays listed until the next rebuild, which is harmless)."""
+def _stamp(conn: sqlite3.Connection, tip: str, tree: str, rules: IndexRules) -> None:
+    """The commit the rows reflect, and the rules they were made with."""
     conn.executemany(
         "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-        [
-            ("revision", tip),
-            ("tree", tree),
-            ("rules", rules.fingerprint()),
-            ("levels", json.dumps(sorted(levels))),
-            ("updated_at", _now()),
-        ],
+        [("revision", tip), ("tree", tree), ("rules", rules.fingerprint()), ("updated_at", _now())],
+    )
+
+
+def _tally(conn: sqlite3.Connection, where: str, args: tuple[Any, ...], sign: int) -> None:
+    """Add (or take away) the documents ``where`` selects to the per-level statistics: the
+    number of documents and of tokens of each sensitivity level, from which a search computes
+    its statistics over only what the caller may see."""
+    counts: dict[str, list[int]] = {}
+    found = conn.execute(
+        f"SELECT d.sens, s.sz FROM doc d JOIN fts_docsize s ON s.id = d.id WHERE {where}", args
+    )
+    for sens, sizes in found:
+        tally = counts.setdefault(sens, [0, 0])
+        tally[0] += 1
+        tally[1] += docsize_tokens(sizes)
+    conn.executemany(
+        "INSERT INTO level_stats VALUES (?, ?, ?) ON CONFLICT(sens) DO UPDATE "
+        "SET docs = docs + excluded.docs, tokens = tokens + excluded.tokens",
+        [(sens, sign * docs, sign * tokens) for sens, (docs, tokens) in counts.items()],
     )
 
 
 def _delete_path(conn: sqlite3.Connection, path: str) -> None:
     ids = [r[0] for r in conn.execute("SELECT id FROM doc WHERE path = ?", (path,))]
     if ids:
+        _tally(conn, "d.path = ?", (path,), -1)
         conn.executemany("DELETE FROM fts WHERE rowid = ?", [(i,) for i in ids])
         conn.execute("DELETE FROM doc WHERE path = ?", (path,))
 
