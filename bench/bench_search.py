@@ -128,7 +128,8 @@ def in_process(client: Path, missions: list[str], args: argparse.Namespace, log:
         broad = max(20, n // 50)
         rows.append(("two words, no filter", _timed(store, "HCM_SEARCH", queries(_pairs(rng, broad), False))))
         rare = [f"reference {rng.randrange(1000)}" for _ in range(max(50, n // 10))]
-        rows.append(("rare words, no filter (cold statistics)", _timed(store, "HCM_SEARCH", queries(rare, False))))
+        rare_label = "rare words, no filter (cold statistics)"
+        rows.append((rare_label, _timed(store, "HCM_SEARCH", queries(rare, False))))
         packs = [
             {"mission_id": rng.choice(missions), "query": q, "max_bytes": 8192} for q in _pairs(rng, n // 4)
         ]
