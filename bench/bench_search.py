@@ -150,10 +150,12 @@ def in_process(client: Path, missions: list[str], args: argparse.Namespace, log:
 def write_ab(
     store: HcmStore, service: Any, missions: list[str], args: argparse.Namespace, log: Any
 ) -> dict[str, Any]:
-    """Sequential writes, in blocks that alternate: the index following them (its follower
-    woken by each landed batch, as in the server) or not (the listener disabled)."""
+    """Sequential writes, in blocks that alternate: the index following them as in the server
+    (its follower woken by each landed batch, updates in a child process) or not."""
     rng = random.Random(5)
     following = {"on": True}
+    service.close()
+    service = attach_search(store, interval_s=None, follow_writes=False, updater_process=True)
     store.add_landing_listener(lambda tip, paths: service.follower.wake() if following["on"] else None)
     service.catch_up()
     results: dict[str, list[float]] = {"with": [], "without": []}

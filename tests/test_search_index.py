@@ -441,3 +441,18 @@ def test_memory_query_packs_context_and_hits(tmp_path: Path, caller: dict[str, A
         }
         assert pack["last_journal_entries"][0]["message"].startswith("Data mapping")
         assert pack["revision"] == store.tip() == pack["index_revision"]
+
+
+def test_updates_can_run_in_a_child_process(tmp_path: Path) -> None:
+    with searching(tmp_path / "c", updater_process=True) as (store, service):
+        create_mission(store, "m1")
+        journal(store, "Entrée écrite par le serveur")
+        assert paths(search(store, "entrée")) == ["state/missions/m1/journal.jsonl"]
+        proc = service.updater._proc  # type: ignore[attr-defined]
+        assert proc is not None and proc.poll() is None
+        proc.kill()  # a child that dies is replaced at the next round
+        proc.wait()
+        journal(store, "Seconde entrée")
+        assert len(search(store, "entrée")["results"]) == 2
+        assert service.rebuild().mode == "rebuild"
+    assert proc.poll() is not None

@@ -19,13 +19,29 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from ..worker import BackgroundWorker
-from .updater import IndexUpdater, UpdateReport
+from .schema import IndexFiles
+from .updater import UpdateReport
 
-__all__ = ["IndexFollower"]
+__all__ = ["IndexFollower", "Updater"]
 
 log = logging.getLogger("arka_git_hcm.search")
+
+
+class Updater(Protocol):
+    """An IndexUpdater, in this process or in a child (child.ChildUpdater)."""
+
+    files: IndexFiles
+
+    def catch_up(
+        self, tip: str | None, *, wait_s: float = 0.0, verify: bool = False
+    ) -> UpdateReport | None: ...
+
+    def rebuild(self, tip: str, *, wait_s: float = 60.0, reason: str = "asked") -> UpdateReport | None: ...
+
+    def close(self) -> None: ...
 
 
 class IndexFollower(BackgroundWorker):
@@ -33,7 +49,7 @@ class IndexFollower(BackgroundWorker):
 
     def __init__(
         self,
-        updater: IndexUpdater,
+        updater: Updater,
         tip: Callable[[], str | None],
         *,
         interval_s: float | None = 1.0,

@@ -21,7 +21,8 @@ from ..domain.envelope import Caller, MemoryQuery, Search
 from ..domain.layout import mission_paths
 from ..errors import Busy, HcmError
 from ..gitrepo import GitRepo
-from .follower import IndexFollower
+from .child import ChildUpdater
+from .follower import IndexFollower, Updater
 from .pack import build_pack
 from .query import ParsedQuery, parse_query
 from .ranking import Filters, Hit, Ranker
@@ -63,12 +64,17 @@ class SearchService:
         min_gap_s: float = 0.05,
         wait_s: float = 5.0,
         before_stamp: Callable[[], None] | None = None,
+        updater_process: bool = False,
     ) -> None:
         self.repo = repo
         self.tip = tip
         self.wait_s = wait_s
         self.files = IndexFiles(repo.git_dir)
-        self.updater = IndexUpdater(repo, self.files, before_stamp=before_stamp)
+        self.updater: Updater = (
+            ChildUpdater(repo.workdir, self.files)
+            if updater_process
+            else IndexUpdater(repo, self.files, before_stamp=before_stamp)
+        )
         self.reader = IndexReader(self.files)
         self.ranker = Ranker()
         self.follower = IndexFollower(self.updater, tip, interval_s=interval_s, min_gap_s=min_gap_s)
@@ -273,12 +279,21 @@ def attach_search(
     wait_s: float = 5.0,
     start: bool = True,
     follow_writes: bool = True,
+    updater_process: bool = False,
 ) -> SearchService:
     """Give ``store`` its search index: HCM_SEARCH and HCM_MEMORY_QUERY answer from it, and
     closing the store closes it. A server follows the writes (each landed batch wakes the
     follower; ``interval_s`` looks for other processes' writes); a command line run does not
-    (``follow_writes=False``, ``start=False``): it brings the index up to date when it searches."""
-    service = SearchService(store.repo, store.tip, interval_s=interval_s, min_gap_s=min_gap_s, wait_s=wait_s)
+    (``follow_writes=False``, ``start=False``): it brings the index up to date when it searches.
+    ``updater_process``: updates run in a child process (a server: see child.py)."""
+    service = SearchService(
+        store.repo,
+        store.tip,
+        interval_s=interval_s,
+        min_gap_s=min_gap_s,
+        wait_s=wait_s,
+        updater_process=updater_process,
+    )
     if follow_writes:
         store.add_landing_listener(service.on_landing)
     store.search = service

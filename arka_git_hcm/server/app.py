@@ -124,7 +124,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         # /health answers, and /ready and every operation say READ_ONLY with the reason.
         try:
             holder["store"] = await run_in_threadpool(HcmStore.open, settings, clock=clock)
-            attach_search(holder["store"])  # follows the writes; closed with the store
+            # follows the writes, updating in a child process (off this process's CPU and GIL)
+            attach_search(holder["store"], updater_process=True)
         except HcmError as exc:
             problem["reason"] = f"the HCM could not be opened: {exc.message}"
             log.error("%s", problem["reason"])
