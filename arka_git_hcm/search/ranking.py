@@ -22,7 +22,6 @@ picks the best few and they are scored here the same way.
 from __future__ import annotations
 
 import math
-import re
 import sqlite3
 import threading
 import time
@@ -30,9 +29,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from .fold import fold, words
 from .query import ParsedQuery, Term, fts_string, match_expression
 from .schema import docsize_tokens, level_token, mission_token
+from .snippets import frequencies, mark_prefixes, plain, snippet
 
 __all__ = ["CANDIDATE_CAP", "Filters", "Hit", "Ranker"]
 
@@ -41,8 +40,6 @@ TITLE_WEIGHT, TEXT_WEIGHT = 4.0, 1.0
 ROUTED_BOOST = 1.5
 CANDIDATE_CAP = 300
 STATS_TTL_S = 30.0
-_OPEN, _CLOSE = "\x01", "\x02"
-_SNIPPET_BEFORE, _SNIPPET_AFTER = 60, 160
 
 
 @dataclass(frozen=True)
@@ -201,7 +198,7 @@ class Ranker:
             return None
         prefixes = [t.text for t in terms if _python_prefix(t)]
         return [
-            (row[0], _mark_prefixes(row[1], prefixes), _mark_prefixes(row[2], prefixes), *row[3:])
+            (row[0], mark_prefixes(row[1], prefixes), mark_prefixes(row[2], prefixes), *row[3:])
             for row in rows
         ]
 
@@ -258,8 +255,8 @@ class Ranker:
         mode: str,
     ) -> Hit | None:
         doc_id, title_marked, body_marked, sizes, path, kind, title, layer, mission, classes = row[:10]
-        tf_title = _frequencies(title_marked, terms)
-        tf_body = _frequencies(body_marked, terms)
+        tf_title = frequencies(title_marked, terms)
+        tf_body = frequencies(body_marked, terms)
         present = [t for t in terms if tf_title[t] or tf_body[t]]
         if not present or (mode == "all" and len(present) < len(terms)):
             return None  # a prefix matched only through its shortened forms
@@ -273,8 +270,8 @@ class Ranker:
             score += max(idf, 1e-6) * weight * (K1 + 1) / (weight + norm)
         if routed and any(f"|{name}|" in classes for name in routed):
             score *= ROUTED_BOOST
-        snippet = _snippet(body_marked, terms) or _snippet(title_marked, terms) or _plain(body_marked)[:200]
-        return Hit(doc_id, score, path, kind, title, snippet, layer, mission, _entry(kind, *row[10:]))
+        shown = snippet(body_marked, terms) or snippet(title_marked, terms) or plain(body_marked)[:200]
+        return Hit(doc_id, score, path, kind, title, shown, layer, mission, _entry(kind, *row[10:]))
 
 
 def _candidates(
@@ -303,24 +300,6 @@ def _python_prefix(term: Term) -> bool:
     return term.kind == "prefix" and " " not in term.text
 
 
-_WORD_SPAN = re.compile(r"[^\W_]+")
-_MARKED = re.compile(f"({_OPEN}[^{_CLOSE}]*{_CLOSE})")
-
-
-def _mark_prefixes(marked: str, prefixes: list[str]) -> str:
-    """Mark (as highlight() would) the words of ``marked`` that start with one of the folded
-    ``prefixes``, outside the spans already marked."""
-    wanted = tuple(prefixes)
-
-    def mark(match: re.Match[str]) -> str:
-        word = match.group()
-        return f"{_OPEN}{word}{_CLOSE}" if fold(word).startswith(wanted) else word
-
-    return "".join(
-        part if part.startswith(_OPEN) else _WORD_SPAN.sub(mark, part) for part in _MARKED.split(marked)
-    )
-
-
 def _entry(
     kind: str,
     line: int | None,
@@ -337,79 +316,3 @@ def _entry(
     if kind == "record":
         return {"record": record, "id": entry_id} if entry_id else {"record": record}
     return None
-
-
-def _spans(marked: str) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
-    at = 0
-    while True:
-        start = marked.find(_OPEN, at)
-        if start < 0:
-            return spans
-        end = marked.find(_CLOSE, start)
-        if end < 0:
-            return spans
-        spans.append((start, end))
-        at = end + 1
-
-
-def _attribute(span_text: str, terms: tuple[Term, ...]) -> Term | None:
-    """The query term a matched span stands for: FTS5 matched it through stems, which Python
-    does not have, so the term whose words share the longest start with the span's wins; a
-    prefix term claims a span only when its word really starts with the prefix."""
-    found = words(span_text)
-    best, best_score = None, 0
-    for term in terms:
-        wanted = term.text.split(" ")
-        if len(wanted) != len(found):
-            continue
-        if term.kind == "prefix":
-            if found[:-1] == wanted[:-1] and found[-1].startswith(wanted[-1]):
-                return term
-            continue
-        forms = [wanted] + [fold(f).split(" ") for f in term.forms[1:]]
-        score = max(sum(_common_prefix(a, b) for a, b in zip(found, form, strict=False)) for form in forms)
-        if score > best_score:
-            best, best_score = term, score
-    return best
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _frequencies(marked: str, terms: tuple[Term, ...]) -> dict[Term, int]:
-    counts = dict.fromkeys(terms, 0)
-    for start, end in _spans(marked):
-        term = _attribute(marked[start + 1 : end], terms)
-        if term is not None:
-            counts[term] += 1
-    return counts
-
-
-def _snippet(marked: str, terms: tuple[Term, ...]) -> str:
-    """A window of the text around its first attributed match, matches in **bold**."""
-    for start, end in _spans(marked):
-        if _attribute(marked[start + 1 : end], terms) is None:
-            continue
-        left = max(0, start - _SNIPPET_BEFORE)
-        right = min(len(marked), end + _SNIPPET_AFTER)
-        if left > 0:
-            space = marked.find(" ", left, start)
-            left = space + 1 if space >= 0 else left
-        if right < len(marked):
-            space = marked.rfind(" ", end, right)
-            right = space if space > end else right
-        piece = marked[left:right].replace(_OPEN, "**").replace(_CLOSE, "**")
-        piece = " ".join(piece.split())
-        return ("…" if left > 0 else "") + piece + ("…" if right < len(marked) else "")
-    return ""
-
-
-def _plain(marked: str) -> str:
-    return " ".join(marked.replace(_OPEN, "").replace(_CLOSE, "").split())

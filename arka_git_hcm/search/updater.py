@@ -19,11 +19,10 @@ import contextlib
 import hashlib
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,23 +30,20 @@ from typing import Any
 from ..errors import HcmError
 from ..gitrepo import GitRepo
 from ..gitrepo.tree_diff import changed_files
-from ..gitrepo.tree_read import tree_files
-from .documents import Document, documents_of, is_indexed, journal_documents, location
+from .documents import Document, documents_of, is_indexed, journal_documents
+from .rows import delete_path, produced, rows_of, tally
 from .rules import IndexRules, load_rules
 from .schema import (
     SCHEMA_VERSION,
     IndexFiles,
     create_indexes,
     create_schema,
-    docsize_tokens,
-    filter_tokens,
     read_meta,
 )
 
 __all__ = ["IndexUpdater", "UpdateReport"]
 
 log = logging.getLogger("arka_git_hcm.search")
-_CHUNK = 2000  # documents per insert batch while rebuilding
 
 
 @dataclass
@@ -182,10 +178,10 @@ class IndexUpdater:
                 docs, row = self._documents_for(conn, path, new_tree)
                 if docs is None:
                     continue
-                rows, fts = _rows(docs, rules, next_id)
+                rows, fts = rows_of(docs, rules, next_id)
                 conn.executemany("INSERT INTO doc VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 conn.executemany("INSERT INTO fts(rowid, title, body, filt) VALUES (?,?,?,?)", fts)
-                _tally(conn, "d.id BETWEEN ? AND ?", (next_id, next_id + len(rows) - 1), +1)
+                tally(conn, "d.id BETWEEN ? AND ?", (next_id, next_id + len(rows) - 1), +1)
                 next_id += len(rows)
                 added += len(rows)
                 if row is None:
@@ -210,7 +206,7 @@ class IndexUpdater:
         blob = self.repo.entry_id(new_tree, path)
         known = conn.execute("SELECT blob, size, lines FROM files WHERE path = ?", (path,)).fetchone()
         if blob is None:
-            _delete_path(conn, path)
+            delete_path(conn, path)
             return [], None
         if known is not None and known[0] == blob:
             return None, None
@@ -218,7 +214,7 @@ class IndexUpdater:
         row = (path, blob, len(data), data.count(b"\n"))
         if known is not None and path.endswith(".jsonl") and _grew(known[0], known[1], data):
             return journal_documents(path, data[known[1] :], known[2] + 1), row
-        _delete_path(conn, path)
+        delete_path(conn, path)
         return documents_of(path, data), row
 
     # --- rebuild ----------------------------------------------------------------------------
@@ -239,12 +235,12 @@ class IndexUpdater:
             create_schema(conn)
             conn.execute("BEGIN")
             count = 0
-            for rows, fts, known in _produced(self.repo, tree, rules):
+            for rows, fts, known in produced(self.repo, tree, rules):
                 conn.executemany("INSERT INTO files VALUES (?,?,?,?)", known)
                 conn.executemany("INSERT INTO doc VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 conn.executemany("INSERT INTO fts(rowid, title, body, filt) VALUES (?,?,?,?)", fts)
                 if rows:
-                    _tally(conn, "d.id BETWEEN ? AND ?", (rows[0][0], rows[-1][0]), +1)
+                    tally(conn, "d.id BETWEEN ? AND ?", (rows[0][0], rows[-1][0]), +1)
                 count += len(rows)
             create_indexes(conn)
             _stamp(conn, tip, tree, rules)
@@ -279,33 +275,6 @@ def _stamp(conn: sqlite3.Connection, tip: str, tree: str, rules: IndexRules) -> 
     )
 
 
-def _tally(conn: sqlite3.Connection, where: str, args: tuple[Any, ...], sign: int) -> None:
-    """Add (or take away) the documents ``where`` selects to the per-level statistics: the
-    number of documents and of tokens of each sensitivity level, from which a search computes
-    its statistics over only what the caller may see."""
-    counts: dict[str, list[int]] = {}
-    found = conn.execute(
-        f"SELECT d.sens, s.sz FROM doc d JOIN fts_docsize s ON s.id = d.id WHERE {where}", args
-    )
-    for sens, sizes in found:
-        tally = counts.setdefault(sens, [0, 0])
-        tally[0] += 1
-        tally[1] += docsize_tokens(sizes)
-    conn.executemany(
-        "INSERT INTO level_stats VALUES (?, ?, ?) ON CONFLICT(sens) DO UPDATE "
-        "SET docs = docs + excluded.docs, tokens = tokens + excluded.tokens",
-        [(sens, sign * docs, sign * tokens) for sens, (docs, tokens) in counts.items()],
-    )
-
-
-def _delete_path(conn: sqlite3.Connection, path: str) -> None:
-    ids = [r[0] for r in conn.execute("SELECT id FROM doc WHERE path = ?", (path,))]
-    if ids:
-        _tally(conn, "d.path = ?", (path,), -1)
-        conn.executemany("DELETE FROM fts WHERE rowid = ?", [(i,) for i in ids])
-        conn.execute("DELETE FROM doc WHERE path = ?", (path,))
-
-
 def _grew(old_blob: str, old_size: int, data: bytes) -> bool:
     """True when ``data`` is the old content plus whole new lines (an append): the old blob id
     is the hash of the old bytes, so no need to read them."""
@@ -314,95 +283,6 @@ def _grew(old_blob: str, old_size: int, data: bytes) -> bool:
     digest = hashlib.sha1(b"blob %d\0" % old_size)
     digest.update(memoryview(data)[:old_size])
     return digest.hexdigest() == old_blob
-
-
-def _rows(
-    docs: list[Document], rules: IndexRules, first_id: int
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    rows: list[tuple[Any, ...]] = []
-    fts: list[tuple[Any, ...]] = []
-    described: tuple[str, str | None, str, bool] | None = None
-    described_path = None
-    for doc_id, doc in enumerate(docs, start=first_id):
-        if doc.path != described_path:  # a file's documents are consecutive
-            layer, mission = location(doc.path)
-            names = rules.classes_of(doc.path)
-            described = (
-                layer,
-                mission,
-                "".join(f"|{c}" for c in names) + ("|" if names else ""),
-                bool(names),
-            )
-            described_path = doc.path
-        assert described is not None
-        layer, mission, classes, scoped = described
-        sens = rules.sensitivity_of(doc.path, doc.own_sensitivity)
-        rows.append(
-            (
-                doc_id,
-                doc.path,
-                doc.kind,
-                doc.line,
-                doc.record,
-                doc.entry_id,
-                doc.timestamp,
-                doc.author,
-                doc.entry_type,
-                doc.title,
-                layer,
-                mission,
-                sens,
-                classes,
-            )
-        )
-        fts.append((doc_id, doc.index_title, doc.text, filter_tokens(layer, mission, scoped, sens)))
-    return rows, fts
-
-
-_DONE = object()
-
-
-def _produced(
-    repo: GitRepo, tree: str, rules: IndexRules
-) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[str, str, int, int]]]]:
-    """The rows of every indexed file of ``tree``, in batches. Reading blobs and parsing JSON
-    (Python, under the GIL) run on a helper thread while the caller inserts (SQLite, which
-    releases the GIL while it tokenizes): a rebuild takes about the longer of the two."""
-    batches: queue.Queue[Any] = queue.Queue(maxsize=4)
-
-    def produce() -> None:
-        try:
-            next_id = 1
-            pending: list[Document] = []
-            known: list[tuple[str, str, int, int]] = []
-            for path, blob, data in tree_files(repo, tree, is_indexed):
-                known.append((path, blob, len(data), data.count(b"\n")))
-                pending.extend(documents_of(path, data))
-                if len(pending) >= _CHUNK:
-                    batches.put((*_rows(pending, rules, next_id), known))
-                    next_id += len(pending)
-                    pending, known = [], []
-            batches.put((*_rows(pending, rules, next_id), known))
-            batches.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            batches.put(exc)
-
-    helper = threading.Thread(target=produce, name="arka-hcm-search-rebuild", daemon=True)
-    helper.start()
-    try:
-        while True:
-            item = batches.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        # the consumer stopped early (an error): drain so the helper can finish and exit
-        while helper.is_alive():
-            with contextlib.suppress(queue.Empty):
-                batches.get(timeout=0.1)
-        helper.join()
 
 
 def _fsync(path: Path) -> None:
