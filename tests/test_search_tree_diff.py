@@ -85,3 +85,35 @@ def _repo(tmp_path: Path) -> GitRepo:
         return GitRepo(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return GitRepo.init(folder, "main")
+
+
+def test_a_new_version_of_a_wide_folder_is_read_from_the_previous_one(tmp_path: Path) -> None:
+    """Another process's handle (cold cache): the new missions tree differs only in ids, then by
+    a name of the same length; both answers equal libgit2's, and lookups in the tree made from
+    the previous version's layout find the new blobs."""
+    writer = _repo(tmp_path)
+    files = {f"state/missions/m-{i:05d}/journal.jsonl": writer.write_blob(b"%d\n" % i) for i in range(1500)}
+    old = writer.build_tree(None, files)
+    ids_only = writer.build_tree(
+        old,
+        {
+            "state/missions/m-00007/journal.jsonl": writer.write_blob(b"seven\n"),
+            "state/missions/m-01400/journal.jsonl": writer.write_blob(b"fourteen hundred\n"),
+        },
+    )
+    renamed = writer.build_tree(
+        ids_only,
+        {
+            "state/missions/m-00008/journal.jsonl": None,
+            "state/missions/m-0000x/journal.jsonl": files["state/missions/m-00008/journal.jsonl"],
+        },
+    )
+    writer.flush_objects()
+    writer.close()
+    reader = GitRepo(tmp_path / "repo")
+    for before, after in ((old, ids_only), (ids_only, renamed), (old, renamed)):
+        assert changed_files(reader, before, after) == reader.changed_paths(before, after)
+    assert reader.read_blob(ids_only, "state/missions/m-01400/journal.jsonl") == b"fourteen hundred\n"
+    assert reader.read_blob(renamed, "state/missions/m-0000x/journal.jsonl") == b"8\n"
+    assert reader.read_blob(renamed, "state/missions/m-00008/journal.jsonl") is None
+    reader.close()

@@ -111,7 +111,15 @@ def docsize_tokens(sizes: bytes | None) -> int:
 
 def create_schema(conn: sqlite3.Connection) -> None:
     """The tables, without their secondary index (made after a bulk load: faster)."""
-    conn.executescript(_SCHEMA)
+    try:
+        conn.executescript(_SCHEMA)
+    except sqlite3.OperationalError as exc:
+        if "fts5" in str(exc):  # a Python built against an SQLite without FTS5: say so, plainly
+            raise RuntimeError(
+                f"this Python's SQLite {sqlite3.sqlite_version} has no FTS5, which search needs; "
+                f"use a Python whose sqlite3 module has it (the official builds and Debian's do)"
+            ) from None
+        raise
     conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
 
