@@ -26,6 +26,7 @@ import argparse
 import http.client
 import json
 import random
+import shlex
 import shutil
 import sqlite3
 import statistics
@@ -37,6 +38,8 @@ import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -318,6 +321,85 @@ def lag_under_writes(
     return {"writes": measure, "lag": lag, "lag_max_ms": max(lags) * 1000 if lags else None}
 
 
+def http_ab(root: Path, env: dict[str, str], args: argparse.Namespace, log: Any) -> dict[str, Any]:
+    """Durable HTTP writes/s, the server of this package (its search index following the
+    writes) against a baseline server command (e.g. the same code without search), alternating
+    short wrk phases on fresh copies of one client, so that the host's drift lands on both."""
+    import bench_http
+
+    pristine = root / "ab-client"
+    shape = build_client_fast(pristine, args.ab_files, env, durability="full")
+    token = json.loads(
+        subprocess.run(
+            [*arka_hcm(), "--client", str(pristine), "token", "create", "--id", "bench", "--type", "agent",
+             "--roles", "writer", "--json"],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout
+    )["token"]  # fmt: skip
+    commands = {"search": None, "baseline": shlex.split(args.ab_baseline)}
+    rates: dict[str, dict[int, list[float]]] = {name: {1: [], 8: []} for name in commands}
+    for n in range(args.ab_rounds):
+        for name in ("search", "baseline") if n % 2 == 0 else ("baseline", "search"):
+            client = root / f"ab-{n}-{name}"
+            subprocess.run(["cp", "-a", str(pristine), str(client)], check=True)
+            bench_http.SERVER_COMMAND = commands[name]
+            server = Server(client, 1, env, root / f"ab-{n}-{name}.log")
+            try:
+                server.wait_ready()
+                if name == "search":  # its first index build is not what is measured
+                    _wait_for_index(server, token)
+                for clients in (1, 8):
+                    measure, _, _ = run_phase_wrk(
+                        root,
+                        server.base,
+                        token,
+                        "write",
+                        clients,
+                        args.ab_seconds,
+                        shape.missions,
+                        f"ab{n}{name}",
+                    )
+                    rates[name][clients].append(measure.ops_per_s)
+            finally:
+                server.stop()
+                remove_tree(client)
+            log(f"A/B round {n + 1} {name}: {rates[name][1][-1]:.0f} / {rates[name][8][-1]:.0f} writes/s")
+    bench_http.SERVER_COMMAND = None
+    return {"files": shape.files, "rates": rates}
+
+
+def _wait_for_index(server: Any, token: str) -> None:
+    for _ in range(600):
+        response = httpx.get(
+            f"{server.base}/v1/search",
+            params={"q": "x", "consistent": "true"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        if response.status_code == 200:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the server's search index was not built in a minute")
+
+
+def ab_report(ab: dict[str, Any]) -> str:
+    rows = []
+    for clients in (1, 8):
+        search, base = ab["rates"]["search"][clients], ab["rates"]["baseline"][clients]
+        ratios = [s / b - 1 for s, b in zip(search, base, strict=True)]
+        rows.append(
+            [
+                f"{clients} client(s)",
+                " ".join(f"{x:.0f}" for x in search),
+                " ".join(f"{x:.0f}" for x in base),
+                f"{(statistics.median(search) / statistics.median(base) - 1) * 100:+.1f}%",
+                " ".join(f"{r * 100:+.0f}%" for r in ratios),
+            ]
+        )
+    header = ["HTTP durable writes/s", "with search", "baseline", "medians", "per round (same round's pair)"]
+    return f"\n\nA/B at {ab['files']:,} files, 1 worker, wrk:\n\n" + markdown_table(header, rows)
+
+
 def report(results: dict[str, Any], setup: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [
         f"# Search benchmark ({setup['files']:,} files, {results['in_process']['documents']:,} documents)",
@@ -365,6 +447,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-block", type=int, default=100, help="writes per block")
     parser.add_argument("--write-seconds", type=float, default=15.0, help="HTTP write phase")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP part")
+    parser.add_argument(
+        "--ab-baseline",
+        help="also run an HTTP write A/B against this server command (e.g. a launcher of the "
+        "code before search); --ab-only skips everything else",
+    )
+    parser.add_argument("--ab-only", action="store_true", help="only the A/B (needs --ab-baseline)")
+    parser.add_argument("--ab-rounds", type=int, default=6, help="A/B rounds (each runs both servers)")
+    parser.add_argument("--ab-files", type=int, default=10_000, help="size of the A/B's HCM [10000]")
+    parser.add_argument("--ab-seconds", type=float, default=8.0, help="seconds per A/B write phase")
     parser.add_argument("--quick", action="store_true", help="small smoke run (10k files)")
     parser.add_argument("--json", dest="json_out", help="write the results as JSON to this file")
     parser.add_argument("--tmp", help="parent folder of the temporary client folder [system temp]")
@@ -382,6 +473,14 @@ def main(argv: list[str] | None = None) -> int:
     env = hermetic_env(root / "home")
     (root / "home").mkdir()
     results: dict[str, Any] = {}
+    if args.ab_only:
+        try:
+            ab = http_ab(root, env, args, log)
+        finally:
+            remove_tree(root)
+        print(ab_report(ab))
+        write_json(args.json_out, {"machine": meta, "args": vars(args), "ab": ab})
+        return 0
     try:
         client = root / "client"
         shape = build_client_fast(client, args.files, env, durability="full")
@@ -391,12 +490,15 @@ def main(argv: list[str] | None = None) -> int:
         results["grep"] = grep_scan(client, shape.missions, args)
         if not args.no_http:
             results["http"] = over_http(root, client, shape.missions, env, args, log)
+        if args.ab_baseline:
+            remove_tree(client)
+            results["ab"] = http_ab(root, env, args, log)
     finally:
         if args.keep:
             log(f"kept {root}")
         else:
             remove_tree(root)
-    print(report(results, setup, meta))
+    print(report(results, setup, meta) + (ab_report(results["ab"]) if "ab" in results else ""))
     write_json(
         args.json_out,
         {
@@ -416,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             if "http" in results
             else None,
+            "ab": results.get("ab"),
         },
     )
     log(f"done in {started():.0f} s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from arka_git_hcm.search.child import ChildUpdater
 from arka_git_hcm.search.schema import IndexFiles
 
 from .conftest import AGENT, HUMAN, REPO_ROOT, ok, quiet_settings
@@ -448,11 +450,15 @@ def test_updates_can_run_in_a_child_process(tmp_path: Path) -> None:
         create_mission(store, "m1")
         journal(store, "Entrée écrite par le serveur")
         assert paths(search(store, "entrée")) == ["state/missions/m1/journal.jsonl"]
-        proc = service.updater._proc  # type: ignore[attr-defined]
-        assert proc is not None and proc.poll() is None
-        proc.kill()  # a child that dies is replaced at the next round
-        proc.wait()
+        assert isinstance(service.updater, ChildUpdater)
+        pid = service.updater.pid
+        assert pid is not None and pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)  # a child that dies is replaced at the next round
         journal(store, "Seconde entrée")
         assert len(search(store, "entrée")["results"]) == 2
+        assert service.updater.pid not in (None, pid)
         assert service.rebuild().mode == "rebuild"
-    assert proc.poll() is not None
+        last = service.updater.pid
+    assert last is not None
+    with pytest.raises(ProcessLookupError):  # closing the store stopped it (and reaped it)
+        os.kill(last, 0)

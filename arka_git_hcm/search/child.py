@@ -49,6 +49,12 @@ class ChildUpdater:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # one request at a time (the follower; a rebuild asked for)
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (None before the first round)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
     def catch_up(self, tip: str | None, *, wait_s: float = 0.0, verify: bool = False) -> UpdateReport | None:
         if tip is None:
             return None
