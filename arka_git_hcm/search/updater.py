@@ -171,7 +171,7 @@ class IndexUpdater:
         added = 0
         conn.execute("BEGIN IMMEDIATE")
         try:
-            next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM doc").fetchone()[0]
+            next_id = first_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM doc").fetchone()[0]
             for path in paths:
                 if not is_indexed(path):
                     continue
@@ -181,13 +181,13 @@ class IndexUpdater:
                 rows, fts = rows_of(docs, rules, next_id)
                 conn.executemany("INSERT INTO doc VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 conn.executemany("INSERT INTO fts(rowid, title, body, filt) VALUES (?,?,?,?)", fts)
-                tally(conn, "d.id BETWEEN ? AND ?", (next_id, next_id + len(rows) - 1), +1)
                 next_id += len(rows)
                 added += len(rows)
                 if row is None:
                     conn.execute("DELETE FROM files WHERE path = ?", (path,))
                 else:
                     conn.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)", row)
+            tally(conn, "d.id >= ?", (first_id,), +1)  # this round's new documents, in one pass
             if self.before_stamp is not None:
                 self.before_stamp()
             _stamp(conn, tip, new_tree, rules)

@@ -125,7 +125,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         try:
             holder["store"] = await run_in_threadpool(HcmStore.open, settings, clock=clock)
             # follows the writes, updating in a child process (off this process's CPU and GIL)
-            attach_search(holder["store"], updater_process=True)
+            attach_search(holder["store"], updater_process=True, min_gap_s=0.1)
         except HcmError as exc:
             problem["reason"] = f"the HCM could not be opened: {exc.message}"
             log.error("%s", problem["reason"])
