@@ -7,7 +7,7 @@ CLIENT  ?= ./arka-client
 PORT    ?= 8080
 BIN      = $(VENV)/bin
 
-.PHONY: setup run test test-python test-container lint bench lock clean
+.PHONY: setup run test test-python test-container image lint bench lock clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test-python: setup
 
 test-container:
 	scripts/container-test.sh
+
+# the Docker image, and what it needs on this machine (engine, base image without a registry)
+image:
+	scripts/docker-image.sh
 
 lint: setup
 	$(BIN)/ruff check arka_git_hcm tests bench

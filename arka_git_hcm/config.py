@@ -7,18 +7,22 @@ An invalid configuration stops the program with a message naming the field (cont
 
 from __future__ import annotations
 
+import getpass
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .durable import write_atomic
 from .errors import ConfigError
 from .jsonio import canonical_bytes, parse_json
 
 __all__ = [
     "CONFIG_FILE_NAME",
+    "cli_identity",
     "FileConfig",
     "Settings",
     "default_file_config",
@@ -60,6 +64,10 @@ class ServerConfig(_Strict):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
+    # open connections per worker; at the cap the oldest one still sending its headers is closed
+    max_connections: int = Field(1000, ge=8, le=100_000)
+    # a request's headers must be complete this long after its first byte
+    header_timeout_s: float = Field(10.0, gt=0, le=300)
 
 
 class LoggingConfig(_Strict):
@@ -75,6 +83,35 @@ class TokenRecord(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     created_at: str
     label: str = ""
+    expires_at: str | None = None  # ISO date-time; refused from then on
+
+
+class RemoteRecord(_Strict):
+    """A Git remote of the client (``arka-hcm remote add``); its credentials live in the 0600
+    secrets file beside the config, never here."""
+
+    name: str = Field(pattern=r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+    url: str = Field(min_length=1, max_length=2000)
+
+
+class BackupConfig(_Strict):
+    """Scheduled backups run by the service (``arka-hcm serve``)."""
+
+    enabled: bool = False
+    folder: str = Field("", max_length=4096)  # an absolute path, or relative to CONFIG_ROOT's parent
+    interval_s: float = Field(86400.0, ge=1, le=90 * 86400)
+    keep: int = Field(7, ge=1, le=10_000)  # full backups kept, each with its incrementals
+    incrementals: int = Field(0, ge=0, le=10_000)  # incremental backups between two full ones
+    with_config: bool = True  # the config file (token hashes) goes in each manifest; never secrets
+
+
+class MirrorConfig(_Strict):
+    """Mirror mode: the service pushes to the remote ``remote`` after commits, in the background."""
+
+    enabled: bool = False
+    remote: str = Field("", max_length=64)
+    interval_s: float = Field(60.0, ge=1, le=86400)  # how often it looks for other processes' commits
+    max_backoff_s: float = Field(300.0, ge=1, le=86400)  # longest pause between retries
 
 
 class FileConfig(_Strict):
@@ -87,6 +124,22 @@ class FileConfig(_Strict):
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
     tokens: list[TokenRecord] = []
+    remotes: list[RemoteRecord] = []
+    backup: BackupConfig = BackupConfig()
+    mirror: MirrorConfig = MirrorConfig()
+
+    @model_validator(mode="after")
+    def _custody_settings_agree(self) -> FileConfig:
+        names = [remote.name for remote in self.remotes]
+        if len(set(names)) != len(names):
+            raise ValueError("remotes: two remotes have the same name")
+        if self.mirror.enabled and self.mirror.remote not in names:
+            raise ValueError(
+                f"mirror.remote: {self.mirror.remote!r} is not a remote (add it with `arka-hcm remote add`)"
+            )
+        if self.backup.enabled and not self.backup.folder:
+            raise ValueError("backup.folder: scheduled backups need a folder")
+        return self
 
 
 class Settings(BaseModel):
@@ -138,17 +191,11 @@ def read_file_config(path: Path) -> FileConfig:
 
 
 def write_file_config(path: Path, config: FileConfig) -> None:
-    """Write the config atomically (temp + fsync + rename): tokens live in it."""
+    """Write the config atomically and durably (temp + fsync + rename, mode 0600): token hashes
+    live in it. The temp file is never reached through a link (see durable.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     data = canonical_bytes(config.model_dump(mode="json"))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=0o600, sync=True)
 
 
 def export_to_environment(settings: Settings) -> None:
@@ -158,6 +205,31 @@ def export_to_environment(settings: Settings) -> None:
     os.environ["ARKA_CONFIG_PATH"] = str(settings.config_path)
     os.environ["ARKA_LOG_PATH"] = str(settings.log_path)
     os.environ["ARKA_ENV"] = settings.env
+
+
+_CALLER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+CallerType = Literal["agent", "human", "system"]
+
+
+def cli_identity(given: str | None = None, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """Who runs a command of the command line, as (type, id), for the history's author: ``given``
+    (``--as TYPE/ID``), else ``ARKA_CALLER``, else ``human/<the OS user>``. ConfigError when a
+    given identity is malformed; an OS user name that is not a valid id falls back to ``cli``."""
+    env = os.environ if environ is None else environ
+    text = given or env.get("ARKA_CALLER")
+    if text:
+        kind, _, ident = text.partition("/")
+        if kind not in ("agent", "human", "system") or not _CALLER_ID.fullmatch(ident):
+            raise ConfigError(
+                f"--as / ARKA_CALLER {text[:80]!r} is not TYPE/ID: TYPE is human, agent or system, "
+                "ID 1-128 of letters, digits, . _ @ - (e.g. --as human/alice)"
+            )
+        return kind, ident
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a container's arbitrary uid)
+        user = ""
+    return "human", user if _CALLER_ID.fullmatch(user) else "cli"
 
 
 def load_settings(

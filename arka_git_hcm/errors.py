@@ -196,6 +196,11 @@ def from_os_error(exc: OSError, what: str) -> HcmError:
         return StorageFull(f"no space left while {what}; free space on the HCM volume and retry")
     if exc.errno == errno.EROFS:
         return ReadOnly(f"the HCM volume is read-only ({what}); remount it read-write")
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        return IoError(
+            f"a symbolic link or a file stands where the store writes ({exc.filename or what}) while "
+            f"{what}; the store never follows links: remove it (run `arka-hcm verify`)"
+        )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return ReadOnly(
             f"permission denied while {what}; the HCM folder must be writable by this process's user"

@@ -13,7 +13,7 @@ import secrets
 
 from .errors import InvalidPayload
 
-__all__ = ["ID_PATTERN", "is_valid_id", "new_id", "validate_id", "validate_request_id"]
+__all__ = ["ID_PATTERN", "is_request_id", "is_valid_id", "new_id", "validate_id", "validate_request_id"]
 
 ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$"
 # Matched with ``fullmatch``: with ``match``, ``$`` also matches before a final newline, so
@@ -46,6 +46,10 @@ def validate_id(value: object, field: str = "id") -> str:
         )
     assert isinstance(value, str)
     return value
+
+
+def is_request_id(value: object) -> bool:
+    return isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value) is not None
 
 
 def validate_request_id(value: object) -> str:

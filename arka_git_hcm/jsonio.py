@@ -22,7 +22,14 @@ from typing import Any
 
 from .errors import InvalidPayload, PayloadTooLarge
 
-__all__ = ["DEFAULT_MAX_DEPTH", "canonical_dumps", "canonical_bytes", "compact_dumps", "parse_json"]
+__all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "canonical_bytes",
+    "canonical_dumps",
+    "compact_dumps",
+    "line_dumps",
+    "parse_json",
+]
 
 DEFAULT_MAX_DEPTH = 64
 
@@ -145,6 +152,21 @@ def canonical_bytes(value: Any) -> bytes:
     return canonical_dumps(value).encode("utf-8")
 
 
+# JSON escapes control characters but leaves these raw: Python's str.splitlines, JavaScript's
+# line terminators and several log shippers end a line on them, so one JSON value would read as
+# two lines there (a forged journal entry, log record or answer). Inside a JSON string their
+# \uXXXX escape is the same value.
+_LINE_BREAKERS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"})
+
+
 def compact_dumps(value: Any) -> str:
-    """One line, sorted keys: journal lines, hashes of payloads, commit trailers."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False)
+    """One line for every reader, sorted keys: journal lines, log records, JSON-lines answers.
+    Real UTF-8, except the code points some readers take for a line end (escaped)."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return text.translate(_LINE_BREAKERS)
+
+
+def line_dumps(value: Any) -> str:
+    """One JSON value on one line for every reader, keys in their given order (answers printed
+    one per line by `arka-hcm exec`)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False).translate(_LINE_BREAKERS)

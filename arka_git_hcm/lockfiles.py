@@ -1,11 +1,12 @@
 """Lock files that tell whether their owner is alive: created already flock-ed, released by the
 kernel when the owner is gone, however it went (killed, its container restarted with the same pid,
 in another pid namespace). A descriptor handed to a child process keeps the lock held while the
-child runs. Used for the spare-file pools (spare.py) and the index-refresh markers."""
+child runs. Used for the index-refresh markers."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -19,7 +20,7 @@ def create_held(path: Path) -> int:
     see it unlocked while its owner lives. Returns the descriptor holding the lock; close it
     (after removing the file) to release."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.replace(tmp, path)
@@ -47,9 +48,15 @@ def remove_if_abandoned(path: Path) -> bool | None:
         if young:
             return False
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # a link in place of a lock file: nobody holds it; it goes, unfollowed
+        return True
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

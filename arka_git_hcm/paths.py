@@ -7,6 +7,8 @@ touches the disk, :meth:`PathResolver.resolve` (symlinks). Bad paths are *reject
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import os
 import re
@@ -229,7 +231,7 @@ class PathResolver:
         return current if parts else str(self.root)
 
     @staticmethod
-    def _refuse_fold_collision(path: str, parent: Path, name: str) -> None:
+    def _refuse_fold_collision(path: str, parent: Path | int, name: str) -> None:
         try:
             siblings = os.listdir(parent)
         except FileNotFoundError:
@@ -237,6 +239,87 @@ class PathResolver:
         other = find_fold_collision(name, siblings)
         if other is not None:
             raise _reject(path, f"{name!r} differs from the existing {other!r} only by case or Unicode form")
+
+    def open_parent(self, path: str, *, create: bool = False) -> tuple[int, str]:
+        """(descriptor of the folder that holds ``path``, the file's name), for writing it.
+
+        The same rules as :meth:`resolve_text`, enforced while walking: every folder is opened
+        relative to the previous one with ``O_NOFOLLOW``, so a symlink swapped in after a check
+        is never followed (a path is looked up once). Missing folders are made when ``create``,
+        each checked first for a case or Unicode alias among its siblings. The caller closes the
+        descriptor."""
+        parts = split(path)
+        fd = os.open(self._root_text or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts[:-1]:
+                child = self._enter(fd, path, part, create)
+                os.close(fd)
+                fd = child
+            name = parts[-1]
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                self._refuse_fold_collision(path, fd, name)
+            else:
+                if stat.S_ISLNK(info.st_mode):
+                    raise _reject(path, "a symlink (it could point outside HCM_ROOT)")
+                if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                    raise _reject(path, "not a regular file (device, fifo or socket)")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, name
+
+    def _enter(self, fd: int, path: str, part: str, create: bool) -> int:
+        """The descriptor of folder ``part`` inside ``fd``, made if missing."""
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                self._refuse_fold_collision(path, fd, part)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                child = os.open(part, flags, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _reject(path, "a symlink or a file on the way (could leave HCM_ROOT)") from None
+            raise
+        return child
+
+    def read_bytes(self, path: str) -> bytes | None:
+        """The bytes of the regular file at ``path``, read without following any link; None when
+        there is no file (absent, or a folder). A link or a special file on the way or at the
+        end raises UnsafePath."""
+        try:
+            fd, name = self.open_parent(path)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise _reject(path, "a symlink (it could point outside HCM_ROOT)") from None
+                raise
+            try:
+                mode = os.fstat(file_fd).st_mode
+                if stat.S_ISDIR(mode):
+                    return None
+                if not stat.S_ISREG(mode):
+                    raise _reject(path, "not a regular file (device, fifo or socket)")
+                chunks = []
+                while chunk := os.read(file_fd, 1 << 20):
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            finally:
+                os.close(file_fd)
+        finally:
+            os.close(fd)
 
     def relative(self, absolute: Path) -> str:
         """The HCM-relative path of a location found by walking the root (validated)."""

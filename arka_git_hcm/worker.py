@@ -53,6 +53,14 @@ class BackgroundWorker:
         """One round of the task. Raise to have it retried after a back-off."""
         raise NotImplementedError
 
+    def has_pending(self) -> bool:
+        """Whether work is left that a last round at close must do (besides an unanswered wake)."""
+        return False
+
+    def idle_timeout(self) -> float | None:
+        """How long to wait for a wake before a round of its own (default ``interval_s``)."""
+        return self.interval_s
+
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
         with self._cond:
@@ -87,7 +95,7 @@ class BackgroundWorker:
         while True:
             with self._cond:
                 while not self._woken and not self._closing:
-                    if not self._cond.wait(self._pause()):
+                    if not self._cond.wait(self.idle_timeout()):
                         break  # the interval elapsed: a periodic round
                 if self._closing:
                     self._cond.notify_all()
@@ -114,9 +122,6 @@ class BackgroundWorker:
                 self.rounds += 1
                 self._cond.notify_all()
 
-    def _pause(self) -> float | None:
-        return self.interval_s
-
     def _backoff(self) -> float:
         return float(min(self.max_backoff_s, 0.1 * 2 ** min(self._failures, 20)))
 
@@ -129,7 +134,7 @@ class BackgroundWorker:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        if final_round and self._woken:
+        if final_round and (self._woken or self.has_pending()):
             self._woken = False
             try:
                 self.work()

@@ -93,8 +93,14 @@ MSG
 fi
 
 # --- 2. the HCM: initialise only when there is none -----------------------------------------------
-if arka-hcm status --json >/dev/null 2>&1; then
+if status_json=$(arka-hcm status --json 2>/dev/null); then
   log "HCM at $HCM_DIR is usable"
+  existing=$(printf '%s' "$status_json" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("tenant_id") or "")' 2>/dev/null || true)
+  if [ -n "$existing" ] && [ "$existing" != "$TENANT_ID" ]; then
+    log "NOTE: ARKA_TENANT_ID=$TENANT_ID but the HCM in $HCM_DIR belongs to tenant '$existing'."
+    log "  It is served as it is: ARKA_TENANT_ID only names the tenant of a NEW HCM. If this is the wrong"
+    log "  folder, stop the service and mount the right one (ARKA_CLIENT_DIR); else set ARKA_TENANT_ID=$existing."
+  fi
 elif [ -e "$HCM_DIR/.git" ]; then
   # A repository is there but not usable: never re-initialise or overwrite it. `serve` decides what
   # it can still offer (and says why it cannot start if it cannot).

@@ -180,7 +180,12 @@ def test_asyncio_writers_are_batched_by_the_committer_thread(client_dir: Path) -
     def entry(n: int) -> dict[str, Any]:
         payload = {
             "mission_id": "m1",
-            "entry": {"author_type": "agent", "author_id": "a", "entry_type": "note", "message": f"a{n}"},
+            "entry": {
+                "author_type": "agent",
+                "author_id": "arka-pmo-01",
+                "entry_type": "note",
+                "message": f"a{n}",
+            },
         }
         return envelope("HCM_APPEND_JOURNAL", payload, AGENT, request_id=f"a{n}")
 

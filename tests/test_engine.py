@@ -208,6 +208,7 @@ def test_hand_edits_are_adopted_as_their_own_commit(store: HcmStore) -> None:
     assert subjects[1].startswith("HCM_EXTERNAL_EDIT state/missions/m1/journal.jsonl")
     lines = journal_path.read_text().splitlines()
     assert "by hand" in lines[0] and "through the store" in lines[1]
+    store.engine.refresh_index()  # git's index follows in the background: settle it before git status
     assert_clean(hcm)
 
 

@@ -190,7 +190,7 @@ def test_snapshot_of_the_v1_mission_counts_its_records(fixture_store: HcmStore) 
 
 def test_append_to_the_v1_journal_keeps_every_line(fixture_store: HcmStore) -> None:
     rel = f"{MDIR}/journal.jsonl"
-    entry = {"author_type": "agent", "author_id": "arka_pmo_01", "entry_type": "note", "message": "suite"}
+    entry = {"author_type": "agent", "author_id": "arka-pmo-01", "entry_type": "note", "message": "suite"}
     written = write(
         fixture_store,
         "HCM_APPEND_JOURNAL",
@@ -214,7 +214,7 @@ def test_append_to_a_journal_without_final_newline_does_not_glue_lines(fixture_s
     git_commit_file(fixture_store, rel, unterminated, "a journal as some editors save it")
     entry = {
         "author_type": "human",
-        "author_id": "jeremy.grimonpont",
+        "author_id": "alice",
         "entry_type": "note",
         "message": "après",
     }

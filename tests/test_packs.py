@@ -7,7 +7,6 @@ import errno
 import os
 import random
 import shutil
-import stat
 import subprocess
 import threading
 import time
@@ -20,12 +19,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from arka_git_hcm import durable
 from arka_git_hcm.config import Settings
 from arka_git_hcm.errors import HcmError
 from arka_git_hcm.gitrepo import GitRepo, Signature, gitbin, packs
 from arka_git_hcm.services import engine as engine_module
 from arka_git_hcm.services.store import HcmStore
-from arka_git_hcm.spare import SpareFiles
 
 from .conftest import assert_clean, create_mission, git, journal, ok, open_store
 
@@ -349,58 +348,6 @@ def test_a_cli_run_folds_packs_at_close_when_they_pile_up(
     assert_clean(hcm)
 
 
-def test_spare_files_are_taken_instead_of_created(tmp_path: Path) -> None:
-    pool = SpareFiles(tmp_path / "spare", keep=4)
-    assert pool.take() is None  # the first call starts the maker
-    for _ in range(200):
-        if len(os.listdir(tmp_path / "spare")) >= 4:
-            break
-        threading_sleep()
-    spare = pool.take()
-    assert spare is not None and os.path.getsize(spare) == 0
-    fd, used = pool.open_new(str(tmp_path / "fallback"))
-    os.write(fd, b"data")
-    os.close(fd)
-    assert used.startswith(str(tmp_path / "spare")) and not (tmp_path / "fallback").exists()
-    os.replace(used, tmp_path / "target")
-    assert (tmp_path / "target").read_bytes() == b"data"
-    lock = tmp_path / "x.lock"
-    os.close(pool.create_exclusive(lock))
-    with pytest.raises(FileExistsError):
-        pool.create_exclusive(lock)
-    pool.close()
-    assert os.listdir(tmp_path / "spare") == [os.path.basename(spare)]  # only the one taken, unused
-    # without spares (none ready, or none wanted) the caller's own file is created
-    closed = SpareFiles(tmp_path / "closed")
-    closed.close()
-    fd, used = closed.open_new(str(tmp_path / "own"))
-    os.close(fd)
-    assert used == str(tmp_path / "own")
-
-
-def test_spares_of_pools_nobody_runs_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
-    folder = tmp_path / "spare"
-    live = SpareFiles(folder, keep=4)
-    live.take()  # starts: holds its pool lock, makes spares
-    wait_for(lambda: len([n for n in os.listdir(folder) if n.startswith("spare-")]) >= 4)
-    live_spares = {n for n in os.listdir(folder) if n.startswith("spare-")}
-    # a pool killed long ago (its lock file is there, nobody holds it), one with no lock file
-    # (old, and new: maybe creating its lock right now), as a restarted container leaves them
-    (folder / "pool-dead.lock").write_bytes(b"")
-    for name in ("spare-dead-1", "spare-dead-2", "spare-gone-1", "spare-young-1"):
-        (folder / name).write_bytes(b"")
-    os.utime(folder / "spare-gone-1", (0, 0))
-    other = SpareFiles(folder, keep=2)
-    other.take()
-    names = set(os.listdir(folder))
-    assert not {"pool-dead.lock", "spare-dead-1", "spare-dead-2", "spare-gone-1"} & names
-    assert "spare-young-1" in names
-    assert live_spares <= names  # the live pool's files are untouched
-    live.close()
-    other.close()
-    assert not [n for n in os.listdir(folder) if n.startswith("pool-")]
-
-
 def wait_for(condition: Callable[[], bool]) -> None:
     for _ in range(300):
         if condition():
@@ -412,17 +359,15 @@ def wait_for(condition: Callable[[], bool]) -> None:
 def test_a_failing_pack_write_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = new_repo(tmp_path / "r")
     repo.write_blob(b"x" * 1000)
-    spare_dir = repo.git_dir / "arka-hcm" / "spare"
+    real_write_all = durable.write_all
 
-    def disk_full(fd: int, parts: list[bytes | memoryview]) -> None:
-        os.write(fd, b"partial")
+    def disk_full(fd: int, data: object) -> None:
+        real_write_all(fd, b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(packs, "_write_parts", disk_full)
+    monkeypatch.setattr(durable, "write_all", disk_full)
     with pytest.raises(HcmError):
         repo.flush_objects()
-    written = [p for p in spare_dir.glob("spare-*") if p.stat().st_size] if spare_dir.exists() else []
-    assert written == []
     assert [p.name for p in repo.pack_dir.iterdir()] == [] if repo.pack_dir.exists() else True
     monkeypatch.undo()
     assert repo.flush_objects() is not None  # the objects were kept for the next try
@@ -436,15 +381,6 @@ def test_large_blobs_are_compressed_in_packs(tmp_path: Path) -> None:
     name = repo.flush_objects()
     assert (repo.pack_dir / f"{name}.pack").stat().st_size < len(big) // 10
     repo.close()
-
-
-def test_spares_serve_the_work_tree_only_where_files_inherit_alike(tmp_path: Path) -> None:
-    pool = SpareFiles(tmp_path / "hcm" / ".git" / "arka-hcm" / "spare")
-    root = tmp_path / "hcm"
-    assert pool.inherits_like(root)
-    root.chmod(root.stat().st_mode | stat.S_ISGID)  # a folder shared through its group
-    assert not pool.inherits_like(root)
-    pool.close()
 
 
 def test_the_background_repack_always_syncs_the_packs_it_writes(
@@ -471,10 +407,10 @@ def test_verify_reads_a_repository_it_cannot_write(
     (hcm / ".git" / "arka-hcm" / "maintenance.lock").unlink(missing_ok=True)
     real_open = os.open
 
-    def read_only(path: object, flags: int, *args: object) -> int:
+    def read_only(path: object, flags: int, *args: object, **kwargs: object) -> int:
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
             raise OSError(errno.EROFS, "Read-only file system")
-        return real_open(path, flags, *args)  # type: ignore[arg-type]
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "open", read_only)
     ok_, output = gitbin.run_fsck(hcm)
@@ -560,57 +496,6 @@ def threading_sleep(seconds: float = 0.01) -> None:
     time.sleep(seconds)
 
 
-def test_lock_files_are_created_directly_where_hard_links_fail(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pool = SpareFiles(tmp_path / "spare", keep=2)
-    pool.take()  # starts the maker
-    for _ in range(200):  # let it prepare spares, so that the link path is the one taken
-        if len(os.listdir(tmp_path / "spare")) >= 2:
-            break
-        threading_sleep()
-
-    def no_links(src: str, dst: str) -> None:
-        raise OSError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(os, "link", no_links)
-    lock = tmp_path / "main.lock"
-    os.close(pool.create_exclusive(lock))
-    assert lock.exists()
-    assert pool._no_links  # the link was tried, failed, and the lock was created directly
-    with pytest.raises(FileExistsError):
-        pool.create_exclusive(lock)  # still exclusive, created with O_EXCL now
-    pool.close()
-
-
-def test_work_tree_writes_fall_back_when_git_dir_is_on_another_filesystem(
-    store: HcmStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    create_mission(store, "m1")
-    spare_dir = str(store.repo.git_dir / "arka-hcm" / "spare")
-    real_replace = os.replace
-    crossed: list[str] = []
-
-    def replace(src: str | Path, dst: str | Path) -> None:
-        if str(src).startswith(spare_dir) and ".git" not in Path(dst).parts:
-            crossed.append(str(dst))
-            raise OSError(errno.EXDEV, "Invalid cross-device link")
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
-    answer = journal(store, "written beside its target")
-    assert crossed, "the spare path was not tried"
-    assert store.engine.worktree._tree_spares is None  # given up for the work tree
-    assert store.engine.worktree.spares is not None  # kept for the files in .git
-    journal(store, "and again")
-    monkeypatch.setattr(os, "replace", real_replace)
-    lines = (store.settings.hcm_path / "state/missions/m1/journal.jsonl").read_text().splitlines()
-    assert "written beside its target" in lines[-2] and "and again" in lines[-1]
-    assert answer["status"] == "ok"
-    store.close()
-    assert_clean(store.settings.hcm_path)
-
-
 def test_leftover_pack_files_of_killed_writers_are_removed_at_open(settings: Settings) -> None:
     pack_dir = settings.hcm_path / ".git" / "objects" / "pack"
     old_orphan = pack_dir / f"pack-{'1' * 40}.pack"
@@ -645,31 +530,6 @@ def test_a_hand_run_git_gc_is_noticed_and_the_handle_reopened(
         assert [e["message"] for e in context["data"]["last_journal_entries"]] == ["before a gc by hand"]
         journal(store, "after it")
     assert_clean(settings.hcm_path)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    parts=st.lists(st.binary(max_size=300), max_size=1200),
-    caps=st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=20),
-)
-def test_pack_parts_are_written_whole_through_short_writes(parts: list[bytes], caps: list[int]) -> None:
-    written = bytearray()
-    calls = iter(caps * 10_000)
-
-    def short_writev(fd: int, buffers: list[memoryview]) -> int:
-        assert len(buffers) <= 512
-        room = next(calls)  # the kernel may write less than asked: resume where it stopped
-        data = b"".join(bytes(b) for b in buffers)[:room]
-        written.extend(data)
-        return len(data)
-
-    real = os.writev
-    os.writev = short_writev  # type: ignore[assignment]
-    try:
-        packs._write_parts(-1, list(parts))
-    finally:
-        os.writev = real
-    assert bytes(written) == b"".join(parts)
 
 
 def test_a_ref_in_a_folder_that_does_not_exist_yet_is_created_with_its_reflog(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def test_list_never_shows_hashes(settings: Settings) -> None:
     _, record = tokens.create_token(settings, "arka-pmo-01", "agent", ["writer"], label="PMO")
     listed = tokens.list_tokens(settings)
     assert [info["id"] for info in listed] == ["arka-pmo-01"]
-    assert set(listed[0]) == {"id", "type", "roles", "created_at", "label"}
+    assert set(listed[0]) == {"id", "type", "roles", "created_at", "label", "expires_at"}
     assert listed[0]["label"] == "PMO" and listed[0]["roles"] == ["writer"]
     assert record.sha256 not in repr(listed)
 

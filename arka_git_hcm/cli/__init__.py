@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..config import Settings, load_settings
+from ..config import Settings, cli_identity, load_settings
 from ..errors import HcmError
 
 __all__ = ["main"]
@@ -23,6 +23,7 @@ Examples:
   arka-hcm --client ./arka-client missions list
   arka-hcm --client ./arka-client exec --file envelopes.jsonl
   arka-hcm --client ./arka-client serve --port 8080
+  arka-hcm --client ./arka-client --as human/alice rollback HEAD~1 --reason "bad import"
 """
 
 
@@ -40,8 +41,11 @@ class HcmGroup(click.Group):
 class Context:
     """What the global options resolve to; commands ask for settings lazily."""
 
-    def __init__(self, client: str | None, hcm: str | None, config: str | None, logs: str | None) -> None:
+    def __init__(
+        self, client: str | None, hcm: str | None, config: str | None, logs: str | None, as_: str | None
+    ) -> None:
         self._args: dict[str, Any] = {"client": client, "hcm": hcm, "config": config, "logs": logs}
+        self._as = as_
         self._settings: Settings | None = None
 
     @property
@@ -49,6 +53,13 @@ class Context:
         if self._settings is None:
             self._settings = load_settings(**self._args)
         return self._settings
+
+    @property
+    def caller(self) -> dict[str, Any]:
+        """Who runs this command, as an envelope's caller: the history names them. Someone who
+        can run the command line on the HCM folder holds every role there."""
+        kind, ident = cli_identity(self._as)
+        return {"type": kind, "id": ident, "roles": ["reader", "writer", "admin"]}
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -77,17 +88,29 @@ def emit(value: Any, as_json: bool, human: Any = None) -> None:
 @click.option(
     "--logs", type=click.Path(file_okay=False), help="Log folder [env ARKA_LOG_PATH, default /logs]."
 )
+@click.option(
+    "--as",
+    "as_",
+    metavar="TYPE/ID",
+    help="Who runs the command, as the history will name them (e.g. human/alice) "
+    "[env ARKA_CALLER, default human/<your user name>].",
+)
 @click.version_option(package_name="arka-git-hcm")
 @click.pass_context
 def main(
-    ctx: click.Context, client: str | None, hcm: str | None, config: str | None, logs: str | None
+    ctx: click.Context,
+    client: str | None,
+    hcm: str | None,
+    config: str | None,
+    logs: str | None,
+    as_: str | None,
 ) -> None:
     """Arka HCM: the client's shared memory as a git-backed versioned store.
 
     Every write operation is exactly one git commit in the HCM folder.
     """
-    ctx.obj = Context(client, hcm, config, logs)
+    ctx.obj = Context(client, hcm, config, logs, as_)
 
 
 # Importing the command modules registers their commands on `main`.
-from . import history_cmds, search_cmds, service_cmds, store_cmds  # noqa: E402,F401
+from . import custody_cmds, guard_cmds, history_cmds, search_cmds, service_cmds, store_cmds  # noqa: E402,F401

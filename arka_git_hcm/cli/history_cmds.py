@@ -28,24 +28,48 @@ def _iso_or_none(_ctx: click.Context, _param: click.Parameter, value: str | None
 @main.command("log")
 @click.option("--mission", "mission_id", help="Only commits that changed this mission.")
 @click.option("--path", help="Only commits that changed this file or folder.")
-@click.option("-n", "--limit", default=20, show_default=True, help="How many commits.")
+@click.option("--caller", help="Only writes by this caller (type/id, e.g. agent/arka-pmo-01).")
+@click.option("--op", help="Only this operation (e.g. HCM_UPDATE_STATUS).")
+@click.option(
+    "-n", "--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many commits."
+)
 @click.option("--since", callback=_iso_or_none, help="Only commits after this ISO date/time.")
+@click.option("--until", callback=_iso_or_none, help="Only commits up to this ISO date/time.")
+@click.option("--cursor", help="Go on from a previous page (the cursor it printed).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def log_(
-    obj: Context, mission_id: str | None, path: str | None, limit: int, since: str | None, as_json: bool
+    obj: Context,
+    mission_id: str | None,
+    path: str | None,
+    caller: str | None,
+    op: str | None,
+    limit: int,
+    since: str | None,
+    until: str | None,
+    cursor: str | None,
+    as_json: bool,
 ) -> None:
-    """Show the HCM's history (HCM_HISTORY): one line per write operation.
+    """Show the HCM's history (HCM_HISTORY): one line per write operation, newest first.
 
     \b
     Examples:
       arka-hcm --client ./arka-client log -n 5
       arka-hcm --client ./arka-client log --mission acme-audit --since 2026-11-01
+      arka-hcm --client ./arka-client log --caller agent/arka-pmo-01 --op HCM_APPEND_JOURNAL \\
+          --since 2026-11-01 --until 2026-11-30
     """
     payload: dict[str, Any] = {"limit": limit}
-    for key, value in {"mission_id": mission_id, "path": path, "since": since}.items():
-        if value:
-            payload[key] = value
+    filters = {
+        "mission_id": mission_id,
+        "path": path,
+        "since": since,
+        "until": until,
+        "caller": caller,
+        "op": op,
+        "cursor": cursor,
+    }
+    payload |= {key: value for key, value in filters.items() if value}
     data = run_operation(obj, "HCM_HISTORY", payload)["data"]
 
     def human() -> None:
@@ -55,6 +79,9 @@ def log_(
             click.echo(
                 f"{c['revision'][:12]}  {c['time']}  {c['op'] or '-':<24}  {c['caller']:<24}  {c['summary']}"
             )
+        if data.get("next_cursor"):
+            more = "the search paused; go on" if data.get("partial") else "more"
+            click.echo(f"({more}: add --cursor {data['next_cursor']})")
 
     emit(data, as_json, human)
 
@@ -88,9 +115,6 @@ def diff_(obj: Context, from_rev: str, to_rev: str, path: str | None, as_json: b
     emit(data, as_json, human)
 
 
-LOCAL_ADMIN = {"type": "human", "id": "cli-admin", "roles": ["admin"]}
-
-
 @main.group()
 def snapshot() -> None:
     """Name the current state of the whole HCM (a `snapshot/<name>` tag), list the names."""
@@ -109,7 +133,8 @@ def snapshot_create(obj: Context, name: str, message: str, as_json: bool) -> Non
       arka-hcm --client ./arka-client snapshot create before-migration -m "before the CRM import"
     """
     with HcmStore.open(obj.settings, scan_hand_edits=False) as store:
-        info = create_snapshot(store, name, message)
+        who = obj.caller
+        info = create_snapshot(store, name, message, who=f"{who['type']}/{who['id']}")
     emit(info, as_json, f"snapshot {info['name']} = {info['revision'][:12]}")
 
 
@@ -171,7 +196,7 @@ def rollback(
     payload = {"target": target} | ({"mission_id": mission_id} if mission_id else {})
     if reason:
         payload["reason"] = reason
-    response = run_operation(obj, "HCM_ROLLBACK", payload, LOCAL_ADMIN)
+    response = run_operation(obj, "HCM_ROLLBACK", payload)
     data = response["data"]
     emit(
         data | {"revision": response["revision"]},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..config import export_to_environment
@@ -30,12 +32,31 @@ def serve(obj: Context, host: str | None, port: int | None, workers: int | None)
         raise NotFound(f"no HCM repository at {settings.hcm_path}; create one with `arka-hcm init`")
     export_to_environment(settings)  # worker processes rebuild the same settings from ARKA_*
     server = settings.file.server
+    raise_open_files_limit(server.max_connections)
     run_uvicorn(
         host=host or server.host,
         port=port or server.port,
         workers=workers or server.workers,
         log_level=settings.file.logging.level,
     )
+
+
+def raise_open_files_limit(connections: int) -> None:
+    """Each connection is a descriptor, and the store keeps packs and logs open: raise the soft
+    limit toward the hard one (the default soft limit, 1024 on many hosts, is below the cap)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 512
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        if new < wanted:
+            click.echo(
+                f"warning: the open-files limit ({hard}) is low for {connections} connections; "
+                "lower server.max_connections or raise the limit (ulimit -n, docker --ulimit nofile)",
+                err=True,
+            )
 
 
 class _CannotStart(click.ClickException):
@@ -55,6 +76,9 @@ def run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
     config = uvicorn.Config(
         "arka_git_hcm.server.app:app_from_environment",
         factory=True,
+        # uvicorn's httptools protocol plus a header deadline and a connection cap (an import
+        # string, as the app: the command line never imports the server)
+        http="arka_git_hcm.server.connections:GuardedHttpProtocol",
         host=host,
         port=port,
         workers=workers,
@@ -92,22 +116,34 @@ def token() -> None:
 @click.option("--type", "type_", type=click.Choice(["agent", "human", "system"]), required=True)
 @click.option("--roles", default="reader", show_default=True, help="Comma-separated: reader, writer, admin.")
 @click.option("--label", default="", help="A note for admins (who holds it).")
+@click.option("--expires", help="Refuse it after this: a duration (12h, 90d, 4w) or an ISO date/time.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
-def token_create(obj: Context, id_: str, type_: str, roles: str, label: str, as_json: bool) -> None:
+def token_create(
+    obj: Context, id_: str, type_: str, roles: str, label: str, expires: str | None, as_json: bool
+) -> None:
     """Create a token; it is printed once and only its hash is stored in the config.
 
     \b
-    Example:
+    Examples:
       arka-hcm --client ./arka-client token create --id arka-pmo-01 --type agent --roles writer
+      arka-hcm --client ./arka-client token create --id alice --type human --roles writer --expires 90d
     """
+    tokens.ensure_config(obj.settings)
     role_list = [r.strip() for r in roles.split(",") if r.strip()]
-    secret, record = tokens.create_token(obj.settings, id_, type_, role_list, label)
-    info = {"token": secret, "id": record.id, "type": record.type, "roles": list(record.roles)}
+    secret, record = tokens.create_token(obj.settings, id_, type_, role_list, label, expires=expires)
+    info = {
+        "token": secret,
+        "id": record.id,
+        "type": record.type,
+        "roles": list(record.roles),
+        "expires_at": record.expires_at,
+    }
+    until = f", expires {record.expires_at}" if record.expires_at else ""
     emit(
         info,
         as_json,
-        f"token for {record.type}/{record.id} ({','.join(record.roles)}), shown once:\n{secret}",
+        f"token for {record.type}/{record.id} ({','.join(record.roles)}{until}), shown once:\n{secret}",
     )
 
 
@@ -115,13 +151,18 @@ def token_create(obj: Context, id_: str, type_: str, roles: str, label: str, as_
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def token_list(obj: Context, as_json: bool) -> None:
-    """List tokens (ids, types, roles; never the tokens themselves).
+    """List tokens (ids, types, roles, expiry, last use; never the tokens themselves). The last
+    use comes from the server's request log.
 
     \b
     Example:
       arka-hcm --client ./arka-client token list
     """
-    rows = tokens.list_tokens(obj.settings)
+    tokens.ensure_config(obj.settings)
+    rows: list[dict[str, Any]] = [dict(row) for row in tokens.list_tokens(obj.settings)]
+    used = tokens.last_used(obj.settings, tokens.load_tokens(obj.settings))
+    for row in rows:
+        row["last_used_at"] = used.get(f"{row['type']}/{row['id']}")
 
     def human() -> None:
         if not rows:
@@ -129,6 +170,8 @@ def token_list(obj: Context, as_json: bool) -> None:
         for row in rows:
             click.echo(
                 f"{row['type']}/{row['id']}  roles={','.join(row['roles'])}  created {row['created_at']}"
+                + (f"  expires {row['expires_at']}" if row.get("expires_at") else "")
+                + f"  last used {row['last_used_at'] or 'never (in the logs kept)'}"
                 + (f"  ({row['label']})" if row.get("label") else "")
             )
 
@@ -146,5 +189,6 @@ def token_revoke(obj: Context, token_id: str, as_json: bool) -> None:
     Example:
       arka-hcm --client ./arka-client token revoke arka-pmo-01
     """
+    tokens.ensure_config(obj.settings)
     tokens.revoke_token(obj.settings, token_id)
     emit({"revoked": token_id}, as_json, f"revoked {token_id}")

@@ -12,14 +12,13 @@ import click
 
 from ..config import load_settings
 from ..errors import HcmError, InvalidPayload, error_for_code
-from ..jsonio import parse_json
+from ..jsonio import line_dumps, parse_json
 from ..search import attach_search
 from ..services.init import init_hcm
 from ..services.store import HcmStore, error_response, init_hint
 from ..services.verify import Finding, verify_hcm
 from . import Context, emit, main, pass_context
-
-LOCAL_CALLER = {"type": "human", "id": "cli", "roles": ["reader"]}
+from .progress import progress_bars
 
 
 @main.command()
@@ -49,20 +48,13 @@ def init(obj: Context, directory: str, tenant_id: str, tenant_name: str, layout:
     else:
         args = obj._args | {"client": None, "hcm": directory}
         settings = load_settings(**args)
-    bar: Any = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if as_json or total < 200:
-            return
-        if bar is None:
-            bar = click.progressbar(length=total, label="adopting files", file=sys.stderr)
-            bar.__enter__()
-        bar.update(done - bar.pos)
-
-    result = init_hcm(settings, tenant_id, tenant_name, on_progress=progress)
-    if bar is not None:
-        bar.__exit__(None, None, None)
+    with progress_bars(not as_json, min_total=200) as report:
+        result = init_hcm(
+            settings,
+            tenant_id,
+            tenant_name,
+            on_progress=lambda done, total: report("adopting files", done, total),
+        )
 
     def human() -> None:
         verb = "adopted the existing HCM" if result.adopted else "created a new HCM"
@@ -141,7 +133,7 @@ def exec_(obj: Context, file_: Any) -> None:
             else:
                 data, what = item
                 response = store.execute(data, what=what)
-            click.echo(json.dumps(response, ensure_ascii=False))
+            click.echo(line_dumps(response))
             if response["status"] != "ok" and exit_code == 0:
                 exit_code = error_for_code(response["error"]["code"]).exit_code
     sys.exit(exit_code)
@@ -155,7 +147,7 @@ def run_operation(
             {
                 "op": op,
                 "request_id": f"cli-{uuid.uuid4().hex[:12]}",
-                "caller": caller or LOCAL_CALLER,
+                "caller": caller or obj.caller,
                 "payload": payload,
             }
         )
@@ -262,15 +254,10 @@ def verify(obj: Context, no_fsck: bool, as_json: bool) -> None:
     hcm = Path(obj.settings.hcm_path)
     if not (hcm / ".git").is_dir():
         raise error_for_code("NOT_FOUND")(f"no HCM repository at {hcm}; {init_hint(hcm)}")
-    with click.progressbar(
-        length=1, label="verifying", file=sys.stderr, hidden=as_json or not sys.stderr.isatty()
-    ) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.length = total
-            bar.update(done - bar.pos)
-
-        report = verify_hcm(hcm, fsck=not no_fsck, on_progress=progress)
+    with progress_bars(not as_json) as bars:
+        report = verify_hcm(
+            hcm, fsck=not no_fsck, on_progress=lambda done, total: bars("verifying", done, total)
+        )
 
     def human() -> None:
         print_findings(report.findings)
@@ -302,9 +289,11 @@ def status(obj: Context, as_json: bool) -> None:
         raise
     with store:
         tip = store.tip()
+        meta = store.view(tip).read_json("meta.json") or {}
         info = {
             "ok": True,
             "hcm": str(obj.settings.hcm_path),
+            "tenant_id": meta.get("tenant_id") if isinstance(meta, dict) else None,
             "revision": tip,
             "branch": store.engine.ref,
             "durability": obj.settings.file.store.durability,
@@ -323,8 +312,9 @@ def adopt(obj: Context, as_json: bool) -> None:
     Example (after editing stable/glossary/core.json in an editor):
       arka-hcm --client ./arka-client adopt
     """
+    who = obj.caller
     with HcmStore.open(obj.settings, scan_hand_edits=False) as store:
-        report = store.scan_hand_edits(adopt=True)
+        report = store.scan_hand_edits(adopt=True, by=(who["type"], who["id"]))
 
     def human() -> None:
         if not report["paths"] and not report["unsafe"]:
@@ -335,3 +325,31 @@ def adopt(obj: Context, as_json: bool) -> None:
             click.echo(f"refused (unsafe name or symlink): {path}")
 
     emit(report, as_json, human)
+
+
+@main.command("accept-rewind")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def accept_rewind(obj: Context, as_json: bool) -> None:
+    """Keep the HCM branch where a person moved it back by hand, and allow writes again.
+
+    The store refuses writes after the branch went backwards (`git reset`, `git update-ref`):
+    a retried request whose commit was dropped would be applied twice. This keeps the rewind:
+    the dropped commits stay in git's reflog, their request ids are remembered (a retry is
+    refused), and the decision is written to the reflog. To undo the rewind instead, move the
+    branch back to the old tip that `arka-hcm verify` names.
+
+    \b
+    Example:
+      arka-hcm --client ./arka-client verify          # says the branch went backwards
+      arka-hcm --client ./arka-client --as human/alice accept-rewind
+    """
+    who = obj.caller
+    with HcmStore.open(obj.settings, scan_hand_edits=False) as store:
+        result = store.accept_rewind((who["type"], who["id"]))
+    emit(
+        result,
+        as_json,
+        f"kept the branch at {result['new'][:12]} (was {result['old'][:12]}); "
+        f"{result['dropped_requests']} dropped request id(s) will be refused if retried",
+    )

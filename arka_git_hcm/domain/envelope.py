@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import InvalidPayload
 from ..ids import is_valid_id, validate_request_id
@@ -35,8 +43,28 @@ _DATE = r"^\d{4}-\d{2}-\d{2}$"
 _CALLER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 
+MAX_REPORTED_ERRORS = 20  # problems listed in one INVALID_PAYLOAD; the rest are counted
+
+
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=1_000_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_keys(cls, data: Any) -> Any:
+        """Stop early on an object with many unknown keys: each would be its own error, and
+        150,000 of them in a 1 MB body cost a second of the event loop and a 7.6 MB answer."""
+        if isinstance(data, dict) and len(data) > len(cls.model_fields) + MAX_REPORTED_ERRORS:
+            known = {name for name in cls.model_fields} | {
+                f.alias for f in cls.model_fields.values() if f.alias is not None
+            }
+            unknown = [key for key in data if key not in known]
+            if len(unknown) > MAX_REPORTED_ERRORS:
+                shown = ", ".join(repr(str(key)[:40]) for key in unknown[:5])
+                raise ValueError(
+                    f"{len(unknown)} unknown fields (e.g. {shown}); this object has no such fields"
+                )
+        return data
 
 
 def _check_id(value: str) -> str:
@@ -144,8 +172,9 @@ class ListMissions(_At):
 
 
 class JournalEntryInput(_Payload):
-    author_type: ActorType
-    author_id: str = Field(min_length=1, max_length=128)
+    # the caller's own identity when omitted; only a system caller may name someone else
+    author_type: ActorType | None = None
+    author_id: str | None = Field(None, min_length=1, max_length=128)
     entry_type: EntryType
     message: str = Field(min_length=1)
     context: dict[str, Any] | None = None
@@ -264,6 +293,10 @@ class History(_At):
     path: str | None = Field(None, max_length=1024)
     limit: int = Field(50, ge=1, le=1000)
     since: str | None = Field(None, max_length=40)
+    until: str | None = Field(None, max_length=40)
+    caller: str | None = Field(None, max_length=300)  # "agent/arka-pmo-01"
+    op: str | None = Field(None, max_length=64)
+    cursor: str | None = Field(None, max_length=64)  # next_cursor of the previous page
 
 
 class Diff(_Payload):
@@ -302,13 +335,19 @@ class MemoryQuery(_MissionScoped):
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> InvalidPayload:
-    """One INVALID_PAYLOAD listing every bad field with where it was (cattrs-style)."""
+    """One INVALID_PAYLOAD listing the bad fields with where they were (cattrs-style), at most
+    MAX_REPORTED_ERRORS of them; ``more_errors`` counts the rest."""
     problems = []
-    for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "") or "(top level)"
-        problems.append({"field": where, "problem": err["msg"]})
+    for err in exc.errors(include_url=False, include_input=False)[:MAX_REPORTED_ERRORS]:
+        where = ".".join(str(p)[:80] for p in (prefix, *err["loc"]) if p != "") or "(top level)"
+        problems.append({"field": where, "problem": err["msg"][:300]})
     summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
-    return InvalidPayload(f"invalid payload: {summary}", {"errors": problems})
+    details: dict[str, Any] = {"errors": problems}
+    more = exc.error_count() - len(problems)
+    if more > 0:
+        details["more_errors"] = more
+        summary += f" (and {more} more)"
+    return InvalidPayload(f"invalid payload: {summary}", details)
 
 
 def parse_envelope(value: Any) -> Envelope:

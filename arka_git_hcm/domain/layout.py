@@ -22,6 +22,7 @@ __all__ = [
     "MISSIONS_DIR",
     "META",
     "MissionPaths",
+    "is_required",
     "mission_paths",
     "model_for_path",
     "skeleton",
@@ -104,6 +105,15 @@ def model_for_path(path: str) -> type[BaseModel] | None:
             if rest[1].endswith(".snapshot.json"):
                 return models.MissionSnapshot
     return None
+
+
+def is_required(path: str) -> bool:
+    """Files the HCM cannot do without: the HCM's meta.json, a mission's meta.json and status.json
+    (a hand deletion of one of them is not adopted into history)."""
+    if path == META:
+        return True
+    parts = path.split("/")
+    return len(parts) == 4 and parts[:2] == ["state", "missions"] and parts[3] in ("meta.json", "status.json")
 
 
 def zone_of(path: str) -> str:

@@ -17,12 +17,15 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from .. import durable
+
 __all__ = [
     "IndexBusy",
     "count_objects",
     "gc",
     "git_binary",
     "maintenance_lock",
+    "rebuild_index",
     "repack_geometric",
     "run_fsck",
     "update_index",
@@ -55,13 +58,12 @@ def maintenance_lock(workdir: Path, *, exclusive: bool, wait: bool = True) -> It
     only) when the repository is read-only and has no lock file to take."""
     folder = workdir / ".git" / "arka-hcm"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / "maintenance.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = durable.open_lock_file(folder / "maintenance.lock", root=workdir / ".git")
     except OSError:
         if exclusive:
             raise
         try:  # a read-only repository (a mount, a backup, an auditor): flock works read-only
-            fd = os.open(folder / "maintenance.lock", os.O_RDONLY)
+            fd = os.open(folder / "maintenance.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:  # no lock file and none can be made: nobody can repack here either
             yield None
             return
@@ -129,11 +131,28 @@ def update_index(workdir: Path, paths: list[str], timeout: float = 120, keep_fd:
         timeout=timeout,
         keep_fd=keep_fd,
     )
+    if proc.returncode < 0:
+        # killed by a signal: git hashes files through mmap, and a file truncated meanwhile (an
+        # editor rewriting it in place) is a SIGBUS. The index.lock it held is left behind; it
+        # was ours (created with O_EXCL until the child died), so it goes, and the refresh is
+        # tried again.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(workdir / ".git" / "index.lock")
+        raise IndexBusy(f"git update-index was killed by signal {-proc.returncode}; retrying")
     if proc.returncode != 0:
         message = _stderr(proc)
         if "index.lock" in message:
             raise IndexBusy(message)
         raise OSError(f"git update-index failed: {message[:500]}")
+
+
+def rebuild_index(workdir: Path, tree_id: str) -> None:
+    """A new git index from ``tree_id`` (`git read-tree`), then its stat data from the work
+    tree (`git update-index --refresh`; files that differ stay marked as changed)."""
+    proc = _git(workdir, "read-tree", tree_id, timeout=600)
+    if proc.returncode != 0:
+        raise OSError(f"git read-tree failed: {_stderr(proc)[:500]}")
+    _git(workdir, "update-index", "-q", "--refresh", timeout=3600)
 
 
 def count_objects(workdir: Path) -> dict[str, int]:

@@ -26,7 +26,6 @@ successive missions trees differ by one entry), see gitbin.repack_geometric.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import struct
@@ -38,12 +37,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from ..spare import SpareFiles
+from .. import durable
 from .rawtree import RESUMABLE_MIN, stored_blocks, stored_zlib_stream
-from .refs import fsync_dir as fsync_path  # opens read-only and fsyncs: files and folders alike
 
 __all__ = [
     "KIND_CODES",
+    "blob_id",
     "object_id",
     "pack_names",
     "remove_leftovers",
@@ -61,6 +60,7 @@ DELTA_MIN = 4096  # smaller objects are not worth a delta
 MAX_DELTA_DEPTH = 16  # a reader applies at most this many deltas to rebuild an object
 _LARGE = 0x80000000
 _STORED_BLOCK = 65535  # bytes of a stored deflate block, at most
+PACK_TEMP, IDX_TEMP = "tmp_pack_arka_", "tmp_idx_arka_"  # temp names: these + random hex
 _POINTS_KEPT = 8  # wide trees whose checksum states are kept (the hot path needs the last one)
 
 
@@ -76,6 +76,11 @@ class _StreamPoints(NamedTuple):
 
 _stream_points: OrderedDict[bytes, _StreamPoints] = OrderedDict()
 _stream_points_lock = threading.Lock()
+
+
+def blob_id(data: bytes) -> str:
+    """The git id (hex) a blob of ``data`` has: what `git hash-object` prints."""
+    return object_id(b"blob", data).hex()
 
 
 def object_id(kind: bytes, data: bytes | bytearray) -> bytes:
@@ -248,11 +253,7 @@ def _first_wide_tree(
     return parts, crc, digest
 
 
-def write_pack(
-    pack_dir: Path,
-    objects: Sequence[tuple[bytes, int, bytes, bytes | None]],
-    spares: SpareFiles | None = None,
-) -> str:
+def write_pack(pack_dir: Path, objects: Sequence[tuple[bytes, int, bytes, bytes | None]]) -> str:
     """Write ``(oid, type code, data, delta base id or None)`` objects (distinct ids) as one
     pack; returns its name. An object whose base comes earlier in the same pack is stored as a
     delta of it (OFS_DELTA) when that is much smaller: a wide tree changed by one entry. Wide
@@ -298,66 +299,32 @@ def write_pack(
         entries.append((oid, crc, start))
     pack_sha = digest.digest()
     parts.append(pack_sha)
-    return _install(pack_dir, parts, entries, pack_sha, spares)
+    return _install(pack_dir, parts, entries, pack_sha)
 
 
 def _install(
-    pack_dir: Path,
-    parts: list[bytes | memoryview],
-    entries: list[tuple[bytes, int, int]],
-    pack_sha: bytes,
-    spares: SpareFiles | None,
+    pack_dir: Path, parts: list[bytes | memoryview], entries: list[tuple[bytes, int, int]], pack_sha: bytes
 ) -> str:
+    """Write the pack, then its index (readers look packs up by their index, so they never see
+    a pack that is not whole), each at a random temp name made with O_EXCL | O_NOFOLLOW in the
+    pack folder reached without following a link, then renamed into place."""
     name = f"pack-{pack_sha.hex()}"
-    pack_path = pack_dir / f"{name}.pack"
-    idx_path = pack_dir / f"{name}.idx"
-    if idx_path.exists() and pack_path.exists():
-        return name  # the very same objects in the very same order: already there
-    pack_dir.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}_{threading.get_ident()}"
-    _write_file(pack_dir / f"tmp_pack_arka_{tag}", parts, pack_path, spares)
-    _write_file(pack_dir / f"tmp_idx_arka_{tag}", [_index_bytes(entries, pack_sha)], idx_path, spares)
+    with durable.folder(pack_dir.parent.parent, [pack_dir.parent.name, pack_dir.name], create=True) as fd:
+        if _exists(fd, f"{name}.idx") and _exists(fd, f"{name}.pack"):
+            return name  # the very same objects in the very same order: already there
+        durable.replace_file(fd, f"{name}.pack", parts, mode=0o444, temp_prefix=PACK_TEMP)
+        durable.replace_file(
+            fd, f"{name}.idx", [_index_bytes(entries, pack_sha)], mode=0o444, temp_prefix=IDX_TEMP
+        )
     return name
 
 
-def _write_file(tmp: Path, parts: list[bytes | memoryview], target: Path, spares: SpareFiles | None) -> None:
-    """Write ``parts`` to a new file (a spare, else ``tmp``) and rename it to ``target``; the
-    file is removed on any failure (a full disk keeps no half-written pack)."""
-    if spares is not None:
-        fd, used = spares.open_new(str(tmp), 0o444)
-    else:
-        fd, used = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444), str(tmp)
+def _exists(dir_fd: int, name: str) -> bool:
     try:
-        try:
-            _write_parts(fd, parts)
-        finally:
-            os.close(fd)
-        os.replace(used, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(used)
-        if exc.errno == errno.EXDEV and used != str(tmp):  # objects/ on another filesystem
-            _write_file(tmp, parts, target, None)
-            return
-        raise
-
-
-def _write_parts(fd: int, parts: list[bytes | memoryview]) -> None:
-    """writev in slices of at most 512 buffers (IOV_MAX is 1024), resuming after short writes;
-    linear in the number of parts (a fold writes thousands)."""
-    at, first = 0, memoryview(parts[0]) if parts else memoryview(b"")
-    while at < len(parts):
-        written = os.writev(fd, [first, *parts[at + 1 : at + 512]])
-        while written:
-            if written >= len(first):
-                written -= len(first)
-                at += 1
-                first = memoryview(parts[at]) if at < len(parts) else memoryview(b"")
-            else:
-                first, written = first[written:], 0
-        if at < len(parts) and not first:
-            at += 1  # an empty part
-            first = memoryview(parts[at]) if at < len(parts) else memoryview(b"")
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _index_bytes(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> bytes:
@@ -395,7 +362,7 @@ def _index_bytes(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> byte
 def sync_pack(pack_dir: Path, name: str) -> None:
     """fsync a pack, its index and the pack folder: the pack survives a power cut from now on."""
     for path in (pack_dir / f"{name}.pack", pack_dir / f"{name}.idx", pack_dir):
-        fsync_path(path)  # the folder last: it holds their names
+        durable.fsync_path(path)  # the folder last: it holds their names
 
 
 def remove_pack(pack_dir: Path, name: str) -> None:
@@ -430,7 +397,7 @@ def remove_leftovers(pack_dir: Path, min_age_s: float = 600) -> list[str]:
     present = set(names)
     now = time.time()
     for file in names:
-        temp = file.startswith(("tmp_pack_arka_", "tmp_idx_arka_"))
+        temp = file.startswith((PACK_TEMP, IDX_TEMP))
         orphan = file.startswith("pack-") and file.endswith(".pack") and file[:-5] + ".idx" not in present
         if not (temp or orphan):
             continue

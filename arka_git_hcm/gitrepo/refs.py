@@ -1,9 +1,10 @@
 """Refs on disk, with git's own lock protocol.
 
-The store never moves a branch with libgit2's ``set_target`` (no compare-and-swap there): it
-writes ``<ref>.lock`` with O_EXCL, checks the ref still points where the new commit was built,
-and renames the lock over the ref. git, libgit2 and other store processes use the same lock file,
-so a concurrent `git commit` by a person and a store write can never both win.
+The store moves a branch as git does: it creates ``<ref>.lock`` with O_EXCL, checks the ref still
+points where the new commit was built, and renames the lock over the ref. git, libgit2 and other
+store processes use the same lock file, so a concurrent `git commit` by a person and a store write
+can never both win. (libgit2's ``Reference.set_target`` refuses a stale old value too; the store
+keeps its own few lines for git's reflog format and the no-link rule of durable.py.)
 """
 
 from __future__ import annotations
@@ -12,19 +13,20 @@ import contextlib
 import os
 from pathlib import Path
 
-from ..spare import SpareFiles
+from .. import durable
 
-__all__ = ["ZERO_OID", "compare_and_swap_ref", "fsync_dir", "head_ref_name", "read_ref", "remove_stale_lock"]
+__all__ = [
+    "ZERO_OID",
+    "append_reflog",
+    "compare_and_swap_ref",
+    "delete_loose_ref",
+    "head_ref_name",
+    "last_reflog_entry",
+    "read_ref",
+    "remove_stale_lock",
+]
 
 ZERO_OID = "0" * 40
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_ref(git_dir: Path, ref: str) -> str | None:
@@ -65,68 +67,99 @@ def compare_and_swap_ref(
     new: str,
     identity: str,
     message: str,
-    durable: bool,
-    spares: SpareFiles | None = None,
+    durable_sync: bool,
+    *,
+    reflog: bool = True,
 ) -> bool:
     """Move ``ref`` from ``old`` to ``new`` only if it still points at ``old``. Returns False when
-    it moved meanwhile (the caller rebuilds on the new tip) or its lock is held (contention)."""
-    ref_path = f"{git_dir}/{ref}"  # strings: this runs for every batch
-    lock_path = ref_path + ".lock"
-    try:
-        fd = _create_lock(lock_path, spares)
-    except FileNotFoundError:  # a first ref in a new folder (refs/tags/snapshot/, say)
-        os.makedirs(os.path.dirname(ref_path), exist_ok=True)
-        fd = _create_lock(lock_path, spares)
-    except FileExistsError:
-        return False
-    try:
+    it moved meanwhile (the caller rebuilds on the new tip) or its lock is held (contention).
+
+    The ref's folder is reached without following a link and the lock is created there with
+    O_EXCL | O_NOFOLLOW, then renamed over the ref within that folder: a link planted at
+    ``<ref>.lock`` or on the way can neither receive the new id nor become the ref."""
+    parts = ref.split("/")
+    with durable.folder(git_dir, parts[:-1], create=True) as dir_fd:
+        name, lock = parts[-1], parts[-1] + ".lock"
         try:
-            moved = read_ref(git_dir, ref) != old
-            if not moved:
-                os.write(fd, f"{new}\n".encode("ascii"))
-                if durable:
-                    os.fsync(fd)
-        finally:
-            os.close(fd)  # exactly once: a second close could hit another thread's file
-        if moved:
-            os.unlink(lock_path)
+            fd = os.open(lock, _LOCK_FLAGS, 0o644, dir_fd=dir_fd)
+        except FileExistsError:
             return False
-        _append_reflog(git_dir, ref, old or ZERO_OID, new, identity, message)
-        os.replace(lock_path, ref_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock_path)
-        raise
-    if durable:
-        fsync_dir(Path(os.path.dirname(ref_path)))
+        try:
+            try:
+                moved = read_ref(git_dir, ref) != old
+                if not moved:
+                    durable.write_all(fd, f"{new}\n".encode("ascii"))
+                    if durable_sync:
+                        os.fsync(fd)
+            finally:
+                os.close(fd)  # exactly once: a second close could hit another thread's file
+            if moved:
+                os.unlink(lock, dir_fd=dir_fd)
+                return False
+            if reflog:
+                _append_reflog(git_dir, ref, old or ZERO_OID, new, identity, message)
+            os.replace(lock, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock, dir_fd=dir_fd)
+            raise
+        if durable_sync:
+            os.fsync(dir_fd)
     return True
 
 
-def _create_lock(lock_path: str, spares: SpareFiles | None) -> int:
-    """The ref's lock file, created exclusively (FileExistsError when another writer holds it)."""
-    if spares is not None:
-        return spares.create_exclusive(lock_path)
-    return os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+_LOCK_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def last_reflog_entry(git_dir: Path, ref: str) -> tuple[str, str, str] | None:
+    """(old, new, message) of the last line of ``ref``'s reflog (its tail is read, not the file)."""
+    try:
+        with durable.folder(git_dir, ["logs", *ref.split("/")[:-1]]) as dir_fd:
+            fd = os.open(ref.split("/")[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        os.lseek(fd, max(0, size - 8192), os.SEEK_SET)
+        tail = durable.read_fd(fd)
+    finally:
+        os.close(fd)
+    lines = [line for line in tail.split(b"\n") if line.strip()]
+    if not lines:
+        return None
+    head, _, message = lines[-1].decode("utf-8", "replace").partition("\t")
+    fields = head.split(" ")
+    if len(fields) < 2 or len(fields[0]) != 40 or len(fields[1]) != 40:
+        return None
+    return fields[0], fields[1], message
+
+
+def append_reflog(git_dir: Path, ref: str, old: str, new: str, identity: str, message: str) -> None:
+    _append_reflog(git_dir, ref, old, new, identity, message)
 
 
 def _append_reflog(git_dir: Path, ref: str, old: str, new: str, identity: str, message: str) -> None:
-    log = f"{git_dir}/logs/{ref}"
-    first = message.splitlines()[0] if message else ""
+    first = message.split("\n", 1)[0]  # one line: git splits its reflog on \n only
     line = f"{old} {new} {identity}\t{first}\n".encode()
-    try:
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(log), exist_ok=True)
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    durable.append_line(git_dir / "logs" / ref, line, root=git_dir)
+
+
+def delete_loose_ref(git_dir: Path, ref: str) -> None:
+    """Remove a loose ref (and its reflog), without following a link on the way."""
+    parts = ref.split("/")
+    for base in ([], ["logs"]):
+        try:
+            with durable.folder(git_dir, [*base, *parts[:-1]]) as dir_fd:
+                os.unlink(parts[-1], dir_fd=dir_fd)
+        except FileNotFoundError:
+            continue
 
 
 def remove_stale_lock(git_dir: Path, ref: str) -> bool:
+    parts = ref.split("/")
     try:
-        (git_dir / (ref + ".lock")).unlink()
+        with durable.folder(git_dir, parts[:-1]) as dir_fd:
+            os.unlink(parts[-1] + ".lock", dir_fd=dir_fd)
         return True
     except FileNotFoundError:
         return False

@@ -8,8 +8,8 @@ paths, so the cost of a write does not grow with the number of files in the HCM.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
+import logging
 import os
 import subprocess
 import threading
@@ -22,19 +22,22 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode, ObjectType
 
+from ..durable import sync_filesystem, write_atomic
 from ..errors import ConflictingUpdate, IoError, from_os_error
 from ..paths import find_fold_collision
-from ..spare import SpareFiles
 from . import gitbin, packs, refs
 from .rawtree import EMPTY_TREE, MODE_BLOB, MODE_TREE, RawTree, RawTreeCache
 
 __all__ = ["CommitInfo", "GitRepo", "Signature", "configure_library", "sync_filesystem"]
 _configured = False
+log = logging.getLogger("arka_git_hcm.git")
 _BLOB, _TREE, _COMMIT = packs.KIND_CODES[b"blob"], packs.KIND_CODES[b"tree"], packs.KIND_CODES[b"commit"]
+_TAG = packs.KIND_CODES[b"tag"]
 PENDING_LIMIT = 32 * 1024 * 1024  # pending object bytes that force a pack out mid-batch
 OWN_PACK_BYTES_KEPT = 64 * 1024 * 1024  # objects of unfolded own packs kept in memory, at most
 COMMIT_TREES_KEPT = 4096  # commit -> tree ids remembered (a commit's tree never changes)
 PACK_LIST_CHECK_S = 1.0  # how often notice_rollups lists the pack folder
+MWINDOW_FILE_LIMIT = 128  # pack files libgit2 keeps open at most
 
 
 def configure_library() -> None:
@@ -46,6 +49,7 @@ def configure_library() -> None:
       store (not libgit2's safe.directory heuristic) decides which folder it serves.
     - libgit2's own fsync is off: the store orders durability itself with one filesystem sync
       after the objects and one after the ref (see CommitEngine), which costs far fewer syncs.
+    - At most MWINDOW_FILE_LIMIT pack files are kept open.
     """
     global _configured
     if _configured:
@@ -54,22 +58,10 @@ def configure_library() -> None:
     pygit2.settings.cache_max_size(256 * 1024 * 1024)
     pygit2.settings.owner_validation = False
     pygit2.settings.enable_fsync_gitdir(False)
+    # Packs libgit2 keeps open (each a descriptor and a mapping), least recently used closed
+    # first: the store writes a pack per batch, so without a bound they pile up between folds.
+    pygit2.settings.mwindow_file_limit = MWINDOW_FILE_LIMIT
     _configured = True
-
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_syncfs = getattr(_libc, "syncfs", None)
-
-
-def sync_filesystem(path: Path) -> None:
-    """Flush every dirty page of the filesystem holding ``path`` (Linux syncfs(2)); one call is
-    much cheaper than an fsync per object file. Falls back to sync(2) elsewhere."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _syncfs is None or _syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -146,7 +138,6 @@ class GitRepo:
         self._own_packs: list[tuple[str, list[tuple[bytes, int, bytes, bytes | None]]]] = []
         self._own_bytes = 0
         self._closed = False
-        self.spares = SpareFiles(self.state_dir / "spare")  # new files, made ahead
 
     def _open_libgit2(self) -> pygit2.Repository:
         try:
@@ -178,9 +169,7 @@ class GitRepo:
         self, ref: str, old: str | None, new: str, *, who: Signature, message: str, durable: bool
     ) -> bool:
         self.flush_objects()  # no ref may name an object that is not on disk
-        return refs.compare_and_swap_ref(
-            self.git_dir, ref, old, new, who.reflog_identity(), message, durable, self.spares
-        )
+        return refs.compare_and_swap_ref(self.git_dir, ref, old, new, who.reflog_identity(), message, durable)
 
     def remove_stale_lock(self, ref: str) -> bool:
         return refs.remove_stale_lock(self.git_dir, ref)
@@ -212,7 +201,7 @@ class GitRepo:
             if not objects:
                 return None
             try:
-                name = packs.write_pack(self.pack_dir, objects, self.spares)
+                name = packs.write_pack(self.pack_dir, objects)
             except OSError as exc:
                 raise from_os_error(exc, "writing a pack of new objects") from None
             size, self._pending_bytes = self._pending_bytes, 0
@@ -245,7 +234,7 @@ class GitRepo:
             if fd is None:
                 return 0
             try:
-                name = packs.write_pack(self.pack_dir, objects, self.spares)
+                name = packs.write_pack(self.pack_dir, objects)
                 packs.sync_pack(self.pack_dir, name)
                 for old, _held in folding:
                     if old != name:
@@ -298,12 +287,7 @@ class GitRepo:
         return (info.st_ino, info.st_mtime_ns)
 
     def _stamp_rollup(self) -> None:
-        self._rollup_stamp.parent.mkdir(exist_ok=True)
-        tmp = self._rollup_stamp.with_name(
-            f"{self._rollup_stamp.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        )
-        tmp.write_text(f"{time.time_ns()}\n")
-        os.replace(tmp, self._rollup_stamp)
+        write_atomic(self._rollup_stamp, f"{time.time_ns()}\n".encode(), root=self.git_dir)
 
     def notice_rollups(self) -> None:
         """Reopen libgit2's handle if packs were folded since it was opened: libgit2 keeps
@@ -327,7 +311,11 @@ class GitRepo:
         self._seen_rollup = self._stamp()
         self._packs_seen = set(packs.pack_names(self.pack_dir))
         self._packs_checked_at = time.monotonic()
-        self._repo = self._open_libgit2()  # threads still using the old handle keep it alive
+        old, self._repo = self._repo, self._open_libgit2()
+        # Release the old handle's open packs now (deleted ones included): waiting for the last
+        # reference to go left hundreds of descriptors to deleted packs open under load. A thread
+        # still using the old handle is safe: libgit2 reopens what it needs on its next use.
+        old.free()
 
     def discard_pending(self) -> None:
         """Forget the pending objects. Only for the thread that wrote them, once the commit that
@@ -589,16 +577,58 @@ class GitRepo:
             commit_time=c.commit_time,
         )
 
+    def write_tag(self, name: str, commit_id: str, tagger: Signature, message: str) -> str:
+        """A new annotated tag object named ``name`` on a commit (pending, no ref): the bytes
+        libgit2's git_tag_create writes."""
+        data = (
+            f"object {commit_id}\ntype commit\ntag {name}\n".encode("ascii")
+            + b"tagger "
+            + self._signature_bytes(tagger)
+            + b"\n\n"
+            + message.rstrip("\n").encode("utf-8")
+            + b"\n"
+        )
+        return self._put(_TAG, b"tag", data).hex()
+
     def create_tag(self, name: str, commit_id: str, tagger: Signature, message: str) -> str:
         """An annotated tag ``refs/tags/<name>`` on a commit; ConflictingUpdate if it exists."""
+        tag = self.write_tag(name, commit_id, tagger, message)
+        if not self.create_ref(f"refs/tags/{name}", tag):
+            raise ConflictingUpdate(f"tag {name} exists already; choose another name", {"tag": name})
+        return tag
+
+    def create_ref(self, ref: str, oid: str) -> bool:
+        """Create ``ref`` pointing at ``oid`` (flushed first) if it does not exist; False if it
+        does. Written like a branch move: lock file, never through a link, no reflog."""
         self.flush_objects()
+        if self.read_ref(ref) is not None:
+            return False
         try:
-            oid = self._repo.create_tag(
-                name, pygit2.Oid(hex=commit_id), ObjectType.COMMIT, tagger.to_pygit2(), message + "\n"
-            )
-        except (ValueError, pygit2.GitError) as exc:
-            raise ConflictingUpdate(f"tag {name} could not be created: {exc}", {"tag": name}) from None
-        return str(oid)
+            return refs.compare_and_swap_ref(self.git_dir, ref, None, oid, "", "", False, reflog=False)
+        except OSError as exc:
+            raise from_os_error(exc, f"creating {ref}") from None
+
+    def delete_ref(self, ref: str) -> None:
+        """Remove a loose ref this store created (a tag of a write that did not land)."""
+        try:
+            refs.delete_loose_ref(self.git_dir, ref)
+        except OSError as exc:
+            raise from_os_error(exc, f"removing {ref}") from None
+
+    def has_blob(self, blob_id: str) -> bool:
+        """Whether the object database holds this object (pending ones included)."""
+        if bytes.fromhex(blob_id) in self._pending:
+            return True
+        try:
+            return blob_id in self._repo.odb
+        except (ValueError, pygit2.GitError):
+            return False
+
+    def blob_data_or_none(self, blob_id: str) -> bytes | None:
+        try:
+            return self.blob_data(blob_id)
+        except (AssertionError, KeyError, ValueError, IoError):
+            return None
 
     def list_tags(self, prefix: str) -> list[tuple[str, str, int, str]]:
         """(name without prefix, commit id, tag time, message) of every tag under refs/tags/<prefix>."""
@@ -628,6 +658,28 @@ class GitRepo:
         except (pygit2.GitError, ValueError, TypeError):
             return None
         return str(commit.id)
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        try:
+            found = self._repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        return None if found is None else str(found)
+
+    def last_reflog_entry(self, ref: str) -> tuple[str, str, str] | None:
+        """(old, new, message) of the last line of ``ref``'s reflog, or None."""
+        return refs.last_reflog_entry(self.git_dir, ref)
+
+    def append_reflog(self, ref: str, old: str, new: str, who: Signature, message: str) -> None:
+        """A reflog line without moving the ref (a decision recorded where git keeps its moves)."""
+        refs.append_reflog(self.git_dir, ref, old, new, who.reflog_identity(), message)
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether ``ancestor`` is in the history of ``descendant`` (and differs from it)."""
+        try:
+            return bool(self._repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor)))
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
 
     def walk(self, start: str, stop: str | None = None) -> Iterator[CommitInfo]:
         """First-parent history from ``start`` back to (excluding) ``stop``."""
@@ -731,18 +783,48 @@ class GitRepo:
         return sorted(paths)
 
     def index_differences(self, tree_id: str) -> list[str]:
+        """Paths whose index entry differs from ``tree_id``. git's index is derived state: one
+        that cannot be read (a flipped byte, a torn write) is rebuilt from the tree first."""
         self._visible(tree_id)
-        index = self._repo.index
-        index.read(force=True)
+        try:
+            index = self._repo.index
+            index.read(force=True)
+        except (pygit2.GitError, OSError, ValueError) as exc:
+            self.rebuild_index(tree_id, reason=str(exc))
+            return []
         tree = self._repo.get(tree_id)
         assert isinstance(tree, pygit2.Tree)
         return self._index_tree_differences(index, tree)
 
-    def worktree_status(self) -> dict[str, str]:
-        """Paths whose work-tree state differs from the index: 'modified', 'deleted', 'untracked'."""
+    def rebuild_index(self, tree_id: str, reason: str) -> None:
+        """Replace git's index with one made from ``tree_id`` (stat data from the work tree,
+        which equals that tree), without touching the work tree."""
+        import logging
+
+        logging.getLogger("arka_git_hcm.git").warning(
+            "git's index could not be read (%s); rebuilding it", reason
+        )
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.git_dir / "index")
+        try:
+            gitbin.rebuild_index(self.workdir, tree_id)
+        except FileNotFoundError:  # no git binary: libgit2 builds it
+            index = pygit2.Index()
+            tree = self._repo.get(tree_id)
+            assert isinstance(tree, pygit2.Tree)
+            index.read_tree(tree)
+            self._repo.index.read_tree(tree)
+            self._repo.index.write()
+        self._reopen()
+
+    def worktree_status(self, *, ignored: bool = False) -> dict[str, str]:
+        """Paths whose work-tree state differs from the index: 'modified', 'deleted', 'untracked'
+        (and 'ignored' files, when asked)."""
         result: dict[str, str] = {}
-        for path, flags in self._repo.status(untracked_files="all").items():
-            if flags & pygit2.enums.FileStatus.WT_NEW:
+        for path, flags in self._repo.status(untracked_files="all", ignored=ignored).items():
+            if flags & pygit2.enums.FileStatus.IGNORED:
+                result[path] = "ignored"
+            elif flags & pygit2.enums.FileStatus.WT_NEW:
                 result[path] = "untracked"
             elif flags & pygit2.enums.FileStatus.WT_DELETED:
                 result[path] = "deleted"
@@ -761,6 +843,5 @@ class GitRepo:
         superseded wide trees would otherwise crowd out the next store's)."""
         self.flush_objects()
         self._closed = True
-        self.spares.close()
         self._repo.free()
         self._trees = RawTreeCache()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -28,8 +27,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..clock import Clock
 from ..config import Settings, TokenRecord, load_settings
+from ..custody.service import CustodyService
 from ..domain.envelope import Caller
 from ..errors import (
+    AccessDenied,
     HcmError,
     InternalError,
     InvalidPayload,
@@ -42,6 +43,7 @@ from ..search import attach_search
 from ..services import tokens
 from ..services.oplog import JsonLinesLog
 from ..services.store import HcmStore, error_response
+from .connections import ConnectionLimits
 from .git_routes import git_router, presented_token
 
 __all__ = ["EXECUTE_PATH", "ExecuteFastPath", "app_from_environment", "create_app"]
@@ -116,6 +118,7 @@ def _safe_path(path: str) -> str:
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     holder: dict[str, HcmStore] = {}
+    custody: dict[str, CustodyService] = {}
     problem: dict[str, str] = {}
 
     @asynccontextmanager
@@ -129,17 +132,34 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         except HcmError as exc:
             problem["reason"] = f"the HCM could not be opened: {exc.message}"
             log.error("%s", problem["reason"])
+        except Exception as exc:  # anything else: still serve /health and say why not ready
+            problem["reason"] = f"the HCM could not be opened ({type(exc).__name__}); see the server log"
+            log.exception("%s", problem["reason"])
+        if "store" in holder:  # history index, mirror, scheduled backups: background workers
+            custody["service"] = CustodyService(holder["store"])
+            custody["service"].start()
         try:
             yield
         finally:
+            if "service" in custody:
+                await run_in_threadpool(custody["service"].close)
             if "store" in holder:
                 await run_in_threadpool(holder["store"].close)
 
+    # In production the API description is not handed to anyone who asks: /openapi.json needs a
+    # token and the browsable /docs and /redoc are off (ARKA_ENV=development or staging has them).
+    open_docs = settings.env != "production"
     app = FastAPI(
         title="Arka HCM",
         version=__version__,
         lifespan=lifespan,
         description="The client's Hybrid Collective Memory: typed operations, one git commit per write.",
+        # no 307 to the path with or without a slash: Starlette builds its Location from the Host
+        # header, so a forged Host would be reflected into a redirect
+        redirect_slashes=False,
+        docs_url="/docs" if open_docs else None,
+        redoc_url="/redoc" if open_docs else None,
+        openapi_url="/openapi.json" if open_docs else None,
     )
     limits = settings.file.limits
 
@@ -169,7 +189,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            return _error_json(NotFound(f"no route {request.url.path[:100]}; see /docs"))
+            return _error_json(NotFound(f"no route {request.url.path[:100]!r}; the routes are in the README"))
         error = (
             InvalidPayload(f"{request.method} is not allowed here")
             if exc.status_code == 405
@@ -191,19 +211,36 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
 
     @app.get("/ready", tags=["health"])
     def ready() -> JSONResponse:
-        """Ready: the repository is open, its branch resolves, and the volume is writable."""
+        """Ready to take writes: the repository is open, its history readable, the volume takes a
+        file (tried for real). Details list hand edits kept out of history; 503 READ_ONLY says why
+        not, with what to do."""
         try:
-            current = store()
-            if current.engine.broken:
-                raise ReadOnly(current.engine.broken)
-            if not os.access(settings.hcm_path, os.W_OK):
-                raise ReadOnly(f"{settings.hcm_path} is not writable by this process")
-            revision = current.tip()
-            if revision is None:
-                raise ReadOnly("the HCM branch has no commit")
+            health = store().health()
         except HcmError as exc:
             return _error_json(exc)
-        return JSONResponse({"status": "ready", "revision": revision})
+        details = dict(health["details"])
+        if "service" in custody:  # last backup, mirror lag, history index: never fail readiness
+            try:
+                details.update(custody["service"].ready_details())
+            except Exception:
+                log.exception("custody details failed")
+                details["custody"] = {"error": "custody details unavailable; see the server log"}
+        if not health["ready"]:
+            problem = ReadOnly("; ".join(health["problems"]), {"details": details})
+            return _error_json(problem, revision=health["revision"])
+        return JSONResponse({"status": "ready", "revision": health["revision"], "details": details})
+
+    @app.post("/v1/admin/backup", tags=["admin"])
+    async def admin_backup(request: Request) -> JSONResponse:
+        """Take a full backup now into the configured backup folder (admin token)."""
+        record = authenticate(request)
+        if "admin" not in record.roles:
+            raise AccessDenied("taking a backup needs the admin role")
+        store()
+        if "service" not in custody:
+            raise ReadOnly(problem.get("reason", "the HCM is not open yet; retry shortly"))
+        manifest = await run_in_threadpool(custody["service"].backup_now)
+        return JSONResponse({"status": "ok", "backup": manifest})
 
     # --- operations -----------------------------------------------------------------------
     async def read_body(request: Request) -> bytes:
@@ -303,12 +340,22 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         payload = {"query": q, "scope": scope, "limit": limit, "consistent": consistent}
         return await run_read(request, "HCM_SEARCH", payload)
 
+    if not open_docs:
+
+        @app.get("/openapi.json", include_in_schema=False)
+        def openapi(request: Request) -> JSONResponse:
+            """The API description, for a caller with a token (production)."""
+            authenticate(request)
+            return JSONResponse(app.openapi())
+
     app.include_router(git_router(lambda: settings.hcm_path, authenticate))
     request_log = JsonLinesLog(
         settings.log_path / "server.jsonl", settings.file.logging.max_bytes, settings.file.logging.backups
     )
     app.add_middleware(_RequestLog, log=request_log)
     app.state.request_log = request_log
+    server = settings.file.server
+    app.state.connection_limits = ConnectionLimits(server.max_connections, server.header_timeout_s)
     return app
 
 
@@ -323,6 +370,7 @@ class ExecuteFastPath:
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
+        self.connection_limits: ConnectionLimits = app.state.connection_limits
         self._endpoint = next(
             r.endpoint for r in app.routes if isinstance(r, APIRoute) and r.path == EXECUTE_PATH
         )

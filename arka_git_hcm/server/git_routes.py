@@ -95,7 +95,7 @@ async def _caller(request: Request, authenticate: RequestAuthenticator) -> Token
     if not _FETCH_ROLES.intersection(record.roles):
         raise AccessDenied(f"token {record.id!r} has no role that may fetch (reader, writer or admin)")
     # For the request log: who fetched, never with what token.
-    request.state.caller_id = record.id
+    request.state.caller_id = f"{record.type}/{record.id}"
     return record
 
 

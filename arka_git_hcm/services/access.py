@@ -12,10 +12,9 @@
 
 from __future__ import annotations
 
-import json
-
 from ..domain.envelope import Caller
-from ..errors import AccessDenied
+from ..errors import AccessDenied, HcmError
+from ..jsonio import parse_json
 from .ops_base import OpSpec
 
 __all__ = ["META_RULES", "authorize", "parse_role_grants"]
@@ -30,9 +29,9 @@ def parse_role_grants(raw: bytes | None) -> dict[str, list[str]]:
     if not raw:
         return {}
     try:
-        value = json.loads(raw)
+        value = parse_json(raw, what=META_RULES)  # strict, as every HCM file: no duplicate keys
         grants = value["rules"]["role_grants"]
-    except (ValueError, KeyError, TypeError):
+    except (HcmError, KeyError, TypeError):
         return {}
     if not isinstance(grants, dict):
         return {}

@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
+import json
 import logging
-import os
-import stat
 import threading
 import time
 import uuid
@@ -36,23 +36,26 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import Settings
-from ..domain.commit_message import OperationTrailers, build_message, parse_trailers
+from ..domain.commit_message import OperationTrailers, build_message, parse_result, parse_trailers
+from ..domain.layout import is_required
 from ..errors import (
     Busy,
     ConflictingUpdate,
     HcmError,
     IdempotencyMismatch,
     InternalError,
+    IoError,
     ReadOnly,
     from_os_error,
 )
-from ..gitrepo import GitRepo, Signature, sync_filesystem
-from ..jsonio import compact_dumps, parse_json
+from ..gitrepo import GitRepo, Signature, blob_id, sync_filesystem
 from ..paths import PathResolver
+from .hand_edits import DROPPED_LINES, LateEdits, SavedEdits, merge_journal, problems_of
 from .hooks import pending_marker
 from .index_keeper import IndexKeeper
+from .requests import REWIND_ACCEPTED, RequestIndex, Rewound
 from .views import Draft, TreeView
-from .worktree import StoreLock, WorkTree
+from .worktree import ASIDE_MARK, TEMP_MARK, Aside, Staged, StatKey, StoreLock, WorkTree, stat_key
 
 __all__ = ["CommitEngine", "WriteOutcome", "WriteRequest", "WriteResult", "payload_digest"]
 
@@ -61,16 +64,27 @@ MAX_CAS_ATTEMPTS = 8
 # batches one leader commits in a row under one hold of the lock before letting others in
 MAX_CHAINED_BATCHES = 16
 PACKS_BEFORE_REPACK = 16  # packs (one per batch) this process writes between two folds
+PACKS_BACKPRESSURE = 64  # packs written while a fold still runs: the writer waits for it
 GIT_REPACK_ABOVE = 24  # packs in the folder (folds, other processes' packs) that make git repack
 PACKS_AT_CLOSE = 32  # at close, more packs than this are folded (CLI runs write one each)
 EXTERNAL_EDIT_OP = "HCM_EXTERNAL_EDIT"
+RACY_NS = 500_000_000  # a stat taken this soon after the file's mtime does not vouch for it
+STRAY_ASIDE_AGE_S = 5.0  # an aside older than this was left by a process that died before its check
+STRAY_ASIDE_VERSIONS = 500  # commits searched for the version a stray aside may hold
 NOT_A_FILE = "not-a-regular-file"
 
 
 def payload_digest(op: str, caller: str, payload: Any) -> str:
-    return hashlib.sha256(
-        compact_dumps({"op": op, "caller": caller, "payload": payload}).encode()
-    ).hexdigest()
+    """The digest a replay compares. Its serialisation never changes (older commits carry it):
+    compact, sorted keys, raw UTF-8, exactly as the first versions wrote it."""
+    text = json.dumps(
+        {"op": op, "caller": caller, "payload": payload},
+        separators=(",", ":"),
+        sort_keys=True,
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -104,6 +118,10 @@ class WriteRequest:
     done: bool = False
     # set by submit_async: called (from the committing thread) once the request is done
     on_done: Callable[[], None] | None = field(default=None, repr=False)
+    # the snapshot tag a replay of this request makes sure of (from the stored answer)
+    replay_tag: Callable[[dict[str, Any] | None], str | None] | None = None
+    # an adoption's view of the disk: path -> the bytes it read there (what the disk holds)
+    disk_read: dict[str, bytes | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,6 +150,13 @@ class _Chain:
     # memory instead of being read back through the new trees
     final: dict[str, bytes | None] = field(default_factory=dict)
     seen_requests: dict[str, str] = field(default_factory=dict)
+    # the blob each changed path held on disk when planned (None: absent): what an aside must hold
+    expected: dict[str, str | None] = field(default_factory=dict)
+    # hand edits not adopted (not valid): saved already, so the write may replace them
+    set_aside: set[str] = field(default_factory=set)
+    # the disk's bytes of adopted paths (git holds a merged version, not these)
+    expected_data: dict[str, bytes] = field(default_factory=dict)
+    final_ids: dict[str, str | None] = field(default_factory=dict)  # the blob id of each ``final``
 
 
 class CommitEngine:
@@ -144,7 +169,7 @@ class CommitEngine:
         self.durable = store.durability == "full"
         self.resolver = PathResolver(settings.hcm_path)
         state_dir = repo.state_dir
-        self.worktree = WorkTree(self.resolver, state_dir, self.repo.spares)
+        self.worktree = WorkTree(self.resolver, state_dir)
         self.lock = StoreLock(state_dir / "write.lock")
         self.committer = Signature(store.committer.name, store.committer.email, 0)
         self._cond = threading.Condition()
@@ -154,10 +179,18 @@ class CommitEngine:
         self._repacker: threading.Thread | None = None  # folds small packs (_maintain_packs)
         self._closing = False
         self._repo_lock = threading.RLock()  # pygit2 objects (index) are not shared across threads
-        self._requests: dict[str, str] = {}
-        self._indexed_tip: str | None = None
-        self._stat_cache: dict[str, tuple[int, int, int]] = {}
-        self.broken: str | None = None  # a reason once the store must refuse writes
+        self.requests = RequestIndex(repo, self.ref, state_dir)
+        # path -> (stat key, when it was taken): what this process last wrote or checked
+        self._stat_cache: dict[str, tuple[StatKey, int]] = {}
+        # a reason the store refuses writes until an admin acts (the branch went backwards, the
+        # history is damaged); a work tree left behind by a failed write is not one: the next
+        # batch repairs it first (``repair_pending``)
+        self.broken: str | None = None
+        self.repair_pending: str | None = None
+        self.saved_edits = SavedEdits(state_dir)
+        self.late_edits = LateEdits(
+            self.worktree, self.saved_edits, self.repo.blob_data_or_none, self._adopt_journal
+        )
         # called with (new tip, changed paths) after each batch lands: must be cheap (wake a worker)
         self.landing_listeners: list[Callable[[str, list[str]], None]] = []
         self.index = IndexKeeper(
@@ -170,9 +203,9 @@ class CommitEngine:
 
     def submit(self, request: WriteRequest) -> WriteResult:
         """Run one write (possibly batched with others waiting) and return its result or raise.
-        The calling thread waits; it leads a batch itself when no other thread is leading."""
-        if self.broken:
-            raise ReadOnly(self.broken)
+        The calling thread waits; it leads a batch itself when no other thread is leading.
+        (A store that refuses writes, ``broken``, still takes them to the batch: it checks again
+        there whether an admin fixed what broke it.)"""
         with self._cond:
             self._queue.append(request)
             while not request.done:
@@ -186,8 +219,6 @@ class CommitEngine:
         """The same as :meth:`submit` for an asyncio caller (the HTTP server): the request joins
         the queue and a committer thread of the engine leads the batches, so the event loop
         neither blocks nor hands each write to a thread of its own."""
-        if self.broken:
-            raise ReadOnly(self.broken)
         loop = asyncio.get_running_loop()
         finished = loop.create_future()
 
@@ -275,25 +306,78 @@ class CommitEngine:
         """Paths whose file on disk differs from HEAD. git's status (stat-based, so cheap) gives
         candidates; each is confirmed against HEAD's blob, because the index may lag behind
         commits of other processes (it is refreshed off the hot path) and would report them."""
+        strays: list[Aside] = []
         with self.lock.held(self.settings.file.store.lock_timeout_s), self._repo_lock:
             tip = self.tip()
             tree = self.repo.commit_tree(tip) if tip else None
-            return [
-                path
-                for path in sorted(self.repo.worktree_status())
-                # a temp file of a killed writer is never part of the HCM
-                if ".arka-tmp-" not in path and self._disk_blob_id(path) != self.repo.entry_id(tree, path)
-            ]
+            found = []
+            for path, state in sorted(self.repo.worktree_status(ignored=True).items()):
+                if ASIDE_MARK in path:  # beside its file (.git on another filesystem)
+                    aside = self.worktree.aside_at(path, older_than=STRAY_ASIDE_AGE_S)
+                    if aside is not None:
+                        strays.append(aside)
+                    continue
+                if TEMP_MARK in path:  # a temp file of a killed writer is never part of the HCM
+                    self.worktree.remove_stray_temp(path, older_than=STRAY_ASIDE_AGE_S)
+                    continue
+                if state == "ignored":
+                    continue
+                if self._disk_blob_id(path) != self.repo.entry_id(tree, path):
+                    found.append(path)
+        for aside in strays:  # outside the lock: adopting a journal edit is a write
+            self._check_stray(aside, tip)
+        return found
 
-    def adoption_request(self, paths: list[str]) -> WriteRequest:
-        """A write committing the disk's content of ``paths`` as HCM_EXTERNAL_EDIT. Paths that
-        already equal the branch (adopted meanwhile by another process) are left out."""
+    def check_stray_asides(self) -> int:
+        """Files moved aside by store processes killed before their check (a live process
+        checks its own within a second): each is removed if git knows its content (a version
+        of some file), else adopted (a journal append) or saved, never lost."""
+        tip = self.tip()
+        strays = self.worktree.stray_asides(older_than=STRAY_ASIDE_AGE_S)
+        for aside in strays:
+            self._check_stray(aside, tip)
+        return len(strays)
+
+    def _check_stray(self, aside: Aside, tip: str | None) -> None:
+        """A stray holds some version of its file, or an edit of one: compared with the versions
+        of that path in recent history (its content being in git's object database proves
+        nothing: the index refresh stores hand-edited files there too)."""
+        versions: list[str | None] = []
+        if tip is not None and aside.path:
+            for info in itertools.islice(self.repo.walk(tip), STRAY_ASIDE_VERSIONS):
+                blob = self.repo.entry_id(info.tree, aside.path)
+                if blob not in versions:
+                    versions.append(blob)
+        if not aside.path:
+            aside.path = "unknown-path"  # saved under this name: the content is what matters
+        self.late_edits.check(aside, tuple(versions))
+
+    def adoption_request(
+        self,
+        paths: list[str],
+        by: tuple[str, str] | None = None,
+        contents: dict[str, bytes | None] | None = None,
+    ) -> WriteRequest:
+        """A write committing the disk's content of ``paths`` (or ``contents``, read already) as
+        HCM_EXTERNAL_EDIT, authored by ``by`` (type, id: whoever asked for it) or the store
+        itself. Paths that already equal the branch (adopted meanwhile by another process) are
+        left out; journals are merged (append-only, see merge_journal)."""
 
         def apply(draft: Draft) -> WriteOutcome:
-            changed = []
+            changed, invalid = [], []
             for path in sorted(paths):
-                data = self._disk_bytes(path)
-                if data != draft.read(path):
+                data = contents[path] if contents is not None else self._disk_bytes(path)
+                request.disk_read[path] = data
+                if problems_of(path, data) or (data is None and is_required(path)):
+                    invalid.append(path)  # never into history: every later read of it would fail
+                    continue
+                current = draft.read(path)
+                if data is not None and current is not None and path.endswith(".jsonl"):
+                    edited = data
+                    data, dropped = merge_journal(current, edited)  # append-only: lines are added
+                    if dropped:
+                        self.saved_edits.save(path, edited, DROPPED_LINES)
+                if data != current:
                     changed.append(path)
                     if data is None:
                         draft.delete(path)
@@ -301,18 +385,20 @@ class CommitEngine:
                         draft.write(path, data)
             target = changed[0] if len(changed) == 1 else "."
             summary = f"adopted hand edits of {len(changed)} file(s)"
-            return WriteOutcome({"paths": changed}, target, summary, stored_result={"paths": changed})
+            data_out = {"paths": changed, "invalid": invalid}
+            return WriteOutcome(data_out, target, summary, stored_result=data_out)
 
-        return WriteRequest(
+        request = WriteRequest(
             op=EXTERNAL_EDIT_OP,
             request_id=f"external-{uuid.uuid4().hex[:16]}",
-            caller_type="system",
-            caller_id="arka-hcm",
+            caller_type=by[0] if by else "system",
+            caller_id=by[1] if by else "arka-hcm",
             payload_sha256="",
             apply=apply,
             replay=lambda stored, view: dict(stored or {}),
             adopts_hand_edits=True,
         )
+        return request
 
     # --- batches --------------------------------------------------------------------------
     def _run_batches(self, taken: list[WriteRequest]) -> None:
@@ -339,7 +425,7 @@ class CommitEngine:
                     unsettled = None
                     batch = self._take_more(taken) if _round + 1 < MAX_CHAINED_BATCHES else []
                     if landed is not None:
-                        if batch and self.durable and not self.broken:
+                        if batch and self.durable and not self.repair_pending:
                             unsettled = landed
                         else:
                             self._settle(landed)
@@ -371,15 +457,24 @@ class CommitEngine:
         one in the background, from the objects still in memory (GitRepo.fold_own_packs); and
         when more than GIT_REPACK_ABOVE packs pile up (these folds, other processes' packs),
         have git fold them (`git repack --geometric`, see GitRepo.repack). Writers go on
-        meanwhile; every write of these batches is acknowledged already."""
-        if self.repo.packs_written < PACKS_BEFORE_REPACK:
+        meanwhile; every write of these batches is acknowledged already. When folding falls
+        behind (a busy CPU: a long run once reached 673 packs and ran out of descriptors), the
+        writer waits for it once PACKS_BACKPRESSURE packs are waiting: packs stay bounded."""
+        written = self.repo.packs_written
+        if written < PACKS_BEFORE_REPACK:
             return
-        self.repo.packs_written = 0
         with self._cond:
-            if self._closing or (self._repacker is not None and self._repacker.is_alive()):
+            running = self._repacker
+            if self._closing or (running is not None and running.is_alive()):
+                if running is None or written < PACKS_BACKPRESSURE:
+                    return
+            else:
+                self.repo.packs_written = 0
+                self._repacker = threading.Thread(target=self._repack, name="arka-hcm-repack", daemon=True)
+                self._repacker.start()
                 return
-            self._repacker = threading.Thread(target=self._repack, name="arka-hcm-repack", daemon=True)
-            self._repacker.start()
+        log.info("folding packs fell behind (%d waiting): the writer waits for it", written)
+        running.join()
 
     def _repack(self) -> None:
         started = time.perf_counter()
@@ -414,7 +509,7 @@ class CommitEngine:
         """Make a landed batch durable, close its intent and acknowledge its writes."""
         if self.durable:
             sync_filesystem(self.settings.hcm_path)
-        if close_intent and not self.broken:  # a broken work tree keeps its intent for repair
+        if close_intent and not self.repair_pending:  # an unfinished work tree keeps its intent
             self.worktree.clear_intent()
         self._acknowledge([planned.request for planned in chain.planned])
 
@@ -428,7 +523,7 @@ class CommitEngine:
             tip = self.tip()
             self.repo.notice_rollups()
             if tip is not None:
-                self._catch_up(tip)
+                self.follow_history(tip)
             tip_tree = self.repo.commit_tree(tip) if tip else None
             chain = _Chain(tip=tip, tip_tree=tip_tree, parent=tip, tree=tip_tree)
             for request in pending:
@@ -459,14 +554,16 @@ class CommitEngine:
         """Add ``request``'s commit to the chain, or settle it as a replay or an error."""
         request.error = None
         request.result = None
-        known = self._requests.get(request.request_id) or chain.seen_requests.get(request.request_id)
-        if known is not None:
-            try:
+        try:
+            known = chain.seen_requests.get(request.request_id) or self.requests.lookup(request.request_id)
+            if known is not None:
                 request.result = self._replay(known, request)
-            except HcmError as exc:
-                request.error = exc
+                return
+        except HcmError as exc:
+            request.error = exc
             return
-        for _ in range(2):
+        adopted_once = False
+        while True:
             draft = Draft(self.repo, chain.tree, chain.parent)
             try:
                 outcome = request.apply(draft)
@@ -487,10 +584,13 @@ class CommitEngine:
                     {"paths": sorted(edited)},
                 )
                 return
+            if adopted_once:
+                # edited again while this write was planned (an editor saving in a loop): the
+                # write goes on; the files it replaces are moved aside, never overwritten, and
+                # their edits are adopted or saved a moment later (LateEdits)
+                break
             self._plan_external_edit(chain, edited)
-        else:  # pragma: no cover - the second pass sees the adopted content
-            request.error = ConflictingUpdate("the files kept changing on disk during the write")
-            return
+            adopted_once = True
         self._append(chain, request, draft, outcome)
 
     def _append(self, chain: _Chain, request: WriteRequest, draft: Draft, outcome: WriteOutcome) -> None:
@@ -502,7 +602,7 @@ class CommitEngine:
             caller=f"{request.caller_type}/{request.caller_id}",
             mission=outcome.mission_id,
             payload_sha256=request.payload_sha256,
-            result=None if outcome.stored_result is None else compact_dumps(outcome.stored_result),
+            result=outcome.stored_result,
         )
         now = int(self.clock.now().timestamp())
         author = Signature(request.caller_id, f"{request.caller_id}@{request.caller_type}.arka", now)
@@ -513,95 +613,155 @@ class CommitEngine:
         chain.planned.append(_Planned(request, commit, outcome))
         chain.changed.update(draft.changes)
         chain.final.update(draft.changes)
+        chain.final_ids.update(blobs)
+        for path in draft.changes:  # what the disk holds there until this chain lands
+            if path in request.disk_read:  # read just now: the freshest knowledge of the disk
+                data = request.disk_read[path]
+                chain.expected[path] = None if data is None else blob_id(data)
+                if data is not None:
+                    chain.expected_data[path] = data
+            elif request.adopts_hand_edits:  # (no hand-edit check ran for it: the tip's version)
+                chain.expected.setdefault(path, self.repo.entry_id(chain.tip_tree, path))
         chain.parent, chain.tree = commit, tree
         chain.seen_requests[request.request_id] = commit
 
     # --- hand edits -----------------------------------------------------------------------
     def _hand_edited(self, chain: _Chain, paths: list[str]) -> list[str]:
         """Paths whose file on disk differs from the branch tip (the disk holds the tip until
-        this batch lands), checked by stat first and by content hash when stat changed."""
+        this batch lands), checked by stat first and by content hash when stat changed. The stat
+        key has the ctime, as git's index does: an edit that keeps the size and puts the mtime
+        back still changes it."""
         edited = []
         for path in paths:
-            if path in chain.changed:
-                continue  # already rewritten by this chain: the disk holds the tip's version
+            if path in chain.changed or path in chain.set_aside:
+                continue  # already rewritten by this chain, or an invalid edit saved already
             expected = self.repo.entry_id(chain.tip_tree, path)
+            chain.expected.setdefault(path, expected)
             info = self.worktree.stat(path)
-            key = None if info is None else (info.st_ino, info.st_size, info.st_mtime_ns)
-            if key is not None and expected is not None and self._stat_cache.get(path) == key:
+            key = None if info is None else stat_key(info)
+            if key is not None and expected is not None and self._trusted_stat(path) == key:
                 continue  # unchanged since this process wrote or checked it: no hashing
             if self._disk_blob_id(path) != expected:
                 edited.append(path)
             elif key is not None:
-                self._stat_cache[path] = key
+                self._remember_stat(path, key)
         return edited
+
+    def _remember_stat(self, path: str, key: StatKey) -> None:
+        self._stat_cache[path] = (key, time.time_ns())
+
+    def _trusted_stat(self, path: str) -> StatKey | None:
+        """The stat this process last saw for ``path``, if it may vouch for the content: like
+        git's "racily clean" index entries, a file modified within RACY_NS of the moment its
+        stat was taken may have been written again in the same clock tick (same size, same
+        mtime): it is hashed instead."""
+        cached = self._stat_cache.get(path)
+        if cached is None:
+            return None
+        key, taken_at = cached
+        return key if taken_at - key[2] > RACY_NS else None
 
     def _disk_blob_id(self, path: str) -> str | None:
         """The blob id of the work-tree file at ``path``; None when absent; NOT_A_FILE for a
         folder, a symlink or a path the resolver refuses (never followed, never hashed)."""
         try:
-            location = self.resolver.resolve(path)
-            info = os.lstat(location)
-        except FileNotFoundError:
-            return None
+            data = self.resolver.read_bytes(path)
         except HcmError:
             return NOT_A_FILE
-        if not stat.S_ISREG(info.st_mode):
-            return NOT_A_FILE
-        return self.repo.hash_file(location)
+        return None if data is None else blob_id(data)
 
     def _disk_bytes(self, path: str) -> bytes | None:
-        try:
-            return self.resolver.resolve(path).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            return None
+        """The work-tree file's bytes, read without following a link (None: no file there)."""
+        return self.resolver.read_bytes(path)
 
     def _plan_external_edit(self, chain: _Chain, paths: list[str]) -> None:
-        request = self.adoption_request(paths)
+        """Adopt the hand edits of ``paths`` as their own commit before the write that touches
+        them; an edit that is not valid (does not parse, breaks its model, deletes a file the
+        layout needs) is saved where an admin finds it and left out: the write replaces it."""
+        valid, read = [], {}
+        for path in paths:
+            data = read[path] = self._disk_bytes(path)  # read once: what is adopted is what is expected
+            problems = problems_of(path, data)
+            if data is None and is_required(path):
+                problems = ["a file the HCM needs was deleted"]
+            if problems:
+                if data is not None:
+                    self.saved_edits.save(path, data, f"a hand edit that is not valid: {problems[0]}")
+                else:
+                    log.warning("the hand deletion of %s was not adopted: the HCM needs that file", path)
+                chain.expected[path] = None if data is None else blob_id(data)
+                chain.set_aside.add(path)
+                continue
+            valid.append(path)
+        if not valid:
+            return
+        request = self.adoption_request(valid, contents={path: read[path] for path in valid})
         draft = Draft(self.repo, chain.tree, chain.parent)
         outcome = request.apply(draft)
-        self._append(chain, request, draft, outcome)
-        log.warning("adopted hand edits: %s", ", ".join(sorted(paths)[:20]))
+        if not draft.changes:
+            return  # edited back to what the branch holds meanwhile: nothing to adopt
+        self._append(chain, request, draft, outcome)  # (expected: what the disk held, read once)
+        log.warning("adopted hand edits: %s", ", ".join(sorted(valid)[:20]))
 
     # --- landing --------------------------------------------------------------------------
     def _land(self, chain: _Chain, unsettled: _Chain | None) -> bool:
         """Move the branch to the chain's last commit and bring the work tree along. The sync
-        here also makes ``unsettled`` (the previous batch, landed) durable: it is acknowledged."""
+        here also makes ``unsettled`` (the previous batch, landed) durable: it is acknowledged.
+
+        Everything that can fail for lack of space or permission is done before the branch
+        moves: the pack, the work tree's new files (written under temp names), the snapshot tags
+        (their refs created). A failure there leaves no commit, no tag and no changed file, and
+        the next write, once space is freed, goes through. After the move only renames remain."""
         assert chain.parent is not None
         if unsettled is not None and self._settled(unsettled):
             unsettled = None  # acknowledged by an earlier attempt of this batch (the branch moved)
         paths = sorted(chain.changed)
         recorded = sorted(chain.changed | unsettled.changed) if unsettled is not None else paths
+        tags = [self._tag_object(planned) for planned in chain.planned if planned.outcome.snapshot_tag]
         self.repo.flush_objects()  # the batch's objects, as one pack, covered by the sync below
-        self.worktree.write_intent(self.ref, chain.tip, chain.parent, recorded)
-        if self.durable:
-            sync_filesystem(self.repo.git_dir)
+        staged: list[Staged] = []
+        created: list[str] = []
+        try:
+            for path in paths:
+                if path in chain.expected and chain.expected[path] == chain.final_ids[path]:
+                    continue  # the disk holds the final bytes already (an adopted hand edit)
+                item = self.worktree.stage(path, chain.final[path], chain.expected.get(path))
+                item.expected_data = chain.expected_data.get(path)
+                staged.append(item)
+            for ref, tag in tags:
+                if not self.repo.create_ref(ref, tag):
+                    raise ConflictingUpdate(f"{ref} exists already; the snapshot was not taken", {"tag": ref})
+                created.append(ref)
+            self.worktree.write_intent(self.ref, chain.tip, chain.parent, recorded, created)
+            if self.durable:
+                sync_filesystem(self.repo.git_dir)
+        except BaseException:
+            self._undo_staging(staged, created)
+            raise
         if unsettled is not None:
             self._acknowledge([planned.request for planned in unsettled.planned])
         who = Signature(self.committer.name, self.committer.email, int(self.clock.now().timestamp()))
         first = chain.planned[0].outcome
-        moved = self.repo.compare_and_swap_ref(
-            self.ref,
-            chain.tip,
-            chain.parent,
-            who=who,
-            message=f"{chain.planned[0].request.op} {first.target}",
-            durable=False,
-        )
+        try:
+            moved = self.repo.compare_and_swap_ref(
+                self.ref,
+                chain.tip,
+                chain.parent,
+                who=who,
+                message=f"{chain.planned[0].request.op} {first.target}",
+                durable=False,
+            )
+        except BaseException:
+            self._undo_staging(staged, created)
+            raise
         if not moved:
+            self._undo_staging(staged, created)
             self.worktree.clear_intent()
             return False
-        try:
-            self._checkout_paths(chain.tree, paths, chain.final)
-        except HcmError as exc:
-            # The commit landed; the intent stays so the next open repairs the work tree.
-            self.broken = f"the work tree could not follow the branch ({exc.message}); restart the service"
-            log.error("work tree update failed after the branch moved: %s", exc.message)
-            return True
+        self._install(staged)
         for planned in chain.planned:
-            self._requests[planned.request.request_id] = planned.commit
-            if planned.outcome.snapshot_tag:
-                self._tag_snapshot(planned)
-        self._indexed_tip = chain.parent
+            self.requests.record(planned.request.request_id, planned.commit)
+        self.requests.landed(chain.parent)
         self.index.mark(paths)
         for listener in self.landing_listeners:
             try:
@@ -610,50 +770,113 @@ class CommitEngine:
                 log.exception("a landing listener failed")
         return True
 
-    def _tag_snapshot(self, planned: _Planned) -> None:
-        """The tag is a convenience name for a commit already in history: failing to write it
-        (a crash right here, a name taken) loses nothing and must not fail the operation."""
+    def _tag_object(self, planned: _Planned) -> tuple[str, str]:
+        """(ref, id) of the annotated tag ``snapshot/<name>`` on the planned commit (pending)."""
         name = planned.outcome.snapshot_tag
         assert name is not None
         who = Signature(self.committer.name, self.committer.email, int(self.clock.now().timestamp()))
-        try:
-            self.repo.create_tag(
-                f"snapshot/{name}", planned.commit, who, f"{planned.request.op} {planned.outcome.target}"
-            )
-        except HcmError as exc:
-            log.warning("snapshot tag %s not written: %s", name, exc.message)
+        message = f"{planned.request.op} {planned.outcome.target}"
+        tag = self.repo.write_tag(f"snapshot/{name}", planned.commit, who, message)
+        return f"refs/tags/snapshot/{name}", tag
 
-    def _checkout_paths(
-        self, tree: str | None, paths: list[str], known: dict[str, bytes | None] | None = None
-    ) -> None:
-        for path in paths:
-            data = known[path] if known is not None and path in known else self.repo.read_blob(tree, path)
-            if data is None:
-                self.worktree.delete_file(path)
-                self._stat_cache.pop(path, None)
-            else:
-                info = self.worktree.write_file(path, data)
-                self._stat_cache[path] = (info.st_ino, info.st_size, info.st_mtime_ns)
+    def _undo_staging(self, staged: list[Staged], created: list[str]) -> None:
+        """Nothing landed: drop the temp files and the tag refs this batch made."""
+        for item in staged:
+            self.worktree.discard(item)
+        for ref in created:
+            self.repo.delete_ref(ref)
+
+    def _install(self, staged: list[Staged]) -> None:
+        """The branch moved: put each staged file in place (the replaced file goes aside, to be
+        checked for a late hand edit). A failure here leaves the intent for the next batch (or
+        the next open) to finish, and the store says so until then."""
+        waiting = list(staged)
+        try:
+            while waiting:
+                item = waiting.pop(0)
+                info, asides = self.worktree.install(item, self._trusted_stat(item.path))
+                if info is None:
+                    self._stat_cache.pop(item.path, None)
+                else:
+                    self._remember_stat(item.path, stat_key(info))
+                self.late_edits.add(asides)
+        except HcmError as exc:
+            for rest in waiting:
+                self.worktree.discard(rest)
+            self.repair_pending = f"the work tree could not follow the branch ({exc.message})"
+            log.error(
+                "work tree update failed after the branch moved; the next write repairs it: %s", exc.message
+            )
+
+    def _adopt_journal(self, path: str, edited: bytes, base: bytes | None) -> None:
+        """Commit the lines an editor added to a journal (relative to ``base``, the version it
+        started from) while the store replaced it, on top of the branch's version (called by
+        LateEdits, off the writer's thread)."""
+
+        def apply(draft: Draft) -> WriteOutcome:
+            current = draft.read(path) or b""
+            merged, _dropped = merge_journal(current, edited, base)
+            if merged != current:  # nothing new: no commit (the request settles "unchanged")
+                draft.write(path, merged)
+            data = {"paths": [path]}
+            return WriteOutcome(data, path, "merged lines added by hand", stored_result=data)
+
+        request = self.adoption_request([path])
+        request.apply = apply
+        self.submit(request)
 
     # --- idempotency ----------------------------------------------------------------------
-    def _catch_up(self, tip: str) -> None:
-        if tip == self._indexed_tip:
+    def follow_history(self, tip: str) -> None:
+        """Bring the request index to ``tip``. A branch moved back by hand, or history that
+        cannot be read, makes the store refuse writes (READ_ONLY, with the reason and the fix)
+        until an admin acts; reads still answer."""
+        try:
+            self.requests.catch_up(tip)
+            self.broken = None  # (again) nothing to refuse for: a rewind undone, say
+        except Rewound as rewound:
+            self.broken = rewound.message()
+            log.error("%s", self.broken)
+            raise ReadOnly(self.broken, {"old": rewound.old, "new": rewound.new}) from None
+        except IoError as exc:
+            self.broken = (
+                f"the HCM's history cannot be read ({exc.message}); writes are refused: run "
+                "`arka-hcm verify` and restore from a backup"
+            )
+            log.error("%s", self.broken)
+            raise ReadOnly(self.broken) from None
+
+    def check_history(self) -> None:
+        """At open: follow the history once, so a damaged history or an unaccepted rewind is
+        known (and reported by /ready) before the first write."""
+        tip = self.tip()
+        if tip is None:
             return
-        found_stop = False
-        fresh: dict[str, str] = {}
-        for info in self.repo.walk(tip):
-            if info.id == self._indexed_tip:
-                found_stop = True
-                break
-            rid = parse_trailers(info.message).get("Hcm-Request-Id")
-            if rid:
-                fresh[rid] = info.id  # walking newest-first: the oldest commit of an id wins
-        if found_stop:
-            for rid, commit in fresh.items():
-                self._requests.setdefault(rid, commit)
-        else:
-            self._requests = fresh  # first look, or history rewritten below us: start over
-        self._indexed_tip = tip
+        with self._locked(), contextlib.suppress(ReadOnly):
+            self.follow_history(tip)
+
+    def accept_rewind(self, by: tuple[str, str]) -> dict[str, Any]:
+        """Keep a branch that was moved back by hand where it is: its dropped commits' request
+        ids are remembered (a retry is refused, never applied twice), the decision is written to
+        the reflog, and writes are allowed again."""
+        with self._locked():
+            tip = self.tip()
+            if tip is None:
+                raise ConflictingUpdate("the HCM has no commit")
+            rewound = self.requests.unaccepted_rewind(tip)
+            if (
+                rewound is None
+                and self.requests.tip_seen
+                and not self.repo.is_ancestor(self.requests.tip_seen, tip)
+            ):
+                rewound = Rewound(self.requests.tip_seen, tip)
+            if rewound is None:
+                raise ConflictingUpdate("the branch was not moved back: there is no rewind to accept")
+            dropped = self.requests.accept_rewind(rewound)
+            who = Signature(by[1], f"{by[1]}@{by[0]}.arka", int(self.clock.now().timestamp()))
+            self.repo.append_reflog(self.ref, tip, tip, who, f"{REWIND_ACCEPTED} (from {rewound.old})")
+            self.broken = None
+            self.follow_history(tip)
+        return {"old": rewound.old, "new": rewound.new, "dropped_requests": dropped}
 
     def _replay(self, commit: str, request: WriteRequest) -> WriteResult:
         info = self.repo.commit_info(commit)
@@ -663,9 +886,14 @@ class CommitEngine:
             or trailers.get("Hcm-Op") != request.op
         ):
             raise_mismatch(request.request_id, commit)
-        stored_raw = trailers.get("Hcm-Result")
-        stored = parse_json(stored_raw) if stored_raw else None
+        stored = parse_result(trailers)
         data = request.replay(stored, TreeView(self.repo, info.tree, commit))
+        name = request.replay_tag(stored) if request.replay_tag else None
+        if name and self.repo.read_ref(f"refs/tags/snapshot/{name}") is None:
+            # the first attempt landed its commit but not its tag (a version that tagged after
+            # the branch moved): the replay makes good what it did not finish
+            who = Signature(self.committer.name, self.committer.email, int(self.clock.now().timestamp()))
+            self.repo.create_tag(f"snapshot/{name}", commit, who, f"{request.op} (tag made good on replay)")
         return WriteResult(data, commit, replayed=True)
 
     # --- recovery and git's index ---------------------------------------------------------
@@ -679,21 +907,44 @@ class CommitEngine:
             return self._recover_locked()
 
     def _recover_locked(self) -> dict[str, Any]:
+        """Make the work tree equal HEAD for the paths an interrupted write named: roll forward
+        if its branch move landed, back if not (then its snapshot tags go too). A file found
+        holding neither version is a hand edit: it goes aside and is adopted or saved, never
+        overwritten. Clears ``repair_pending`` once done."""
         intent = self.worktree.read_intent()
         if intent is None:
+            self.repair_pending = None
             return {"recovered": False}
         # Our lock is held, so a leftover ref lock is from the crashed writer of this intent.
         self.repo.remove_stale_lock(self.ref)
         tip = self.tip()
         tree = self.repo.commit_tree(tip) if tip else None
+        rolled_forward = tip == intent.get("new")
+        if not rolled_forward:
+            for ref in intent.get("tags") or []:
+                if isinstance(ref, str) and ref.startswith("refs/tags/snapshot/"):
+                    self.repo.delete_ref(ref)  # it names a commit that never joined the history
+        old = intent.get("old")
+        old_tree = self.repo.commit_tree(old) if isinstance(old, str) else None
         paths = [p for p in intent.get("paths", []) if isinstance(p, str)]
         self.worktree.remove_temp_files(paths)
-        self._checkout_paths(tree, paths)
+        # checked by the late-edits worker once the lock is free (a journal edit is adopted by a
+        # write of its own); a version git knows (old or new) is simply removed
+        self.late_edits.add(self.worktree.leftover_asides(paths))
+        for path in paths:
+            versions = (self.repo.entry_id(tree, path), self.repo.entry_id(old_tree, path))
+            staged = self.worktree.stage(path, self.repo.read_blob(tree, path), versions[0])
+            info, asides = self.worktree.install(staged, None)
+            self._stat_cache.pop(path, None)
+            if info is not None:
+                self._remember_stat(path, stat_key(info))
+            self.late_edits.add(asides)
         if self.durable:
             sync_filesystem(self.settings.hcm_path)
         self.worktree.clear_intent()
+        self.repair_pending = None
         self.index.mark(paths)
-        outcome = "rolled forward" if tip == intent.get("new") else "rolled back"
+        outcome = "rolled forward" if rolled_forward else "rolled back"
         log.warning("recovered an interrupted write (%s, %d path(s))", outcome, len(paths))
         return {"recovered": True, "outcome": outcome, "paths": paths}
 
@@ -722,6 +973,8 @@ class CommitEngine:
         with contextlib.suppress(OSError):
             if self.repo.pack_count() > PACKS_AT_CLOSE:
                 self._repack()
+        self.late_edits.close()  # asides still waiting are checked now
+        self.worktree.close()
         self.index.close()
         self.repo.close()
 

@@ -19,11 +19,20 @@ import secrets
 import threading
 from pathlib import Path
 
+from .. import durable
 from ..lockfiles import create_held, remove_if_abandoned
 
-__all__ = ["GUARD_MARK", "install_hooks", "pending_marker", "remove_stale_markers", "set_pending"]
+__all__ = [
+    "GUARD_MARK",
+    "VALIDATE_HOOK",
+    "install_hooks",
+    "pending_marker",
+    "remove_stale_markers",
+    "set_pending",
+]
 
 GUARD_MARK = "# arka-hcm: index guard"
+VALIDATE_HOOK = "arka-hcm-validate"  # the staged-files check the guard runs after itself
 
 PRE_COMMIT = f"""#!/bin/sh
 {GUARD_MARK} (installed by arka-hcm; do not edit, it is rewritten on upgrade)
@@ -43,12 +52,38 @@ for marker in "$dir"/*; do
   echo "arka-hcm: run 'git status' again in a second, then retry the commit." >&2
   exit 1
 done
+# then the checks of what is staged, when `arka-hcm hooks install` put them here
+validate="$(git rev-parse --git-dir)/hooks/{VALIDATE_HOOK}"
+if [ -x "$validate" ]; then exec "$validate"; fi
 exit 0
 """
 
 
+# The store's transient files in the work tree, which `git status` must not show: temp files of a
+# change being written, and files moved aside while a change lands (see worktree.py).
+EXCLUDES = ("/**/.*.arka-tmp-*", "/**/.*.arka-old-*", "/.*.arka-tmp-*", "/.*.arka-old-*")
+EXCLUDE_MARK = "# arka-hcm: transient files of the store"
+
+
+def install_excludes(git_dir: Path) -> None:
+    """Add the store's transient names to ``.git/info/exclude`` (kept with the repository, never
+    committed), keeping whatever else is there."""
+    path = git_dir / "info" / "exclude"
+    try:
+        current = durable.read_file(path, root=git_dir).decode("utf-8", "replace")
+    except FileNotFoundError:
+        current = ""
+    if EXCLUDE_MARK in current:
+        return
+    block = "\n".join([EXCLUDE_MARK, *EXCLUDES]) + "\n"
+    text = (current if not current or current.endswith("\n") else current + "\n") + block
+    durable.write_atomic(path, text.encode("utf-8"), root=git_dir)
+
+
 def install_hooks(git_dir: Path) -> bool:
-    """Install (or upgrade) the guard hook; never replace a hook someone else wrote."""
+    """Install (or upgrade) the guard hook, never replacing a hook someone else wrote, and the
+    store's excludes. False when a foreign pre-commit hook is there."""
+    install_excludes(git_dir)
     hook = git_dir / "hooks" / "pre-commit"
     try:
         current = hook.read_text("utf-8")
@@ -60,11 +95,9 @@ def install_hooks(git_dir: Path) -> bool:
         return True
     if current is not None and GUARD_MARK not in current:
         return False
-    hook.parent.mkdir(parents=True, exist_ok=True)
-    tmp = hook.with_name(f".pre-commit.{os.getpid()}")
-    tmp.write_text(PRE_COMMIT, "utf-8")
-    tmp.chmod(0o755)
-    os.replace(tmp, hook)
+    # a temp file at a random name, made with O_EXCL | O_NOFOLLOW in hooks/ reached without
+    # following a link: a planted link can neither receive the script nor be made executable
+    durable.write_atomic(hook, PRE_COMMIT.encode("utf-8"), root=git_dir, mode=0o755)
     return True
 
 

@@ -192,4 +192,7 @@ class IndexKeeper:
         if thread is not None:
             thread.join(timeout=30)
         if self._dirty:
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception:  # derived state: the next open repairs it (its marker stays)
+                log.warning("refreshing git's index at close failed", exc_info=True)

@@ -112,7 +112,10 @@ def init_hcm(
 
         def apply(draft: Draft) -> WriteOutcome:
             for index, path in enumerate(existing):
-                draft.write(path, resolver.resolve(path).read_bytes())
+                data = resolver.read_bytes(path)
+                assert data is not None, path
+                request.disk_read[path] = data  # the disk holds it already: nothing to replace
+                draft.write(path, data)
                 if on_progress:
                     on_progress(index + 1, len(existing))
             return WriteOutcome({}, ".", f"adopt the existing HCM ({len(existing)} files)")

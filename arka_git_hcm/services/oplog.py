@@ -54,7 +54,9 @@ class JsonLinesLog:
                 pass
             self._close()  # rotated (or removed) by someone else: follow the path
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        # never through a link: a link planted at the log's name must not receive the records
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        self._fd = os.open(self.path, flags, 0o640)
         return self._fd
 
     def _rotate(self, fd: int, incoming: int) -> int:

@@ -16,6 +16,7 @@ from ..domain.layout import MissionPaths, mission_paths
 from ..errors import MissionNotFound
 from ..ids import new_id
 from .engine import WriteOutcome
+from .history_index import HistoryIndex
 from .views import Draft, TreeView
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class OpContext:
     resolve_at: Callable[[str | None], str | None] = lambda at: None
     # the search index (HCM_SEARCH, HCM_MEMORY_QUERY), when the front-end attached one
     search: SearchPort | None = None
+    # the history index (HCM_HISTORY reads it; None: walk the commits)
+    history: HistoryIndex | None = None
 
     def now(self) -> str:
         return iso(self.clock.now())
@@ -68,6 +71,8 @@ class OpSpec:
     quick: bool = False
     # the answer reflects data["revision"], not the tip it read (a search index that lags)
     revision_from_data: bool = False
+    # the snapshot tag a write makes (from its stored answer), re-made by a replay if missing
+    tag_of: Callable[[dict[str, Any] | None], str | None] | None = None
 
 
 def require_mission(view: TreeView, mission_id: str) -> MissionPaths:

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ..clock import parse_iso
+from ..clock import OutOfRange, parse_day, parse_iso
 from ..domain import envelope as p
 from ..domain.layout import MissionPaths
 from ..domain.models import OPEN_ACTION_STATUSES, DayRollup, MissionSnapshot, MissionStatus
@@ -31,7 +31,9 @@ def _day_of(timestamp: Any) -> str | None:
 
 def _parse_day(text: str, field: str) -> date:
     try:
-        return date.fromisoformat(text)
+        return parse_day(text)
+    except OutOfRange as exc:
+        raise InvalidPayload(f"{field}: {exc}", {"field": field}) from None
     except ValueError:
         raise InvalidPayload(
             f"{field} {text!r} is not a calendar date (YYYY-MM-DD)", {"field": field}
@@ -221,7 +223,13 @@ def rotate_journal(ctx: OpContext, draft: Draft, payload: p.RotateJournal) -> Wr
 
 
 DAY_OPS = [
-    OpSpec("HCM_SNAPSHOT_MISSION", "write", p.SnapshotMission, snapshot_mission),
+    OpSpec(
+        "HCM_SNAPSHOT_MISSION",
+        "write",
+        p.SnapshotMission,
+        snapshot_mission,
+        tag_of=lambda stored: (stored or {}).get("snapshot_id"),
+    ),
     OpSpec("HCM_DAY_ROLLUP", "write", p.DayPayload, day_rollup),
     OpSpec("HCM_PREPARE_DAY_CONTEXT", "read", p.PrepareDayContext, prepare_day_context, zone="agent_ok"),
     OpSpec("HCM_ROTATE_JOURNAL", "write", p.RotateJournal, rotate_journal),

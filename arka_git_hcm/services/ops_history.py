@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..clock import parse_iso
+from ..clock import OutOfRange, parse_iso
 from ..domain import envelope as p
 from ..domain.commit_message import parse_trailers, subject_of
 from ..domain.layout import MissionPaths
 from ..errors import InvalidPayload, NotFound
 from ..gitrepo import GitRepo
 from ..paths import check_relative
+from .history_query import HistoryFilters, history_page
 from .ops_base import OpContext, OpSpec
 from .views import TreeView
 
 __all__ = ["HISTORY_OPS", "commit_summary"]
-
-_MAX_WALK = 200_000
 
 
 def commit_summary(repo: GitRepo, commit_id: str) -> dict[str, Any]:
@@ -41,42 +40,38 @@ def _iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _touches(repo: GitRepo, tree: str, parent_tree: str | None, prefix: str) -> bool:
-    """Did this commit change anything under ``prefix``? Compares one tree entry, no scan."""
-    return bool(repo.entry_id(tree, prefix) != repo.entry_id(parent_tree, prefix))
+def _moment(value: str | None, field: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_iso(value).timestamp()
+    except OutOfRange as exc:
+        raise InvalidPayload(f"{field}: {exc}", {"field": field}) from None
+    except ValueError:
+        raise InvalidPayload(f"{field} {value!r} is not an ISO date/time", {"field": field}) from None
 
 
 def history(ctx: OpContext, view: TreeView, payload: p.History) -> dict[str, Any]:
+    """Newest first, ``limit`` at a time; ``next_cursor`` (when not null) fetches the next page.
+    Served by the history index where it reaches (see history_query); never silently capped."""
     if view.commit_id is None:
-        return {"commits": []}
-    prefix = None
-    if payload.mission_id is not None:
-        prefix = MissionPaths(payload.mission_id).root
-    elif payload.path is not None:
-        prefix = check_relative(payload.path.rstrip("/"))
-    since = None
-    if payload.since is not None:
-        try:
-            since = parse_iso(payload.since).timestamp()
-        except ValueError:
-            raise InvalidPayload(
-                f"since {payload.since!r} is not an ISO date/time", {"field": "since"}
-            ) from None
-    repo = view.repo
-    commits: list[dict[str, Any]] = []
-    for walked, info in enumerate(repo.walk(view.commit_id)):
-        if since is not None and info.commit_time < since:
-            break
-        if walked > _MAX_WALK:
-            break
-        if prefix is not None:
-            parent_tree = repo.commit_tree(info.parents[0]) if info.parents else None
-            if not _touches(repo, info.tree, parent_tree, prefix):
-                continue
-        commits.append(commit_summary(repo, info.id))
-        if len(commits) >= payload.limit:
-            break
-    return {"commits": commits}
+        return {"commits": [], "next_cursor": None}
+    flt = HistoryFilters(
+        mission=MissionPaths(payload.mission_id).mission_id if payload.mission_id is not None else None,
+        path=check_relative(payload.path.rstrip("/")) if payload.path is not None else None,
+        caller=payload.caller,
+        op=payload.op,
+        since=_moment(payload.since, "since"),
+        until=_moment(payload.until, "until"),
+    )
+    page = history_page(view.repo, ctx.history, view.commit_id, flt, payload.limit, payload.cursor)
+    answer: dict[str, Any] = {
+        "commits": [commit_summary(view.repo, commit) for commit in page.commits],
+        "next_cursor": page.next_cursor,
+    }
+    if page.partial:
+        answer["partial"] = True  # the page is short because the walk paused: go on with the cursor
+    return answer
 
 
 def diff(ctx: OpContext, view: TreeView, payload: p.Diff) -> dict[str, Any]:

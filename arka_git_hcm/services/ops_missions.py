@@ -16,7 +16,7 @@ from ..domain.models import (
     MissionStatus,
     NextActionsFile,
 )
-from ..errors import ConflictingUpdate, InvalidPayload, PayloadTooLarge
+from ..errors import AccessDenied, ConflictingUpdate, InvalidPayload, PayloadTooLarge
 from ..jsonio import compact_dumps
 from .engine import WriteOutcome
 from .ops_base import OpContext, OpSpec, require_mission
@@ -150,9 +150,30 @@ def replay_status(stored: dict[str, Any] | None, view: TreeView) -> dict[str, An
     return {"status": view.load(MissionPaths(stored["mission_id"]).status, MissionStatus).to_json()}
 
 
+def journal_author(ctx: OpContext, given: p.JournalEntryInput) -> tuple[str, str]:
+    """Who an entry is by. Agents and people write only as themselves (the author is their token's
+    identity: an agent once signed entries ``human/ceo``); the system caller, Arka OS itself,
+    names whom it writes for."""
+    caller = ctx.caller
+    if caller.type == "system":
+        if given.author_type is None or given.author_id is None:
+            return caller.type, caller.id
+        return given.author_type, given.author_id
+    if given.author_type not in (None, caller.type) or given.author_id not in (None, caller.id):
+        raise AccessDenied(
+            f"{caller.label} writes journal entries only as itself: omit entry.author_type and "
+            f"entry.author_id, or set them to {caller.type} and {caller.id}",
+            {"field": "entry.author_id", "caller": caller.label},
+        )
+    return caller.type, caller.id
+
+
 def append_journal(ctx: OpContext, draft: Draft, payload: p.AppendJournal) -> WriteOutcome:
     paths = require_mission(draft, payload.mission_id)
-    entry = JournalEntry(timestamp=ctx.now(), **payload.entry.model_dump(exclude_none=True))
+    author_type, author_id = journal_author(ctx, payload.entry)
+    fields = payload.entry.model_dump(exclude_none=True)
+    fields |= {"author_type": author_type, "author_id": author_id}
+    entry = JournalEntry(timestamp=ctx.now(), **fields)
     try:
         line = compact_dumps(entry.model_dump(mode="json", exclude_none=True)).encode("utf-8")
     except (ValueError, TypeError) as exc:  # NaN/Infinity in context, from a Python caller

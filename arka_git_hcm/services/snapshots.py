@@ -17,16 +17,24 @@ from .store import HcmStore
 __all__ = ["create_snapshot", "list_snapshots"]
 
 
-def create_snapshot(store: HcmStore, name: str, message: str = "", who: str = "arka-hcm") -> dict[str, Any]:
+def create_snapshot(store: HcmStore, name: str, message: str = "", who: str | None = None) -> dict[str, Any]:
+    """Tag the tip ``snapshot/<name>``; ``who`` (``type/id``) is the tagger, as commits name their
+    caller (default: the service identity)."""
     validate_id(name, "snapshot name")
     tip = store.tip()
     if tip is None:
         raise NotFound("the HCM has no commit to snapshot")
     committer = store.settings.file.store.committer
-    tagger = Signature(committer.name, committer.email, int(store.clock.now().timestamp()))
+    now = int(store.clock.now().timestamp())
+    if who:
+        kind, _, ident = who.partition("/")
+        tagger = Signature(ident, f"{ident}@{kind}.arka", now)
+    else:
+        tagger = Signature(committer.name, committer.email, now)
     if store.repo.resolve_commit(f"refs/tags/snapshot/{name}") is not None:
         raise ConflictingUpdate(f"snapshot {name} already exists; choose another name", {"name": name})
-    store.repo.create_tag(f"snapshot/{name}", tip, tagger, message or f"snapshot {name} by {who}")
+    text = message or f"snapshot {name} by {who or 'arka-hcm'}"
+    store.repo.create_tag(f"snapshot/{name}", tip, tagger, text)
     return {"name": name, "revision": tip, "tag": f"snapshot/{name}"}
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -19,14 +21,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..clock import Clock, SystemClock, parse_iso
+from .. import durable
+from ..clock import Clock, OutOfRange, SystemClock, parse_iso
 from ..config import Settings
 from ..domain.envelope import Caller, Envelope, describe_validation_error, parse_envelope
-from ..errors import AccessDenied, HcmError, InternalError, InvalidPayload, NotFound
+from ..domain.layout import is_required
+from ..errors import AccessDenied, HcmError, InternalError, InvalidPayload, IoError, NotFound, from_os_error
 from ..gitrepo import GitRepo
+from ..ids import is_request_id
 from ..jsonio import compact_dumps, parse_json
 from .access import META_RULES, authorize, parse_role_grants
 from .engine import CommitEngine, WriteRequest, WriteResult, payload_digest
+from .hand_edits import problems_of
+from .history_index import HistoryIndex
+from .history_indexer import HistoryIndexer
+from .history_query import commit_at, find_request
 from .hooks import install_hooks
 from .oplog import JsonLinesLog
 from .ops_base import OpContext, OpSpec
@@ -48,16 +57,35 @@ OPERATIONS: dict[str, OpSpec] = {
     for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS + HISTORY_OPS + ROLLBACK_OPS + SEARCH_OPS
 }
 NOT_YET: frozenset[str] = frozenset()
-_AT_REVISION = re.compile(r"^(?:[0-9a-f]{4,40}|HEAD(?:~\d{1,6})?)$")
+LOOP_PARSE_MAX = 64 * 1024  # bodies up to this size are parsed on an asyncio caller's loop
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+_AT_RELATIVE = re.compile(r"^HEAD(?:~(\d{1,6}))?$")
+_AT_HEX = re.compile(r"^[0-9a-f]{4,40}$")
+SNAPSHOT_TAG_PREFIX = "snapshot/"
 _AT_SNAPSHOT = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
 
 
+def echoed(envelope: Any) -> tuple[str | None, str | None]:
+    """(request_id, op) of an envelope as they may be echoed in an answer or a log record: only
+    when they are well-formed. A refused envelope's fields are the caller's text, unbounded (a
+    1,000,000-character request id rolled every log over in seconds): never repeated as they are."""
+    if not isinstance(envelope, dict):
+        return None, None
+    request_id, op = envelope.get("request_id"), envelope.get("op")
+    return (
+        request_id if is_request_id(request_id) else None,
+        op if isinstance(op, str) and _OP_NAME.fullmatch(op) else None,
+    )
+
+
+_OP_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
 def error_response(envelope: Any, error: HcmError, revision: str | None) -> dict[str, Any]:
-    request_id = envelope.get("request_id") if isinstance(envelope, dict) else None
-    op = envelope.get("op") if isinstance(envelope, dict) else None
+    request_id, op = echoed(envelope)
     return {
-        "request_id": request_id if isinstance(request_id, str) else None,
-        "op": op if isinstance(op, str) else None,
+        "request_id": request_id,
+        "op": op,
         "status": "error",
         "data": None,
         "error": error.to_dict(),
@@ -74,6 +102,56 @@ def ok_response(envelope: Envelope, data: dict[str, Any], revision: str | None) 
         "error": None,
         "revision": revision,
     }
+
+
+def refuse_other_owner(git_dir: Path) -> None:
+    """Refuse to open an HCM owned by another user, as git refuses a dubious owner: files this
+    process creates (objects, refs, the work tree) would be its own, and the service, running as
+    the folder's owner (uid 10001 in the container), could no longer write them. A folder shared
+    through a group (setgid and group-writable, as teams set it up) is fine."""
+    info = os.stat(git_dir)
+    uid = os.geteuid()
+    shared = info.st_mode & stat.S_ISGID and info.st_mode & stat.S_IWGRP
+    if uid == info.st_uid or shared:
+        return
+    raise AccessDenied(
+        f"{git_dir.parent} belongs to uid {info.st_uid} and this command runs as uid {uid}: the files it "
+        f"would create could not be written by the service afterwards. Run it as the folder's owner: "
+        f"inside the container, `docker compose exec arka-os arka-hcm ...` (or `docker-compose exec`), or "
+        f"on the host `sudo -u '#{info.st_uid}' arka-hcm ...`",
+        {"owner_uid": info.st_uid, "uid": uid},
+    )
+
+
+def read_branch(repo: GitRepo, settings: Settings) -> str | None:
+    """The branch tip at open (None: a repository with no commit yet). A HEAD or branch that
+    cannot be read, or an empty branch file in a repository that holds objects, is damage: the
+    message says so, never "create it with init" (which would refuse an existing repository)."""
+    damaged = None
+    try:
+        name = repo.head_ref_name()
+        tip = repo.read_ref(name)
+        if tip is not None and not _COMMIT_ID.fullmatch(tip):
+            damaged = f"{name} holds {tip[:40]!r}, not a commit id"
+        elif tip is None and ((repo.git_dir / name).exists() or repo.pack_count()):
+            damaged = f"{name} is empty or missing while the repository holds objects"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        damaged = f"HEAD or its branch cannot be read ({exc})"
+    if damaged is not None:
+        raise IoError(
+            f"the HCM repository at {settings.hcm_path} is damaged: {damaged}. Run `arka-hcm verify` "
+            "and restore it from a backup (see the README's backup section)",
+            {"path": str(settings.hcm_path)},
+        )
+    return tip
+
+
+def probe_writable(folder: Path) -> None:
+    """Create and remove a file in ``folder``: OSError when the volume does not take writes."""
+    with durable.folder(folder.parent, [folder.name], create=True) as fd:
+        file_fd, name = durable.create_new(fd, ".ready-probe-")
+        os.close(file_fd)
+        os.unlink(name, dir_fd=fd)
 
 
 def init_hint(hcm_path: Path) -> str:
@@ -98,6 +176,7 @@ class _Job:
 
     started: float
     envelope_dict: Any
+    caller: str | None = None  # who is logged: the token's identity when there is one
     envelope: Envelope | None = None
     read: Callable[[], dict[str, Any]] | None = None  # a read operation: answers when called
     quick: bool = False  # a read an asyncio server answers on its loop (OpSpec.quick)
@@ -128,6 +207,9 @@ class HcmStore:
         self.oplog = JsonLinesLog(settings.log_path / "operations.jsonl", log_cfg.max_bytes, log_cfg.backups)
         self.open_report: dict[str, Any] = {}
         self.search: SearchPort | None = None  # set by arka_git_hcm.search.attach_search
+        # the history index, kept up to date off the write path (see history_index.py)
+        self.history = HistoryIndex(settings.hcm_path, repo.state_dir)
+        self.history_indexer = HistoryIndexer(self.history, self.tip)
         self._grants: tuple[str | None, dict[str, list[str]]] = (None, {})
 
     @classmethod
@@ -147,8 +229,9 @@ class HcmStore:
                 f"no HCM repository at {settings.hcm_path}; {init_hint(settings.hcm_path)}",
                 {"path": str(settings.hcm_path)},
             )
+        refuse_other_owner(git_dir)
         repo = GitRepo(settings.hcm_path)
-        head = repo.read_ref(repo.head_ref_name())
+        head = read_branch(repo, settings)
         if head is not None and repo.entry_id(repo.commit_tree(head), "meta.json") is None:
             # Some other git repository: never install hooks or state in it.
             raise NotFound(
@@ -163,12 +246,15 @@ class HcmStore:
                 {"path": str(settings.hcm_path)},
             )
         store = cls(settings, repo, clock or SystemClock(), id_token)
+        store.add_landing_listener(lambda _tip, _paths: store.history_indexer.wake())
         if not install_hooks(store.repo.git_dir):
             log.warning(
                 "a pre-commit hook that arka-hcm did not write exists; the index guard is not installed"
             )
         store.open_report["recovery"] = store.engine.recover()
+        store.open_report["stray_asides"] = store.engine.check_stray_asides()
         store.open_report["index_repaired"] = store.engine.repair_index()
+        store.engine.check_history()
         if scan_hand_edits:
             store.open_report["hand_edits"] = store.scan_hand_edits(
                 adopt=settings.file.store.external_edits == "adopt"
@@ -179,7 +265,42 @@ class HcmStore:
         if self.search is not None:
             self.search.close()
         self.engine.close()
+        self.history_indexer.close()
+        self.history.close_reader()
         self.oplog.close()
+
+    def health(self) -> dict[str, Any]:
+        """Whether the store can take writes now (``ready``), the problems if not, each with what
+        to do, and details an admin should see: hand edits kept out of history. A work tree left
+        by a failed write is repaired here if it can be. The volume is checked by doing what a
+        write does (creating and removing a file where the store writes): a filesystem the
+        kernel forced read-only still passes ``os.access``."""
+        problems: list[str] = []
+        engine = self.engine
+        if engine.repair_pending:
+            try:
+                engine.recover()
+            except HcmError as exc:
+                problems.append(f"{engine.repair_pending}; repairing it failed: {exc.message}")
+        if engine.broken:
+            problems.append(engine.broken)
+        try:
+            probe_writable(self.repo.state_dir)
+        except OSError as exc:
+            problems.append(from_os_error(exc, "checking that the HCM volume takes writes").message)
+        tip = self._safe_tip()
+        if tip is None:
+            problems.append("the HCM branch has no commit")
+        scan = self.open_report.get("hand_edits") or {}
+        details: dict[str, Any] = {
+            "saved_hand_edits": engine.saved_edits.listed(5),
+            "hand_edits_not_adopted": scan.get("invalid", []),
+        }
+        return {"ready": not problems, "revision": tip, "problems": problems, "details": details}
+
+    def accept_rewind(self, by: tuple[str, str]) -> dict[str, Any]:
+        """Keep the branch where a person moved it back (see RequestIndex)."""
+        return self.engine.accept_rewind(by)
 
     def add_landing_listener(self, listener: Callable[[str, list[str]], None]) -> None:
         """Call ``listener(new_tip, changed_paths)`` after each batch of writes lands in this
@@ -215,12 +336,17 @@ class HcmStore:
         request: Any,
         *,
         caller: Caller | None = None,
-        offload: Callable[[Callable[[], dict[str, Any]]], Awaitable[dict[str, Any]]],
+        offload: Callable[[Callable[[], Any]], Awaitable[Any]],
     ) -> dict[str, Any]:
         """:meth:`execute` for an asyncio server: the envelope is checked in the calling loop,
         a quick read (OpSpec.quick) runs there too, other reads through ``offload`` (a thread
         pool), a write joins the engine's queue."""
-        job = self._prepare(request, caller, "envelope")
+        if isinstance(request, (bytes, str)) and len(request) > LOOP_PARSE_MAX:
+            # parsing and validating a large body takes milliseconds: not on the event loop,
+            # where it would hold every other request (and /health) meanwhile
+            job: _Job = await offload(lambda: self._prepare(request, caller, "envelope"))
+        else:
+            job = self._prepare(request, caller, "envelope")
         if job.response is None:
             with self._answering(job):
                 if job.write is not None:
@@ -234,6 +360,8 @@ class HcmStore:
         """Parse, validate and authorize one envelope: a job holding its read or its write, or
         already answered (an error)."""
         job = _Job(started=time.perf_counter(), envelope_dict=request)
+        if caller is not None:
+            job.caller = caller.label
         with self._answering(job):
             if not isinstance(request, (bytes, str)):
                 # A Python value (CLI, embedding, tests) goes through the same strict parser as
@@ -252,6 +380,7 @@ class HcmStore:
                 what=what,
             )
             envelope = parse_envelope(job.envelope_dict)
+            job.caller = job.caller or envelope.caller.label
             if caller is not None:
                 envelope = self._bind_caller(envelope, caller)
             self._plan(job, envelope)
@@ -272,7 +401,7 @@ class HcmStore:
 
     def _finish(self, job: _Job) -> dict[str, Any]:
         assert job.response is not None
-        self._log(job.envelope_dict, job.response, job.started)
+        self._log(job)
         return job.response
 
     def _bind_caller(self, envelope: Envelope, caller: Caller) -> Envelope:
@@ -310,6 +439,7 @@ class HcmStore:
             id_token=self.id_token,
             resolve_at=self.resolve_at,
             search=self.search,
+            history=self.history,
         )
         if spec.kind == "read":
 
@@ -330,6 +460,7 @@ class HcmStore:
             payload_sha256=payload_digest(spec.name, envelope.caller.label, envelope.payload),
             apply=lambda draft: spec.handler(ctx, draft, payload),
             replay=spec.replay,
+            replay_tag=spec.tag_of,
         )
 
     def _with_granted_roles(self, caller: Caller, tip: str | None) -> Caller:
@@ -347,18 +478,21 @@ class HcmStore:
         extra = [r for r in grants.get(caller.label, []) if r not in caller.roles]
         return caller.model_copy(update={"roles": [*caller.roles, *extra]}) if extra else caller
 
-    def _log(self, envelope: Any, response: dict[str, Any], started: float) -> None:
-        caller = envelope.get("caller") if isinstance(envelope, dict) else None
+    def _log(self, job: _Job) -> None:
+        """One record per operation: only bounded, validated values (see :func:`echoed`), and the
+        caller is the token's identity, or the envelope's once it validated; never the payload."""
+        response = job.response
+        assert response is not None
         self.oplog.write(
             {
                 "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
                 "op": response.get("op"),
                 "request_id": response.get("request_id"),
-                "caller": f"{caller.get('type')}/{caller.get('id')}" if isinstance(caller, dict) else None,
+                "caller": job.caller,
                 "status": response["status"],
                 "error_code": (response.get("error") or {}).get("code"),
                 "replayed": bool(response.get("replayed")),
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "duration_ms": round((time.perf_counter() - job.started) * 1000, 3),
                 "revision": response.get("revision"),
             }
         )
@@ -378,62 +512,106 @@ class HcmStore:
         return TreeView(self.repo, self.repo.commit_tree(commit) if commit else None, commit)
 
     def resolve_at(self, at: str | None) -> str | None:
-        """``at`` as a commit: a revision, a snapshot name, or an ISO date/time (state then)."""
+        """``at`` as a commit: ``HEAD`` or ``HEAD~N`` (first parents of the branch tip), a commit
+        id or a prefix of one, a snapshot name (``NAME`` or ``snapshot/NAME``, as `git tag` shows
+        it), or an ISO date/time (the state then).
+
+        Only commits of the HCM's history are answered: reachable from the branch or from a
+        snapshot tag. A prefix of any other object in the database (a commit on another ref, a
+        stash, an unreachable commit of a failed write, a blob) is not a revision of the HCM."""
         if at is None:
             return self.tip()
-        if _AT_REVISION.match(at):
+        tip = self.tip()
+        relative = _AT_RELATIVE.match(at)
+        if relative:
+            return self._first_parent(tip, int(relative.group(1) or 0), at)
+        if _AT_HEX.match(at):
             commit = self.repo.resolve_commit(at)
-            if commit is not None:
+            if commit is not None and self._in_history(commit, tip):
                 return commit
-        if _AT_SNAPSHOT.match(at):
-            commit = self.repo.resolve_commit(f"refs/tags/snapshot/{at}")
+        name = at.removeprefix(SNAPSHOT_TAG_PREFIX)
+        if _AT_SNAPSHOT.match(name):
+            commit = self.repo.resolve_commit(f"refs/tags/{SNAPSHOT_TAG_PREFIX}{name}")
             if commit is not None:
                 return commit
         try:
             moment = parse_iso(at)
+        except OutOfRange as exc:
+            raise InvalidPayload(str(exc), {"at": at[:200]}) from None
         except ValueError:
             raise NotFound(
-                f"{at!r} is neither a revision, a snapshot name nor an ISO date/time", {"at": at}
+                f"{at[:200]!r} is neither a revision of this HCM, a snapshot name nor an ISO date/time",
+                {"at": at[:200]},
             ) from None
         commit = self.commit_at(moment)
         if commit is None:
             raise NotFound(f"the HCM has no history at {at}", {"at": at})
         return commit
 
+    def _first_parent(self, tip: str | None, steps: int, at: str) -> str | None:
+        current = tip
+        for _ in range(steps):
+            parents = self.repo.commit_info(current).parents if current else ()
+            if not parents:
+                raise NotFound(f"{at}: the history has fewer than {steps + 1} commits", {"at": at})
+            current = parents[0]
+        return current
+
+    def _in_history(self, commit: str, tip: str | None) -> bool:
+        """Reachable from the branch tip or from a snapshot tag."""
+        if commit == tip or (tip is not None and self.repo.is_ancestor(commit, tip)):
+            return True
+        for _name, tagged, _when, _message in self.repo.list_tags(SNAPSHOT_TAG_PREFIX):
+            if commit == tagged or self.repo.is_ancestor(commit, tagged):
+                return True
+        return False
+
     def commit_at(self, moment: datetime) -> str | None:
-        tip = self.tip()
-        if tip is None:
-            return None
-        limit = moment.timestamp()
-        for info in self.repo.walk(tip):
-            if info.commit_time <= limit:
-                return info.id
-        return None
+        """The newest first-parent commit at or before ``moment``, from the history index (the
+        commits it has not indexed yet are walked)."""
+        return commit_at(self.repo, self.history, self.tip(), moment)
+
+    def find_request(self, request_id: str) -> str | None:
+        """The commit that answered ``request_id`` (the oldest on the branch), from the history
+        index; None when no commit carries it. For idempotent replays."""
+        return find_request(self.repo, self.history, self.tip(), request_id)
 
     def state_at(self, moment: datetime) -> TreeView | None:
         commit = self.commit_at(moment)
         return None if commit is None else self.view(commit)
 
     # --- hand edits -----------------------------------------------------------------------
-    def scan_hand_edits(self, *, adopt: bool) -> dict[str, Any]:
+    def scan_hand_edits(self, *, adopt: bool, by: tuple[str, str] | None = None) -> dict[str, Any]:
         """Find files whose work-tree content differs from HEAD (edited, added or deleted by hand)
-        and adopt them as one HCM_EXTERNAL_EDIT commit, or just report them."""
+        and adopt them as one HCM_EXTERNAL_EDIT commit (authored ``by`` (type, id) when a person
+        asked for it, else by the store itself), or just report them."""
         from ..paths import check_relative
 
-        adoptable, unsafe = [], []
+        adoptable, unsafe, invalid = [], [], []
         for path in self.engine.find_hand_edits():
             try:
                 check_relative(path)
-                self.engine.resolver.resolve(path)
-                adoptable.append(path)
+                data = self.engine.resolver.read_bytes(path)
             except HcmError:
                 unsafe.append(path)
-        report: dict[str, Any] = {"paths": adoptable, "unsafe": unsafe, "adopted": None}
+                continue
+            if problems_of(path, data) or (data is None and is_required(path)):
+                invalid.append(path)  # kept out of history, left on disk, reported
+            else:
+                adoptable.append(path)
+        report: dict[str, Any] = {"paths": adoptable, "unsafe": unsafe, "invalid": invalid, "adopted": None}
         if adoptable and adopt:
-            report["adopted"] = self._adopt(adoptable)
-        if adoptable or unsafe:
-            log.warning("hand edits found: %d adoptable, %d unsafe", len(adoptable), len(unsafe))
+            try:
+                report["adopted"] = self.engine.submit_adoption(self.engine.adoption_request(adoptable, by))
+            except HcmError as exc:  # a store that refuses writes (a rewind to decide) still opens
+                report["adoption_refused"] = exc.message
+                log.warning("hand edits not adopted: %s", exc.message)
+        if adoptable or unsafe or invalid:
+            log.warning(
+                "hand edits found: %d adoptable, %d unsafe, %d not valid (kept out of history: %s)",
+                len(adoptable),
+                len(unsafe),
+                len(invalid),
+                ", ".join(invalid[:10]),
+            )
         return report
-
-    def _adopt(self, paths: list[str]) -> str | None:
-        return self.engine.submit_adoption(self.engine.adoption_request(paths))

@@ -12,16 +12,19 @@ import fcntl
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, TypedDict, cast, get_args
 
-from ..clock import Clock, SystemClock, iso
+from ..clock import Clock, SystemClock, iso, parse_iso
 from ..config import FileConfig, Settings, TokenRecord, read_file_config, write_file_config
+from ..durable import open_lock_file
 from ..errors import ConflictingUpdate, InvalidPayload, NotFound, Unauthenticated
 from ..ids import validate_id
 
@@ -30,6 +33,9 @@ __all__ = [
     "TokenInfo",
     "authenticate",
     "create_token",
+    "ensure_config",
+    "expiry_of",
+    "last_used",
     "hash_token",
     "list_tokens",
     "load_tokens",
@@ -58,6 +64,7 @@ class TokenInfo(TypedDict):
     roles: list[Role]
     created_at: str
     label: str
+    expires_at: str | None
 
 
 def hash_token(token: str) -> str:
@@ -72,7 +79,39 @@ def _info(record: TokenRecord) -> TokenInfo:
         roles=list(record.roles),
         created_at=record.created_at,
         label=record.label,
+        expires_at=record.expires_at,
     )
+
+
+_DURATION = re.compile(r"^(\d{1,5})([hdw])$")
+_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def expiry_of(text: str, now: datetime) -> str:
+    """``--expires``: a duration from now (``12h``, ``90d``, ``4w``) or an ISO date/time, as the
+    ISO time the token stops working. InvalidPayload when unreadable or not in the future."""
+    match = _DURATION.fullmatch(text.strip())
+    try:
+        moment = now + int(match.group(1)) * _UNIT[match.group(2)] if match else parse_iso(text)
+    except (ValueError, OverflowError):
+        raise InvalidPayload(
+            f"--expires {text[:40]!r} is neither a duration (12h, 90d, 4w) nor an ISO date/time",
+            {"field": "expires"},
+        ) from None
+    if moment <= now:
+        raise InvalidPayload(f"--expires {text[:40]!r} is not in the future", {"field": "expires"})
+    return iso(moment)
+
+
+def ensure_config(settings: Settings) -> None:
+    """Token commands edit or read an existing client's config: never create one at a default
+    place (``/config`` outside a container) by accident."""
+    if not settings.config_file.is_file():
+        raise NotFound(
+            f"no configuration at {settings.config_file}; name the client folder with --client "
+            "(or --config / ARKA_CONFIG_PATH), or create one with `arka-hcm init DIR --tenant-id <id>`",
+            {"path": str(settings.config_file)},
+        )
 
 
 def _validate(id: str, type: str, roles: Sequence[str], label: str) -> list[Role]:
@@ -103,7 +142,7 @@ def _config_locked(settings: Settings) -> Iterator[FileConfig]:
     """
     path = settings.config_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_lock_file(path.with_name(f".{path.name}.lock"), mode=0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield read_file_config(path)
@@ -118,18 +157,22 @@ def create_token(
     roles: Sequence[str],
     label: str = "",
     *,
+    expires: str | None = None,
     clock: Clock | None = None,
 ) -> tuple[str, TokenRecord]:
-    """Create a token for ``id``; returns ``(token, record)``. The token is never stored."""
+    """Create a token for ``id``; returns ``(token, record)``. The token is never stored.
+    ``expires``: a duration (``90d``) or an ISO date/time after which it is refused."""
     valid_roles = _validate(id, type, roles, label)
+    now = (clock or SystemClock()).now()
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     record = TokenRecord(
         id=id,
         type=cast(CallerType, type),
         roles=valid_roles,
         sha256=hash_token(token),
-        created_at=iso((clock or SystemClock()).now()),
+        created_at=iso(now),
         label=label,
+        expires_at=expiry_of(expires, now) if expires else None,
     )
     with _config_locked(settings) as config:
         # One identity, one token: a second one would make revocation by id ambiguous.
@@ -162,8 +205,10 @@ def revoke_token(settings: Settings, id: str) -> TokenInfo:
     return _info(revoked)
 
 
-def authenticate(records: Sequence[TokenRecord], presented: str | None) -> TokenRecord:
-    """The record whose token is ``presented``; raises Unauthenticated otherwise.
+def authenticate(
+    records: Sequence[TokenRecord], presented: str | None, *, now: datetime | None = None
+) -> TokenRecord:
+    """The record whose token is ``presented`` (and not expired); raises Unauthenticated otherwise.
 
     Every record is compared, with hmac.compare_digest, whatever the outcome: the time taken
     says nothing about which token, or which prefix of a hash, came close.
@@ -182,6 +227,11 @@ def authenticate(records: Sequence[TokenRecord], presented: str | None) -> Token
             found = record
     if found is None:
         raise Unauthenticated("invalid token: it is not one this HCM issued, or it was revoked")
+    if found.expires_at is not None and (now or datetime.now(UTC)) >= parse_iso(found.expires_at):
+        raise Unauthenticated(
+            f"the token of {found.type}/{found.id} expired at {found.expires_at}; an admin creates a "
+            "new one with `arka-hcm token revoke` then `token create`"
+        )
     return found
 
 
@@ -211,3 +261,31 @@ def load_tokens(settings: Settings) -> tuple[TokenRecord, ...]:
         with _cache_lock:
             _cache[path] = (key, records)
     return records
+
+
+_LOG_CALLER = re.compile(rb'"caller":"([a-z]+/[A-Za-z0-9._@-]{1,128})".*?"time":"([^"]{10,40})"')
+
+
+def last_used(settings: Settings, records: Sequence[TokenRecord]) -> dict[str, str]:
+    """When each token's identity last made a request, from the server's request log (newest
+    file first, each read once, stopping when every identity is found): no config write per
+    request, and nothing but what the log already holds."""
+    wanted = {f"{r.type}/{r.id}" for r in records}
+    found: dict[str, str] = {}
+    log = settings.log_path / "server.jsonl"
+    for index in range(0, settings.file.logging.backups + 1):
+        path = log if index == 0 else log.with_name(f"{log.name}.{index}")
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        for line in reversed(data.split(b"\n")):
+            match = _LOG_CALLER.search(line)
+            if match is None:
+                continue
+            who = match.group(1).decode()
+            if who in wanted and who not in found:
+                found[who] = match.group(2).decode()
+        if wanted <= found.keys():
+            break
+    return found

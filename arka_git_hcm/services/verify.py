@@ -8,38 +8,25 @@ name differs from its id, upper-case ids, files the layout does not name). Warni
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import ValidationError
-
-from ..domain.layout import LAYERS, META, model_for_path
-from ..domain.models import JournalEntry
+from ..domain.checks import Finding, check_file
+from ..domain.layout import META
 from ..errors import Busy, HcmError
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import run_fsck
-from ..ids import is_valid_id
-from ..jsonio import canonical_bytes, parse_json
 from ..paths import PathResolver
-from .worktree import INTENT_FILE
+from .hand_edits import SavedEdits
+from .requests import RequestIndex
+from .worktree import ASIDE_MARK, INTENT_FILE, TEMP_MARK
 
-__all__ = ["Finding", "VerifyReport", "check_folder", "verify_hcm"]
-
-_ID_FIELDS = ("mission_id", "evidence_id", "action_id", "decision_id", "agent_id", "human_id")
-
-
-@dataclass
-class Finding:
-    severity: Literal["error", "warning"]
-    path: str
-    message: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"severity": self.severity, "path": self.path, "message": self.message}
+__all__ = ["Finding", "VerifyReport", "check_file", "check_folder", "verify_hcm"]
 
 
 @dataclass
@@ -69,95 +56,6 @@ class VerifyReport:
             "warnings": len(self.warnings),
             "findings": [f.to_json() for f in self.findings],
         }
-
-
-def _ids_in(value: Any) -> Iterable[tuple[str, Any]]:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, sub in item.items():
-                if key in _ID_FIELDS:
-                    yield key, sub
-                elif isinstance(sub, (dict, list)):
-                    stack.append(sub)
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-def _is_mission_evidence(path: str) -> bool:
-    """``state/missions/<id>/evidence/<evidence_id>.json``: the only files named after an evidence
-    id (``stable/patterns/evidence/*.json`` are patterns, not evidence)."""
-    parts = path.split("/")
-    return (
-        len(parts) == 5
-        and parts[0] == "state"
-        and parts[1] == "missions"
-        and parts[3] == "evidence"
-        and parts[4].endswith(".json")
-    )
-
-
-def check_file(path: str, data: bytes) -> list[Finding]:
-    """Shape checks of one file's bytes."""
-    found: list[Finding] = []
-    if path.endswith(".jsonl"):
-        lines = data.split(b"\n")
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                if number < len(lines):
-                    found.append(Finding("warning", path, f"line {number} is blank"))
-                continue
-            try:
-                entry = parse_json(line, what=f"line {number}")
-                JournalEntry.model_validate(entry)
-            except HcmError as exc:
-                found.append(Finding("error", path, f"line {number}: {exc.message}"))
-                continue
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                found.append(
-                    Finding("error", path, f"line {number}: {'.'.join(map(str, err['loc']))}: {err['msg']}")
-                )
-                continue
-        if data and not data.endswith(b"\n"):
-            found.append(Finding("warning", path, "no newline after the last line"))
-        return found
-    if not path.endswith(".json"):
-        found.append(Finding("warning", path, "not a JSON file; the HCM holds .json and .jsonl files"))
-        return found
-    try:
-        value = parse_json(data, what=path, max_depth=512)
-    except HcmError as exc:
-        return [Finding("error", path, exc.message)]
-    model = model_for_path(path)
-    if model is not None:
-        try:
-            model.model_validate(value)
-        except ValidationError as exc:
-            for err in exc.errors()[:5]:
-                where = ".".join(str(p) for p in err["loc"])
-                found.append(Finding("error", path, f"{where}: {err['msg']}"))
-    if data != canonical_bytes(value):
-        found.append(
-            Finding("warning", path, "not in canonical form (2-space indent, sorted keys, final newline)")
-        )
-    for key, value_id in _ids_in(value):
-        if not is_valid_id(value_id):
-            found.append(Finding("warning", path, f"{key} {value_id!r} does not follow the id rules"))
-    if _is_mission_evidence(path) and isinstance(value, dict):
-        stem = path.rsplit("/", 1)[-1][: -len(".json")]
-        if value.get("evidence_id") != stem:
-            found.append(
-                Finding(
-                    "warning",
-                    path,
-                    f"file name {stem!r} differs from evidence_id {value.get('evidence_id')!r}",
-                )
-            )
-    if path.split("/")[0] not in LAYERS and path != META:
-        found.append(Finding("warning", path, "outside the HCM layers (stable, domain, state, hindex)"))
-    return found
 
 
 def check_folder(root: Path, files: list[str]) -> list[Finding]:
@@ -206,8 +104,52 @@ def verify_hcm(
 
 
 def _writing_state(repo: GitRepo) -> tuple[str | None, bool]:
-    """(branch tip, a write intent open): what changes while a store writes."""
-    return repo.read_ref(repo.head_ref_name()), (repo.state_dir / INTENT_FILE).exists()
+    """(branch tip, a write in flight): what changes while a store writes. An intent counts as
+    in flight only while some store holds the write lock: a free lock means a leftover of a
+    write that failed or was killed (reported, not waited for)."""
+    return repo.read_ref(repo.head_ref_name()), (repo.state_dir / INTENT_FILE).exists() and _lock_held(repo)
+
+
+def _lock_held(repo: GitRepo) -> bool:
+    try:
+        fd = os.open(repo.state_dir / "write.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _store_state_findings(repo: GitRepo, head: str) -> list[Finding]:
+    """What the store's own state says: a rewind nobody accepted, an interrupted write left to
+    repair, hand edits kept out of history."""
+    found = []
+    rewound = RequestIndex(repo, repo.head_ref_name(), repo.state_dir).unaccepted_rewind(head)
+    if rewound is not None:
+        found.append(Finding("error", ".git", rewound.message()))
+    if (repo.state_dir / INTENT_FILE).exists() and not _lock_held(repo):
+        found.append(
+            Finding(
+                "error",
+                ".git/arka-hcm/intent.json",
+                "a write was interrupted before the work tree followed the branch; any arka-hcm "
+                "command that opens the HCM (e.g. `arka-hcm status`) finishes it",
+            )
+        )
+    for record in SavedEdits(repo.state_dir).listed(20):
+        found.append(
+            Finding(
+                "warning",
+                str(record.get("path")),
+                f"a hand edit was kept out of history ({record.get('reason')}); it is saved in "
+                f".git/{record.get('saved_as')}",
+            )
+        )
+    return found
 
 
 def _verify_once(
@@ -229,6 +171,7 @@ def _verify_once(
         )
     if META not in files:
         found.append(Finding("error", META, "missing from HEAD"))
+    found.extend(_store_state_findings(repo, head))
     resolver = PathResolver(hcm_path)
     total = len(files)
     for done, (path, blob) in enumerate(sorted(files.items()), start=1):
@@ -258,6 +201,8 @@ def _verify_once(
             dirnames[:] = [d for d in dirnames if d != ".git"]
         for name in filenames:
             rel = os.path.relpath(Path(dirpath) / name, hcm_path).replace(os.sep, "/")
+            if TEMP_MARK in name or ASIDE_MARK in name:
+                continue  # the store's transient files (a killed store's are cleared at the next open)
             if rel not in files:
                 found.append(
                     Finding(

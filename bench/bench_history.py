@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""Long history: does the HCM stay fast at 1,000,000 commits?
+
+Builds (or reuses) an HCM with a long history (bench/history_build.py: fast-import of realistic
+store commits, 500 missions, one rarely touched), then times, each as the median of several runs:
+
+- the history index: build from scratch, size, catching up 1 commit;
+- HCM_HISTORY of a rarely touched mission and of a busy one (the last 20 commits), in-process;
+- ``at=DATE``: HCM_GET_MISSION_CONTEXT at random dates (the state at a date, through the index);
+- ``arka-hcm log --mission`` as a user types it (a new process each time);
+- the alternative the issue names: git's commit-graph with changed-path Bloom filters, time to
+  write it and ``git log --first-parent -20 -- <mission folder>`` with and without it;
+- backup create (full bundle), backup verify (restore into a temporary folder, fsck, layout);
+- ``arka-hcm verify``; a clone over HTTP from ``arka-hcm serve``;
+- ``arka-hcm gc`` and the repository's bytes per commit after it.
+
+    .venv/bin/python bench/bench_history.py --quick                   # 20,000 commits, a minute
+    .venv/bin/python bench/bench_history.py --client /tmp/lh1m --skip-build --json out.json
+    .venv/bin/python bench/bench_history.py --commits 1000000 --client /tmp/lh1m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import history_build  # noqa: E402
+
+from arka_git_hcm.config import load_settings  # noqa: E402
+from arka_git_hcm.services.store import HcmStore  # noqa: E402
+
+CLI = [sys.executable, "-m", "arka_git_hcm"]
+READER = {"type": "human", "id": "bench", "roles": ["reader"]}
+
+
+class Rows(list[tuple[str, str]]):
+    """The table's rows, each also printed as soon as it is measured (a 1M run takes an hour)."""
+
+    def append(self, item: tuple[str, str]) -> None:
+        super().append(item)
+        print(f"  {item[0]}: {item[1]}", file=sys.stderr, flush=True)
+
+
+def median_ms(fn: Callable[[], Any], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - began) * 1000)
+    return statistics.median(samples)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    began = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - began, value
+
+
+def git(hcm: Path, *args: str, timeout: float = 7200) -> str:
+    proc = subprocess.run(
+        ["git", "-c", "safe.directory=*", *args], cwd=hcm, capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"git {args[0]} failed: {proc.stderr[:500]}")
+    return proc.stdout
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def execute(store: HcmStore, op: str, payload: dict[str, Any]) -> dict[str, Any]:
+    response = store.execute({"op": op, "request_id": "bench", "caller": READER, "payload": payload})
+    assert response["status"] == "ok", response
+    return response
+
+
+def bench_index(client: Path, rows: list[tuple[str, str]], runs: int) -> dict[str, Any]:
+    settings = load_settings(client=client)
+    hcm = settings.hcm_path
+    results: dict[str, Any] = {}
+    with HcmStore.open(settings, scan_hand_edits=False) as store:
+        store.history.rebuild(None)  # from scratch: time the full build
+        seconds, added = timed(lambda: store.history.catch_up(store.tip(), build=True, wait=True))
+        results["index_build_s"] = round(seconds, 1)
+        results["index_bytes"] = dir_bytes(store.history.folder)
+        rows.append(("history index: build from scratch", f"{seconds:.1f} s ({added:,} commits)"))
+        rows.append(
+            (
+                "history index: size",
+                f"{results['index_bytes'] / 1e6:.0f} MB "
+                f"({results['index_bytes'] / max(added, 1):.0f} B/commit)",
+            )
+        )
+        for mission, label in (("rare-mission", "rarely touched"), ("mission-0000", "busiest")):
+            ms = median_ms(
+                lambda m=mission: execute(store, "HCM_HISTORY", {"mission_id": m, "limit": 20}), runs
+            )
+            results[f"history_{label}_ms"] = round(ms, 2)
+            rows.append((f"HCM_HISTORY, last 20 of the {label} mission", f"{ms:.2f} ms"))
+        ms = median_ms(lambda: execute(store, "HCM_HISTORY", {"limit": 20, "caller": "human/alice"}), runs)
+        rows.append(("HCM_HISTORY, last 20 by one caller", f"{ms:.2f} ms"))
+        first = int(git(hcm, "log", "--reverse", "--format=%ct", "--max-parents=0", "HEAD").split()[0])
+        last = int(git(hcm, "log", "-1", "--format=%ct").strip())
+        rng = random.Random(5)
+        dates = [datetime.fromtimestamp(rng.randint(first, last), UTC).isoformat() for _ in range(runs)]
+        it = iter(dates * 2)
+        ms = median_ms(lambda: store.commit_at(datetime.fromisoformat(next(it))), runs)
+        results["at_date_ms"] = round(ms, 3)
+        rows.append(("at=DATE (the commit at a random date)", f"{ms:.2f} ms"))
+        it = iter(dates * 2)
+        ms = median_ms(
+            lambda: execute(store, "HCM_GET_MISSION_CONTEXT", {"mission_id": "mission-0001", "at": next(it)}),
+            runs,
+        )
+        results["context_at_date_ms"] = round(ms, 2)
+        rows.append(("HCM_GET_MISSION_CONTEXT at a random date", f"{ms:.2f} ms"))
+        ms = median_ms(lambda: store.find_request("req-00000042"), runs)
+        rows.append(("request id lookup (idempotent replay)", f"{ms:.2f} ms"))
+    cli_ms = median_ms(
+        lambda: subprocess.run(
+            [*CLI, "--client", str(client), "log", "--mission", "rare-mission", "-n", "20"],
+            capture_output=True,
+            check=True,
+        ),
+        max(3, runs // 4),
+    )
+    startup = median_ms(lambda: subprocess.run([*CLI, "--help"], capture_output=True, check=True), 3)
+    results["cli_log_mission_ms"] = round(cli_ms, 1)
+    rows.append(
+        (
+            "`arka-hcm log --mission` (whole command)",
+            f"{cli_ms:.0f} ms (of which Python start {startup:.0f} ms)",
+        )
+    )
+    return results
+
+
+def bench_commit_graph(client: Path, rows: list[tuple[str, str]]) -> dict[str, Any]:
+    hcm = client / "hcm"
+    path = "state/missions/rare-mission"
+
+    def log_rare() -> str:
+        return git(hcm, "log", "--first-parent", "-20", "--format=%H", "--", path)
+
+    graph = hcm / ".git" / "objects" / "info" / "commit-graph"
+    graph.unlink(missing_ok=True)
+    shutil.rmtree(hcm / ".git" / "objects" / "info" / "commit-graphs", ignore_errors=True)
+    plain, _ = timed(log_rare)
+    rows.append(("git log -- <rare mission>, no commit-graph", f"{plain * 1000:.0f} ms"))
+    seconds, _ = timed(lambda: git(hcm, "commit-graph", "write", "--reachable", "--changed-paths"))
+    rows.append(("git commit-graph write --changed-paths", f"{seconds:.0f} s"))
+    with_graph, _ = timed(log_rare)
+    rows.append(("git log -- <rare mission>, commit-graph + Bloom filters", f"{with_graph * 1000:.0f} ms"))
+    return {
+        "git_log_plain_ms": plain * 1000,
+        "commit_graph_write_s": seconds,
+        "git_log_graph_ms": with_graph * 1000,
+    }
+
+
+def bench_backup(client: Path, rows: list[tuple[str, str]]) -> dict[str, Any]:
+    scratch = Path(tempfile.mkdtemp(prefix="bench-backup-"))
+    try:
+        bundle = scratch / "full.bundle"
+        seconds, _ = timed(
+            lambda: subprocess.run(
+                [*CLI, "--client", str(client), "backup", "create", str(bundle), "--json"],
+                check=True,
+                capture_output=True,
+            )
+        )
+        size = bundle.stat().st_size
+        rows.append(("backup create (full bundle)", f"{seconds:.0f} s, {size / 1e6:.0f} MB"))
+        verify_s, proc = timed(
+            lambda: subprocess.run([*CLI, "backup", "verify", str(bundle)], capture_output=True, text=True)
+        )
+        rows.append(
+            (
+                "backup verify (restore, fsck, layout)",
+                f"{verify_s:.0f} s ({'OK' if proc.returncode == 0 else 'FAILED'})",
+            )
+        )
+        restore_s, proc = timed(
+            lambda: subprocess.run(
+                [*CLI, "restore", str(bundle), str(scratch / "restored")], capture_output=True, text=True
+            )
+        )
+        rows.append(
+            (
+                "restore (into a new folder, verified)",
+                f"{restore_s:.0f} s ({'OK' if proc.returncode == 0 else 'FAILED'})",
+            )
+        )
+        return {
+            "backup_s": seconds,
+            "bundle_bytes": size,
+            "backup_verify_s": verify_s,
+            "restore_s": restore_s,
+        }
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench_verify(client: Path, rows: list[tuple[str, str]]) -> dict[str, Any]:
+    seconds, proc = timed(
+        lambda: subprocess.run([*CLI, "--client", str(client), "verify"], capture_output=True, text=True)
+    )
+    rows.append(
+        (
+            "arka-hcm verify (fsck + files)",
+            f"{seconds:.0f} s (exit {proc.returncode})",
+        )
+    )
+    return {"verify_s": seconds}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_clone(client: Path, rows: list[tuple[str, str]], timeout: float) -> dict[str, Any]:
+    token = json.loads(
+        subprocess.run(
+            [
+                *CLI,
+                "--client",
+                str(client),
+                "token",
+                "create",
+                "--id",
+                f"bench-{os.getpid()}",
+                "--type",
+                "human",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["token"]
+    port = free_port()
+    server = subprocess.Popen(
+        [*CLI, "--client", str(client), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    scratch = Path(tempfile.mkdtemp(prefix="bench-clone-"))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.2)
+        url = f"http://git:{token}@127.0.0.1:{port}/git/hcm.git"
+        began = time.perf_counter()
+        try:
+            subprocess.run(
+                ["git", "clone", "-q", "--bare", url, str(scratch / "c.git")],
+                check=True,
+                timeout=timeout,
+                capture_output=True,
+            )
+            seconds = time.perf_counter() - began
+            rows.append(("clone over HTTP (arka-hcm serve)", f"{seconds:.0f} s"))
+        except subprocess.TimeoutExpired:
+            seconds = float("nan")
+            rows.append(("clone over HTTP (arka-hcm serve)", f"not done after {timeout:.0f} s"))
+        return {"clone_http_s": seconds}
+    finally:
+        server.terminate()
+        server.wait(30)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench_gc(client: Path, rows: list[tuple[str, str]], commits: int) -> dict[str, Any]:
+    hcm = client / "hcm"
+    before = dir_bytes(hcm / ".git" / "objects")
+    seconds, _ = timed(
+        lambda: subprocess.run([*CLI, "--client", str(client), "gc"], check=True, capture_output=True)
+    )
+    after = dir_bytes(hcm / ".git" / "objects")
+    rows.append(("repository objects before gc", f"{before / 1e6:.0f} MB ({before / commits:.0f} B/commit)"))
+    rows.append(("arka-hcm gc", f"{seconds:.0f} s"))
+    rows.append(("repository objects after gc", f"{after / 1e6:.0f} MB ({after / commits:.0f} B/commit)"))
+    return {"gc_s": seconds, "objects_bytes_before": before, "objects_bytes_after": after}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--client", type=Path, help="client folder to build into or reuse")
+    parser.add_argument("--commits", type=int, default=1_000_000)
+    parser.add_argument("--missions", type=int, default=500)
+    parser.add_argument("--quick", action="store_true", help="20,000 commits, no gc, short clone")
+    parser.add_argument("--skip-build", action="store_true", help="reuse --client as it is")
+    parser.add_argument("--only", default="index,graph,backup,verify,clone,gc")
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--clone-timeout", type=float, default=3600)
+    parser.add_argument("--json", dest="json_out")
+    args = parser.parse_args()
+    if args.quick:
+        args.commits, args.only, args.clone_timeout = 20_000, "index,graph,backup,verify,clone", 300
+    client = args.client or Path(tempfile.mkdtemp(prefix="bench-history-")) / "client"
+    rows: list[tuple[str, str]] = Rows()
+    results: dict[str, Any] = {"commits_requested": args.commits}
+    if not args.skip_build:
+        seconds, timings = timed(
+            lambda: history_build.build(client, args.commits, args.missions, progress=not args.quick)
+        )
+        rows.append(("build (store seed + git fast-import)", f"{seconds:.0f} s"))
+        results["build"] = timings
+    commits = int(git(client / "hcm", "rev-list", "--count", "HEAD"))
+    results["commits"] = commits
+    steps = args.only.split(",")
+    if "index" in steps:
+        results |= bench_index(client, rows, args.runs)
+    if "graph" in steps:
+        results |= bench_commit_graph(client, rows)
+    if "backup" in steps:
+        results |= bench_backup(client, rows)
+    if "verify" in steps:
+        results |= bench_verify(client, rows)
+    if "clone" in steps:
+        results |= bench_clone(client, rows, args.clone_timeout)
+    if "gc" in steps:
+        results |= bench_gc(client, rows, commits)
+    print(
+        f"\n{commits:,} commits, {args.missions} missions "
+        f"({datetime.now(UTC):%Y-%m-%d}, load {os.getloadavg()[0]:.1f})\n"
+    )
+    print("| step | result |\n|---|---|")
+    for label, value in rows:
+        print(f"| {label} | {value} |")
+    results["rows"] = rows
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,337 @@
+"""The history index against the walk it replaces (the oracle) and against git itself: every
+filter, every page, a lagging index, clocks that went backwards, a branch reset by hand."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arka_git_hcm.config import Settings
+from arka_git_hcm.services import history_query
+from arka_git_hcm.services.history_query import HistoryFilters, commit_at, find_request, history_page
+from arka_git_hcm.services.store import HcmStore
+
+from .conftest import ADMIN, AGENT, HUMAN, READER, git, new_hcm, ok
+
+START = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
+
+
+class SettableClock:
+    def __init__(self, start: datetime) -> None:
+        self.value = start
+
+    def now(self) -> datetime:
+        return self.value
+
+
+def _write(
+    store: HcmStore, clock: SettableClock, op: str, payload: dict[str, Any], caller: dict[str, Any]
+) -> str:
+    clock.value += timedelta(minutes=7)
+    return str(ok(store, op, payload, caller)["revision"])
+
+
+def build_history(
+    store: HcmStore, clock: SettableClock, writes: int = 60, seed: int = 3, create: bool = True
+) -> None:
+    rng = random.Random(seed)
+    for mission in ("m1", "m2", "m3", "rare") if create else ():
+        _write(
+            store,
+            clock,
+            "HCM_CREATE_MISSION",
+            {"mission_id": mission, "meta": {"title": "T", "mission_type": "audit"}},
+            HUMAN,
+        )
+    for n in range(writes):
+        mission = rng.choice(["m1", "m1", "m2", "m3"])
+        roll = rng.random()
+        if roll < 0.6:
+            entry = {
+                "author_type": "agent",
+                "author_id": "arka-pmo-01",
+                "entry_type": "note",
+                "message": f"n{n}",
+            }
+            _write(store, clock, "HCM_APPEND_JOURNAL", {"mission_id": mission, "entry": entry}, AGENT)
+        elif roll < 0.8:
+            _write(
+                store,
+                clock,
+                "HCM_UPDATE_STATUS",
+                {"mission_id": mission, "status": {"summary": f"s{n}"}},
+                HUMAN,
+            )
+        elif roll < 0.9:
+            doc = {"path": "stable/glossary/terms.json", "content": {"n": n}}
+            _write(store, clock, "HCM_PUT_DOCUMENT", doc, ADMIN)
+        else:
+            _write(store, clock, "HCM_ROLLBACK", {"target": "HEAD~2"}, ADMIN)  # touches many missions
+        if n == writes // 2:
+            entry = {
+                "author_type": "agent",
+                "author_id": "arka-pmo-01",
+                "entry_type": "note",
+                "message": "rare",
+            }
+            _write(store, clock, "HCM_APPEND_JOURNAL", {"mission_id": "rare", "entry": entry}, AGENT)
+        if n % 17 == 5:
+            clock.value -= timedelta(hours=3)  # a clock that went backwards
+
+
+@pytest.fixture
+def long_store(tmp_path: Path) -> Iterator[tuple[HcmStore, SettableClock]]:
+    settings: Settings = new_hcm(tmp_path / "client", START)
+    clock = SettableClock(START)
+    counter = itertools.count(1)
+    store = HcmStore.open(settings, clock=clock, id_token=lambda: f"{next(counter):04d}")
+    build_history(store, clock)
+    yield store, clock
+    store.close()
+
+
+def all_pages(store: HcmStore, flt: HistoryFilters, use_index: bool, limit: int = 7) -> list[str]:
+    tip = store.tip()
+    assert tip is not None
+    found: list[str] = []
+    cursor = None
+    for _ in range(1000):
+        page = history_page(store.repo, store.history if use_index else None, tip, flt, limit, cursor)
+        found += page.commits
+        cursor = page.next_cursor
+        if cursor is None:
+            return found
+    raise AssertionError("pages never ended")
+
+
+FILTERS = [
+    HistoryFilters(),
+    HistoryFilters(mission="m1"),
+    HistoryFilters(mission="rare"),
+    HistoryFilters(mission="nope"),
+    HistoryFilters(caller="agent/arka-pmo-01"),
+    HistoryFilters(op="HCM_UPDATE_STATUS"),
+    HistoryFilters(mission="m2", op="HCM_APPEND_JOURNAL"),
+    HistoryFilters(since=(START + timedelta(hours=2)).timestamp()),
+    HistoryFilters(until=(START + timedelta(hours=3)).timestamp()),
+    HistoryFilters(
+        mission="m1",
+        since=(START + timedelta(hours=1)).timestamp(),
+        until=(START + timedelta(hours=4)).timestamp(),
+    ),
+]
+
+
+def test_every_filter_pages_through_the_same_commits_as_the_walk(
+    long_store: tuple[HcmStore, SettableClock],
+) -> None:
+    store, _ = long_store
+    assert store.history.catch_up(store.tip()) > 60
+    for flt in FILTERS:
+        walked = all_pages(store, flt, use_index=False)
+        assert all_pages(store, flt, use_index=True) == walked, flt
+        assert len(set(walked)) == len(walked)
+
+
+def test_mission_history_matches_git_log(long_store: tuple[HcmStore, SettableClock]) -> None:
+    store, _ = long_store
+    store.history.catch_up(store.tip())
+    hcm = store.settings.hcm_path
+    for mission in ("m1", "rare"):
+        expected = git(hcm, "log", "--first-parent", "--format=%H", "--", f"state/missions/{mission}").split()
+        assert all_pages(store, HistoryFilters(mission=mission), use_index=True) == expected
+
+
+def test_a_lagging_index_still_answers_in_full(long_store: tuple[HcmStore, SettableClock]) -> None:
+    store, clock = long_store
+    store.history.catch_up(store.tip())
+    store.history_indexer.close(final_round=False)  # nothing follows the writes: the index lags
+    build_history(store, clock, writes=15, seed=9, create=False)  # not indexed: walked
+    assert store.history.stamp() is not None and store.history.stamp().id != store.tip()  # type: ignore[union-attr]
+    for flt in FILTERS:
+        assert all_pages(store, flt, use_index=True) == all_pages(store, flt, use_index=False), flt
+    assert store.history.catch_up(store.tip()) > 15
+    assert store.history.stamp().id == store.tip()  # type: ignore[union-attr]
+
+
+def test_commit_at_any_moment_matches_the_walk_despite_clock_skew(
+    long_store: tuple[HcmStore, SettableClock],
+) -> None:
+    store, _ = long_store
+    tip = store.tip()
+    store.history.catch_up(tip)
+    for minutes in range(-30, 60 * 12, 11):
+        moment = START + timedelta(minutes=minutes)
+        assert commit_at(store.repo, store.history, tip, moment) == commit_at(
+            store.repo, None, tip, moment
+        ), moment
+    assert store.commit_at(START + timedelta(days=30)) == tip
+
+
+def test_request_lookup_matches_the_walk(long_store: tuple[HcmStore, SettableClock]) -> None:
+    store, _ = long_store
+    tip = store.tip()
+    store.history.catch_up(tip)
+    hcm = store.settings.hcm_path
+    for line in git(
+        hcm, "log", "--format=%H %(trailers:key=Hcm-Request-Id,valueonly,separator=)"
+    ).splitlines()[:40]:
+        commit, _, request_id = line.partition(" ")
+        if request_id:
+            assert find_request(store.repo, store.history, tip, request_id) == commit
+            assert store.find_request(request_id) == commit
+    assert store.find_request("never-sent") is None
+
+
+def test_a_branch_reset_by_hand_drops_the_rows_above_it(long_store: tuple[HcmStore, SettableClock]) -> None:
+    store, clock = long_store
+    store.history.catch_up(store.tip())
+    hcm = store.settings.hcm_path
+    older = git(hcm, "rev-parse", "HEAD~10").strip()
+    store.close()
+    git(hcm, "update-ref", "refs/heads/main", older)
+    git(hcm, "reset", "-q", "--hard", older)
+    counter = itertools.count(500)
+    reopened = HcmStore.open(store.settings, clock=clock, id_token=lambda: f"{next(counter):04d}")
+    try:
+        reopened.accept_rewind(("human", "admin"))  # writes are refused until an admin keeps the reset
+        entry = {"author_type": "agent", "author_id": "arka-pmo-01", "entry_type": "note", "message": "after"}
+        _write(reopened, clock, "HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": entry}, AGENT)
+        for flt in FILTERS[:3]:
+            assert all_pages(reopened, flt, use_index=True) == all_pages(reopened, flt, use_index=False)
+        reopened.history.catch_up(reopened.tip(), wait=True)
+        stamp = reopened.history.stamp()
+        assert stamp is not None and stamp.id == reopened.tip()
+        count = int(git(hcm, "rev-list", "--first-parent", "--count", "HEAD"))
+        assert stamp.seq == count - 1
+        for flt in FILTERS:
+            assert all_pages(reopened, flt, use_index=True) == all_pages(reopened, flt, use_index=False)
+    finally:
+        reopened.close()
+
+
+def test_no_silent_cap_a_long_walk_pauses_with_a_cursor(
+    long_store: tuple[HcmStore, SettableClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = long_store
+    monkeypatch.setattr(history_query, "WALK_BUDGET", 10)
+    flt = HistoryFilters(mission="rare")
+    tip = store.tip()
+    assert tip is not None
+    first = history_page(store.repo, None, tip, flt, 20, None)
+    assert first.partial and first.next_cursor is not None and first.commits == []
+    assert (
+        all_pages(store, flt, use_index=False)
+        == git(
+            store.settings.hcm_path, "log", "--first-parent", "--format=%H", "--", "state/missions/rare"
+        ).split()
+    )
+
+
+def test_hcm_history_pages_with_a_cursor_and_filters(long_store: tuple[HcmStore, SettableClock]) -> None:
+    store, _ = long_store
+    store.history.catch_up(store.tip())
+    seen: list[str] = []
+    payload: dict[str, object] = {"limit": 5, "caller": "agent/arka-pmo-01"}
+    while True:
+        data = ok(store, "HCM_HISTORY", payload, READER)["data"]
+        seen += [c["revision"] for c in data["commits"]]
+        assert all(c["caller"] == "agent/arka-pmo-01" for c in data["commits"])
+        if data["next_cursor"] is None:
+            break
+        payload["cursor"] = data["next_cursor"]
+    assert seen == all_pages(store, HistoryFilters(caller="agent/arka-pmo-01"), use_index=False)
+    bad = store.execute(
+        {"op": "HCM_HISTORY", "request_id": "c", "caller": READER, "payload": {"cursor": "HEAD~1"}}
+    )
+    assert bad["error"]["code"] == "INVALID_PAYLOAD"
+
+
+def test_the_indexer_follows_the_writes_off_the_write_path(tmp_path: Path) -> None:
+    settings = new_hcm(tmp_path / "client", START)
+    clock = SettableClock(START)
+    with HcmStore.open(settings, clock=clock) as store:
+        store.history_indexer.serve(interval_s=3600)
+        assert store.history_indexer.wait_idle(60)
+        assert store.history.stamp() is not None
+        for n in range(3):
+            _write(
+                store,
+                clock,
+                "HCM_CREATE_MISSION",
+                {"mission_id": f"w{n}", "meta": {"title": "T", "mission_type": "a"}},
+                HUMAN,
+            )
+        deadline = time.monotonic() + 60
+        while store.history.stamp().id != store.tip():  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the indexer did not catch up"
+            store.history_indexer.wait_idle(1)
+    conn = sqlite3.connect(settings.hcm_path / ".git" / "arka-hcm" / "history" / "index.sqlite")
+    assert conn.execute("SELECT count(*) FROM commits").fetchone()[0] == 4
+    conn.close()
+
+
+def test_a_cli_store_extends_an_existing_index_but_never_builds_one(tmp_path: Path) -> None:
+    settings = new_hcm(tmp_path / "client", START)
+    clock = SettableClock(START)
+    with HcmStore.open(settings, clock=clock) as store:
+        _write(
+            store,
+            clock,
+            "HCM_CREATE_MISSION",
+            {"mission_id": "a", "meta": {"title": "T", "mission_type": "a"}},
+            HUMAN,
+        )
+    assert not (settings.hcm_path / ".git" / "arka-hcm" / "history" / "index.sqlite").exists()
+    with HcmStore.open(settings, clock=clock) as store:
+        store.history.catch_up(store.tip())
+        _write(
+            store,
+            clock,
+            "HCM_CREATE_MISSION",
+            {"mission_id": "b", "meta": {"title": "T", "mission_type": "a"}},
+            HUMAN,
+        )
+        tip = store.tip()
+    with HcmStore.open(settings, clock=clock) as store:
+        assert store.history.stamp().id == tip  # type: ignore[union-attr]  # the last round at close
+
+
+def test_a_deleted_index_is_noticed_by_open_readers(long_store: tuple[HcmStore, SettableClock]) -> None:
+    store, _ = long_store
+    store.history.catch_up(store.tip(), wait=True)
+    assert store.history.stamp() is not None
+    for leftover in store.history.folder.glob("index.sqlite*"):
+        leftover.unlink()
+    assert store.history.stamp() is None  # the walk answers until it is rebuilt
+    assert all_pages(store, HistoryFilters(mission="m1"), use_index=True) == all_pages(
+        store, HistoryFilters(mission="m1"), use_index=False
+    )
+    store.history.catch_up(store.tip(), wait=True)
+    assert store.history.stamp().id == store.tip()  # type: ignore[union-attr]
+
+
+def test_closing_during_a_build_leaves_a_whole_index_or_none(
+    long_store: tuple[HcmStore, SettableClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arka_git_hcm.services import history_index
+
+    store, _ = long_store
+    monkeypatch.setattr(history_index, "_BATCH", 3)  # progress (and the stop check) every 3 rows
+    store.history_indexer.serve(interval_s=3600)
+    store.history_indexer.close(final_round=False)
+    stamp = store.history.stamp()
+    assert stamp is None or stamp.id == store.tip()
+    assert store.history.catch_up(store.tip(), wait=True) in (
+        0,
+        int(git(store.settings.hcm_path, "rev-list", "--count", "HEAD")),
+    )
+    assert store.history.stamp().id == store.tip()  # type: ignore[union-attr]
