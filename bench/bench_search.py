@@ -443,8 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100_000, help="size of the HCM [100000]")
     parser.add_argument("--queries", type=int, default=2000, help="queries per in-process row")
-    parser.add_argument("--write-rounds", type=int, default=6, help="alternating write blocks per mode")
-    parser.add_argument("--write-block", type=int, default=100, help="writes per block")
+    parser.add_argument("--write-rounds", type=int, default=12, help="alternating write blocks per mode")
+    parser.add_argument("--write-block", type=int, default=40, help="writes per block")
     parser.add_argument("--write-seconds", type=float, default=15.0, help="HTTP write phase")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP part")
     parser.add_argument(
@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     if args.quick:
-        args.files, args.queries, args.write_rounds, args.write_seconds = 10_000, 300, 2, 4.0
+        args.files, args.queries, args.write_rounds, args.write_seconds = 10_000, 300, 6, 4.0
     started = Timer()
 
     def log(message: str) -> None:
