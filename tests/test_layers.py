@@ -27,12 +27,14 @@ FOUNDATION = {
 }
 # custody uses the store and verify (services): it sits above them, so the rule "an arrow only
 # goes to a lower level" keeps services from depending on custody; anonymize pushes through
-# custody's remotes
+# custody's remotes. search sits beside services: neither imports the other (the operations
+# reach the index through OpContext.search)
 LEVEL = {
     "foundation": 0,
     "domain": 1,
     "gitrepo": 1,
     "services": 2,
+    "search": 2,
     "custody": 3,
     "anonymize": 4,
     "cli": 5,

@@ -42,6 +42,7 @@ def test_the_operation_table_matches_the_contract() -> None:
         "HCM_UPSERT_TEAM_MEMBER",
         "HCM_GET_DOCUMENT",
         "HCM_PUT_DOCUMENT",
+        "HCM_SEARCH",
     }
     assert contract_ops <= set(OPERATIONS)
     kinds = {name: spec.kind for name, spec in OPERATIONS.items()}

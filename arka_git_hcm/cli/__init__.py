@@ -113,4 +113,12 @@ def main(
 
 
 # Importing the command modules registers their commands on `main`.
-from . import anonymize_cmds, custody_cmds, guard_cmds, history_cmds, service_cmds, store_cmds  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    anonymize_cmds,
+    custody_cmds,
+    guard_cmds,
+    history_cmds,
+    search_cmds,
+    service_cmds,
+    store_cmds,
+)

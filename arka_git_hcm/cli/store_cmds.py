@@ -13,6 +13,7 @@ import click
 from ..config import load_settings
 from ..errors import HcmError, InvalidPayload, error_for_code
 from ..jsonio import line_dumps, parse_json
+from ..search import attach_search
 from ..services.init import init_hcm
 from ..services.store import HcmStore, error_response, init_hint
 from ..services.verify import Finding, verify_hcm
@@ -124,6 +125,8 @@ def exec_(obj: Context, file_: Any) -> None:
     items = _read_envelopes(file_, limits.max_envelope_bytes, limits.max_json_depth)
     exit_code = 0
     with HcmStore.open(obj.settings) as store:
+        # HCM_SEARCH / HCM_MEMORY_QUERY envelopes: the index is brought up to date when asked
+        attach_search(store, interval_s=None, wait_s=600.0, start=False, follow_writes=False)
         for item in items:
             if isinstance(item, HcmError):
                 response = error_response(None, item, store.tip())

@@ -311,6 +311,29 @@ class Rollback(_Payload):
     reason: str | None = Field(None, max_length=500)
 
 
+class SearchScope(_Payload):
+    """Where HCM_SEARCH looks. Empty: the hindex's default scopes (scopes.json per class)."""
+
+    layers: list[Literal["stable", "domain", "state", "hindex"]] | None = Field(None, max_length=4)
+    mission_id: HcmId | None = None
+    path_prefix: str | None = Field(None, min_length=1, max_length=1024)
+
+
+class Search(_Payload):
+    query: str = Field(min_length=1, max_length=500)
+    scope: SearchScope = SearchScope()
+    limit: int = Field(10, ge=1, le=100)
+    # wait (bounded) until the index reflects the branch tip this request saw
+    consistent: bool = False
+
+
+class MemoryQuery(_MissionScoped):
+    query: str = Field(min_length=1, max_length=500)
+    limit: int = Field(8, ge=1, le=50)
+    max_bytes: int = Field(16384, ge=1024, le=1_048_576)
+    consistent: bool = False
+
+
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> InvalidPayload:
     """One INVALID_PAYLOAD listing the bad fields with where they were (cattrs-style), at most
     MAX_REPORTED_ERRORS of them; ``more_errors`` counts the rest."""

@@ -39,6 +39,7 @@ from ..errors import (
     ReadOnly,
     error_for_code,
 )
+from ..search import attach_search
 from ..services import tokens
 from ..services.oplog import JsonLinesLog
 from ..services.store import HcmStore, error_response
@@ -126,6 +127,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         # /health answers, and /ready and every operation say READ_ONLY with the reason.
         try:
             holder["store"] = await run_in_threadpool(HcmStore.open, settings, clock=clock)
+            # follows the writes, updating in a child process (off this process's CPU and GIL)
+            attach_search(holder["store"], updater_process=True, min_gap_s=0.1)
         except HcmError as exc:
             problem["reason"] = f"the HCM could not be opened: {exc.message}"
             log.error("%s", problem["reason"])
@@ -320,6 +323,22 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             "filters": {"status": status} if status else {},
         } | ({"at": at} if at else {})
         return await run_read(request, "HCM_GET_DECISIONS", payload)
+
+    @app.get("/v1/search", tags=["reads"])
+    async def search(
+        request: Request,
+        q: str = Query(..., min_length=1, max_length=500),
+        mission_id: str | None = None,
+        layer: list[str] = Query([]),
+        limit: int = Query(10, ge=1, le=100),
+        consistent: bool = False,
+    ) -> JSONResponse:
+        """HCM_SEARCH: `?q=décision budget&mission_id=acme-crm&layer=state&limit=10`."""
+        scope: dict[str, Any] = {"mission_id": mission_id} if mission_id else {}
+        if layer:
+            scope["layers"] = layer
+        payload = {"query": q, "scope": scope, "limit": limit, "consistent": consistent}
+        return await run_read(request, "HCM_SEARCH", payload)
 
     if not open_docs:
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -18,6 +18,9 @@ from ..ids import new_id
 from .engine import WriteOutcome
 from .history_index import HistoryIndex
 from .views import Draft, TreeView
+
+if TYPE_CHECKING:
+    from .ops_search import SearchPort
 
 __all__ = ["OpContext", "OpSpec", "ReadHandler", "WriteHandler", "require_mission"]
 
@@ -32,6 +35,8 @@ class OpContext:
     id_token: Callable[[], str | None] = lambda: None
     # a revision, snapshot name or ISO date/time as a commit id (HCM_DIFF's from/to)
     resolve_at: Callable[[str | None], str | None] = lambda at: None
+    # the search index (HCM_SEARCH, HCM_MEMORY_QUERY), when the front-end attached one
+    search: SearchPort | None = None
     # the history index (HCM_HISTORY reads it; None: walk the commits)
     history: HistoryIndex | None = None
 
@@ -64,6 +69,8 @@ class OpSpec:
     # a read bounded by one mission or one document: an asyncio server answers it on its event
     # loop, since handing it to a worker thread and back costs more than the read itself
     quick: bool = False
+    # the answer reflects data["revision"], not the tip it read (a search index that lags)
+    revision_from_data: bool = False
     # the snapshot tag a write makes (from its stored answer), re-made by a replay if missing
     tag_of: Callable[[dict[str, Any] | None], str | None] | None = None
 

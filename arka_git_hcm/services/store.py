@@ -44,6 +44,7 @@ from .ops_history import HISTORY_OPS
 from .ops_missions import MISSION_OPS
 from .ops_records import RECORD_OPS
 from .ops_rollback import ROLLBACK_OPS
+from .ops_search import SEARCH_OPS, SearchPort
 from .ops_team_docs import TEAM_DOC_OPS
 from .views import TreeView
 
@@ -52,9 +53,10 @@ __all__ = ["OPERATIONS", "HcmStore", "error_response", "init_hint", "ok_response
 log = logging.getLogger("arka_git_hcm.store")
 
 OPERATIONS: dict[str, OpSpec] = {
-    spec.name: spec for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS + HISTORY_OPS + ROLLBACK_OPS
+    spec.name: spec
+    for spec in MISSION_OPS + RECORD_OPS + DAY_OPS + TEAM_DOC_OPS + HISTORY_OPS + ROLLBACK_OPS + SEARCH_OPS
 }
-NOT_YET = frozenset({"HCM_SEARCH"})
+NOT_YET: frozenset[str] = frozenset()
 LOOP_PARSE_MAX = 64 * 1024  # bodies up to this size are parsed on an asyncio caller's loop
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 _AT_RELATIVE = re.compile(r"^HEAD(?:~(\d{1,6}))?$")
@@ -204,6 +206,7 @@ class HcmStore:
         log_cfg = settings.file.logging
         self.oplog = JsonLinesLog(settings.log_path / "operations.jsonl", log_cfg.max_bytes, log_cfg.backups)
         self.open_report: dict[str, Any] = {}
+        self.search: SearchPort | None = None  # set by arka_git_hcm.search.attach_search
         # the history index, kept up to date off the write path (see history_index.py)
         self.history = HistoryIndex(settings.hcm_path, repo.state_dir)
         self.history_indexer = HistoryIndexer(self.history, self.tip)
@@ -259,6 +262,8 @@ class HcmStore:
         return store
 
     def close(self) -> None:
+        if self.search is not None:
+            self.search.close()
         self.engine.close()
         self.history_indexer.close()
         self.history.close_reader()
@@ -433,6 +438,7 @@ class HcmStore:
             state_at=self.state_at,
             id_token=self.id_token,
             resolve_at=self.resolve_at,
+            search=self.search,
             history=self.history,
         )
         if spec.kind == "read":
@@ -441,7 +447,7 @@ class HcmStore:
                 at = getattr(payload, "at", None)
                 commit = tip if at is None else self.resolve_at(at)
                 data = spec.handler(ctx, self.view(commit), payload)
-                return ok_response(envelope, data, commit)
+                return ok_response(envelope, data, data["revision"] if spec.revision_from_data else commit)
 
             job.read = read
             job.quick = spec.quick
