@@ -7,23 +7,25 @@ An invalid configuration stops the program with a message naming the field (cont
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import re
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .durable import write_atomic
+from .durable import flocked, write_atomic
 from .errors import ConfigError
 from .jsonio import canonical_bytes, parse_json
 
 __all__ = [
     "ANONYMIZE_KEY_FILE",
+    "locked_file_config",
     "CONFIG_FILE_NAME",
     "cli_identity",
     "FileConfig",
@@ -227,6 +229,16 @@ def read_file_config(path: Path) -> FileConfig:
         raise ConfigError(f"invalid configuration in {path}: {_describe(exc)}") from None
     except Exception as exc:  # InvalidPayload from the strict parser
         raise ConfigError(f"invalid configuration in {path}: {exc}") from None
+
+
+@contextlib.contextmanager
+def locked_file_config(path: Path) -> Iterator[FileConfig]:
+    """The config, read under an exclusive lock held until the block ends, for a read-modify-write
+    (tokens, remotes): two commands writing at once would otherwise each write back what they
+    read, and one token or remote would silently vanish. Write it with write_file_config."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with flocked(path.with_name(f".{path.name}.lock"), mode=0o600):
+        yield read_file_config(path)
 
 
 def write_file_config(path: Path, config: FileConfig) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from arka_git_hcm.config import Settings
+from arka_git_hcm.durable import StoreLock
 from arka_git_hcm.errors import HcmError
 from arka_git_hcm.services.oplog import JsonLinesLog
 from arka_git_hcm.services.store import HcmStore
-from arka_git_hcm.services.worktree import StoreLock
 
 from .conftest import AGENT, assert_clean, commit_count, create_mission, envelope, git, journal, make_settings
 from .test_engine import tree_digest

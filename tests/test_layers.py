@@ -1,6 +1,6 @@
 """The architecture, enforced: imports only go downward, and a few doors have one key.
 
-foundation  errors, ids, paths, jsonio, clock, config, lockfiles, durable, worker
+foundation  errors, ids, paths, jsonio, clock, config, durable/, worker
 domain      domain/*            git adapter  gitrepo/*   (the only code importing pygit2/dulwich)
 services    services/*
 custody     custody/*           (backup, restore, remotes, mirror, hooks: built on the services)
@@ -20,7 +20,6 @@ FOUNDATION = {
     "jsonio",
     "clock",
     "config",
-    "lockfiles",
     "durable",
     "worker",
     "__init__",

@@ -358,13 +358,13 @@ def wait_for(condition: Callable[[], bool]) -> None:
 def test_a_failing_pack_write_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = new_repo(tmp_path / "r")
     repo.write_blob(b"x" * 1000)
-    real_write_all = durable.write_all
+    real_write_all = durable.files.write_all
 
     def disk_full(fd: int, data: object) -> None:
         real_write_all(fd, b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(durable, "write_all", disk_full)
+    monkeypatch.setattr(durable.files, "write_all", disk_full)
     with pytest.raises(HcmError):
         repo.flush_objects()
     assert [p.name for p in repo.pack_dir.iterdir()] == [] if repo.pack_dir.exists() else True

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..durable import write_atomic
 from ..errors import ConflictingUpdate, NotFound
 from ..gitrepo.gitcli import GitFailed, run_git
 from ..services.hooks import GUARD_MARK, VALIDATE_HOOK
@@ -65,12 +66,9 @@ def _write(hook: Path, text: str, force: bool) -> None:
             {"hook": str(hook)},
         )
     hook.parent.mkdir(parents=True, exist_ok=True)
-    tmp = hook.with_name(f".{hook.name}.{os.getpid()}")
-    tmp.write_text(
-        text.replace('ARKA_HCM="${ARKA_HCM:-arka-hcm}"', f'ARKA_HCM="${{ARKA_HCM:-{_command()}}}"'), "utf-8"
-    )
-    tmp.chmod(0o755)
-    os.replace(tmp, hook)
+    script = text.replace('ARKA_HCM="${ARKA_HCM:-arka-hcm}"', f'ARKA_HCM="${{ARKA_HCM:-{_command()}}}"')
+    # at a random temp name, never through a link: a planted one cannot receive the script
+    write_atomic(hook, script.encode("utf-8"), mode=0o755)
 
 
 def install_git_hooks(repo: Path, *, force: bool = False) -> dict[str, Any]:

@@ -13,10 +13,10 @@ secret files too; a manifest holding secrets is written with mode 0600.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
+from ..durable import write_atomic
 from ..errors import InvalidPayload, NotFound
 from ..jsonio import canonical_bytes, parse_json
 
@@ -47,15 +47,7 @@ def write_manifest(bundle: Path, manifest: dict[str, Any]) -> Path:
     """Atomically, mode 0600 when it holds secrets (0644 otherwise)."""
     path = manifest_path(bundle)
     mode = 0o600 if manifest.get("secrets") else 0o644
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, canonical_bytes(manifest))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    write_atomic(path, canonical_bytes(manifest), mode=mode, sync=True)
     return path
 
 

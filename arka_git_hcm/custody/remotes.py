@@ -8,8 +8,6 @@ password instead. A push sends the branch and every snapshot tag and is never fo
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import FileConfig, RemoteRecord, Settings, read_file_config, write_file_config
+from ..config import FileConfig, RemoteRecord, Settings, locked_file_config, write_file_config
 from ..errors import ConflictingUpdate, InvalidPayload, IoError, NotFound
 from ..gitrepo.gitcli import GitFailed, Progress, run_git
 from ..gitrepo.remotes import Credentials, RemoteDiverged, RemoteRejected, is_ancestor, ls_remote, push
@@ -64,15 +62,9 @@ def check_url(url: str) -> str:
 def _config_locked(settings: Settings) -> Iterator[FileConfig]:
     """Read-modify-write of the config under the same lock as `token` uses."""
     path = settings.config_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        config = read_file_config(path)
+    with locked_file_config(path) as config:
         yield config
         write_file_config(path, FileConfig.model_validate(config.model_dump()))
-    finally:
-        os.close(fd)
 
 
 def add_remote(

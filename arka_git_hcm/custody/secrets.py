@@ -9,7 +9,6 @@ logged or printed; ``remote list`` shows whether a remote has credentials, never
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..durable import flocked, write_atomic
 from ..errors import ConfigError, InvalidPayload
 from ..jsonio import canonical_bytes, parse_json
 
@@ -72,22 +72,10 @@ def update_secrets(settings: Settings) -> Iterator[dict[str, Any]]:
     """Read-modify-write of the secrets file under a lock; written atomically, mode 0600."""
     path = _path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = os.open(path.with_name(f".{SECRETS_FILE}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with flocked(path.with_name(f".{SECRETS_FILE}.lock"), mode=0o600):
         secrets = read_secrets(settings)
         yield secrets
-        tmp = path.with_name(f".{SECRETS_FILE}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, canonical_bytes(secrets))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        os.close(lock)
+        write_atomic(path, canonical_bytes(secrets), mode=0o600, sync=True)
 
 
 def secret_files(settings: Settings) -> dict[str, bytes]:

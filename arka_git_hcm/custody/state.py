@@ -8,12 +8,12 @@ A state file is written atomically by the process running the task and read by e
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from ..durable import flocked, write_atomic
 
 __all__ = ["custody_dir", "load_state", "runner_lock", "save_state"]
 
@@ -31,23 +31,12 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, sort_keys=True, indent=2) + "\n", "utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(state, sort_keys=True, indent=2) + "\n").encode("utf-8"))
 
 
 @contextlib.contextmanager
 def runner_lock(path: Path) -> Iterator[bool]:
     """True when this process may run the task now (another process holds it otherwise)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    with flocked(path, wait=False) as fd:
+        yield fd is not None

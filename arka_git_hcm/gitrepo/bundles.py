@@ -14,6 +14,7 @@ instead of waiting: writes are never held up by a backup).
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,7 @@ def create_bundle(
     store moves the branch in between it silently leaves that ref out (seen: "Refusing to create
     empty bundle" under writes)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")  # unpredictable: git writes it
     args = ["bundle", "create", "--progress" if on_progress else "--quiet", str(tmp)]
     # HEAD too: `git clone FILE` then checks the branch out (a bundle without it clones empty)
     args += ["HEAD", f"refs/heads/{branch}", f"--glob={SNAPSHOT_GLOB}*"]

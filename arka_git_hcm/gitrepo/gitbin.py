@@ -1,5 +1,5 @@
 """What the store asks of the git binary: fsck (libgit2 has none), git's index refresh, repack
-and gc.
+and gc (git itself runs through gitcli.run_git, the one runner).
 
 The index refresh runs in a git process rather than through libgit2 in ours: rewriting a
 100k-entry index takes ~100 ms of CPU, which in-process would hold Python's GIL and stall
@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from .. import durable
+from .gitcli import git_binary, run_git
 
 __all__ = [
     "IndexBusy",
@@ -36,19 +36,6 @@ class IndexBusy(Exception):
     """git's index.lock is held (a person's git command, another store process): retry later."""
 
 
-def git_binary() -> str | None:
-    return shutil.which("git")
-
-
-def hermetic_git_env() -> dict[str, str]:
-    """git with no user or system config and no GIT_* leaking from the caller's shell."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env["GIT_CONFIG_NOSYSTEM"] = "1"
-    env["GIT_CONFIG_GLOBAL"] = os.devnull
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    return env
-
-
 @contextlib.contextmanager
 def maintenance_lock(workdir: Path, *, exclusive: bool, wait: bool = True) -> Iterator[int | None]:
     """flock on ``.git/arka-hcm/maintenance.lock``: exclusive while git moves packs (repack,
@@ -56,14 +43,14 @@ def maintenance_lock(workdir: Path, *, exclusive: bool, wait: bool = True) -> It
     descriptor, to hand to the git child (the lock then lives as long as git runs, even if
     this process is killed), or None when ``wait`` is False and the lock is taken, or (shared
     only) when the repository is read-only and has no lock file to take."""
-    folder = workdir / ".git" / "arka-hcm"
+    path = workdir / ".git" / "arka-hcm" / "maintenance.lock"
     try:
-        fd = durable.open_lock_file(folder / "maintenance.lock", root=workdir / ".git")
+        fd = durable.open_lock_file(path, root=workdir / ".git")
     except OSError:
         if exclusive:
             raise
         try:  # a read-only repository (a mount, a backup, an auditor): flock works read-only
-            fd = os.open(folder / "maintenance.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:  # no lock file and none can be made: nobody can repack here either
             yield None
             return
@@ -82,20 +69,10 @@ def maintenance_lock(workdir: Path, *, exclusive: bool, wait: bool = True) -> It
 def _git(
     workdir: Path, *args: str, stdin: bytes | None = None, timeout: float, keep_fd: int | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run git on the repository of ``workdir``, hermetically; FileNotFoundError without git.
-    ``safe.directory=*``: the store decides which folder it serves, not git's owner check
-    (in a container the volume belongs to the host's user)."""
-    git = git_binary()
-    if git is None:
-        raise FileNotFoundError("git")
-    return subprocess.run(
-        [git, "-c", "safe.directory=*", "-C", str(workdir), *args],
-        input=stdin,
-        capture_output=True,
-        env=hermetic_git_env(),
-        timeout=timeout,
-        pass_fds=() if keep_fd is None else (keep_fd,),
-    )
+    """git on the repository of ``workdir`` through the one runner (gitcli.run_git), its exit
+    code left to the caller; FileNotFoundError without git."""
+    keep = () if keep_fd is None else (keep_fd,)
+    return run_git(workdir, *args, stdin=stdin, timeout=timeout, keep_fds=keep, check=False)
 
 
 def _stderr(proc: subprocess.CompletedProcess[bytes]) -> str:

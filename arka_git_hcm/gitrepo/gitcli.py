@@ -1,7 +1,9 @@
-"""Running the git binary for custody work (bundles, pushes, history streams, hook checks).
+"""Running the git binary: the one runner of the adapter (fsck, index refresh, repack, bundles,
+pushes, history streams, hook checks, fast-export/import all go through it).
 
-Hermetic like the rest of the adapter (see gitbin.hermetic_git_env: no user or system config,
-no GIT_* from the caller's shell), with one deliberate exception: a git *hook* runs with the
+Hermetic: no user or system config, no GIT_* from the caller's shell (:func:`hermetic_git_env`),
+``safe.directory=*`` (the store decides which folder it serves, not git's owner check: in a
+container the volume belongs to the host's user), with one deliberate exception: a git *hook* runs with the
 variables git sets for it (``GIT_DIR``, ``GIT_INDEX_FILE`` of a ``commit -a``, and in
 pre-receive ``GIT_OBJECT_DIRECTORY``/``GIT_QUARANTINE_PATH``, where the pushed objects wait until
 the hook accepts them). ``hook_env=True`` keeps exactly those, so a check run from a hook sees
@@ -16,17 +18,38 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
-from .gitbin import git_binary, hermetic_git_env
-
-__all__ = ["GitFailed", "HOOK_VARIABLES", "Progress", "git_stream", "run_git"]
+__all__ = [
+    "GitFailed",
+    "HOOK_VARIABLES",
+    "Progress",
+    "git_binary",
+    "git_stream",
+    "hermetic_git_env",
+    "run_git",
+]
 
 Progress = Callable[[str, int, int], None]
+
+
+def git_binary() -> str | None:
+    return shutil.which("git")
+
+
+def hermetic_git_env() -> dict[str, str]:
+    """git with no user or system config and no GIT_* leaking from the caller's shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["GIT_CONFIG_GLOBAL"] = os.devnull
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
+
 
 # What git itself sets for a hook and the hook's git commands need (never anything else).
 HOOK_VARIABLES = (

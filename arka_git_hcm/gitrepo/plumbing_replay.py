@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .gitbin import _git, _stderr, git_binary, hermetic_git_env
+from .gitbin import _git, _stderr
+from .gitcli import git_binary, hermetic_git_env
 
 __all__ = [
     "BundleHead",

@@ -38,6 +38,7 @@ from ..clock import Clock
 from ..config import Settings
 from ..domain.commit_message import OperationTrailers, build_message, parse_result, parse_trailers
 from ..domain.layout import is_required
+from ..durable import StoreLock
 from ..errors import (
     Busy,
     ConflictingUpdate,
@@ -55,7 +56,7 @@ from .hooks import pending_marker
 from .index_keeper import IndexKeeper
 from .requests import REWIND_ACCEPTED, RequestIndex, Rewound
 from .views import Draft, TreeView
-from .worktree import ASIDE_MARK, TEMP_MARK, Aside, Staged, StatKey, StoreLock, WorkTree, stat_key
+from .worktree import ASIDE_MARK, TEMP_MARK, Aside, Staged, StatKey, WorkTree, stat_key
 
 __all__ = ["CommitEngine", "WriteOutcome", "WriteRequest", "WriteResult", "payload_digest"]
 

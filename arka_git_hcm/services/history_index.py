@@ -20,8 +20,6 @@ Writers in several processes take turns on a flock; a reader opens the file read
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.commit_message import parse_trailers
+from ..durable import flocked
 from ..gitrepo.revlog import LoggedCommit, first_parent_count, log_first_parent
 
 __all__ = ["HistoryIndex", "IndexedRow", "caller_of", "missions_of"]
@@ -243,11 +242,8 @@ class HistoryIndex:
     @contextlib.contextmanager
     def _writer(self, wait: bool) -> Iterator[sqlite3.Connection | None]:
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / "index.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with flocked(self.folder / "index.lock", wait=wait) as fd:
+            if fd is None:
                 yield None  # another process is indexing: its work serves us too
                 return
             conn = sqlite3.connect(self.path, isolation_level=None)
@@ -259,8 +255,6 @@ class HistoryIndex:
                 yield conn
             finally:
                 conn.close()
-        finally:
-            os.close(fd)
 
     def exists(self) -> bool:
         return self.stamp() is not None

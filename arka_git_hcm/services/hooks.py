@@ -4,7 +4,7 @@ The store commits without git's index and refreshes the index a moment later (of
 In that moment the index still describes the previous HEAD, so a person running `git commit` by
 hand would commit a tree that silently reverts the store's last writes. The store marks that
 moment with a file per store in ``.git/arka-hcm/index-pending/``, created already flock-ed and
-held while the refresh is pending (see lockfiles.py). The ``pre-commit`` hook refuses a manual
+held while the refresh is pending (see durable/locks.py). The ``pre-commit`` hook refuses a manual
 commit while any marker exists: a held one is a refresh about to happen; a free one was left by a
 store killed before its refresh, so the index may still be stale. The next store to open brings
 the index to HEAD and removes free markers (their lock, not a pid, tells: containers restart with
@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from .. import durable
-from ..lockfiles import create_held, remove_if_abandoned
+from ..durable import create_held, remove_if_abandoned
 
 __all__ = [
     "GUARD_MARK",

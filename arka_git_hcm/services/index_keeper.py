@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..durable import create_held, remove_if_abandoned
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import IndexBusy, update_index
-from ..lockfiles import create_held, remove_if_abandoned
 from .hooks import remove_stale_markers, set_pending
 
 __all__ = ["IndexKeeper"]
@@ -142,7 +142,7 @@ class IndexKeeper:
     def _marker(self) -> Iterator[int]:
         """``index-refresh.<random>``, created already locked and handed to the git child: it is
         locked exactly as long as a refresh of ours may hold git's index.lock, even if this
-        process is killed and its git child runs on (see lockfiles.py)."""
+        process is killed and its git child runs on (see durable/locks.py)."""
         marker = self.repo.state_dir / f"index-refresh.{secrets.token_hex(6)}"
         fd = create_held(marker)
         try:

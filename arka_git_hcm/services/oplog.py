@@ -5,19 +5,19 @@ code, duration, revision), never payload contents or secrets: these logs leave t
 machine when support asks for them.
 
 The file stays open (O_APPEND: each line lands whole at the end, whichever process writes it);
-rotation takes an flock and renames, and every writer notices a rotation by another process
-because the path no longer names the file it holds open.
+rotation takes an flock (on the log folder itself) and renames, and every writer notices
+a rotation by another process because the path no longer names the file it holds open.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from ..durable import folder_flocked
 from ..jsonio import compact_dumps
 
 __all__ = ["JsonLinesLog"]
@@ -60,9 +60,7 @@ class JsonLinesLog:
         return self._fd
 
     def _rotate(self, fd: int, incoming: int) -> int:
-        lock_fd = os.open(self.path.parent, os.O_RDONLY)  # flock on the folder: no extra file
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        with folder_flocked(self.path.parent):  # no lock file among the logs
             fd = self._current_fd()  # another process may have rotated while we waited
             if os.fstat(fd).st_size + incoming > self.max_bytes:
                 for index in range(self.backups - 1, 0, -1):
@@ -72,8 +70,6 @@ class JsonLinesLog:
                 os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
                 fd = self._current_fd()
             return fd
-        finally:
-            os.close(lock_fd)
 
     def _close(self) -> None:
         if self._fd is not None:

@@ -8,7 +8,6 @@ revoked with the command line takes effect on a running server at its next reque
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import os
@@ -16,15 +15,13 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, TypedDict, cast, get_args
 
 from ..clock import Clock, SystemClock, iso, parse_iso
-from ..config import FileConfig, Settings, TokenRecord, read_file_config, write_file_config
-from ..durable import open_lock_file
+from ..config import Settings, TokenRecord, locked_file_config, read_file_config, write_file_config
 from ..errors import ConflictingUpdate, InvalidPayload, NotFound, Unauthenticated
 from ..ids import validate_id
 
@@ -133,23 +130,6 @@ def _validate(id: str, type: str, roles: Sequence[str], label: str) -> list[Role
     return cast(list[Role], list(dict.fromkeys(roles)))
 
 
-@contextmanager
-def _config_locked(settings: Settings) -> Iterator[FileConfig]:
-    """Hold an exclusive lock on the config for a read-modify-write.
-
-    Two ``token create`` runs (or the CLI and a server) writing at once would otherwise each
-    write back the list they read, and one token would silently vanish.
-    """
-    path = settings.config_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = open_lock_file(path.with_name(f".{path.name}.lock"), mode=0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield read_file_config(path)
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
 def create_token(
     settings: Settings,
     id: str,
@@ -174,7 +154,7 @@ def create_token(
         label=label,
         expires_at=expiry_of(expires, now) if expires else None,
     )
-    with _config_locked(settings) as config:
+    with locked_file_config(settings.config_file) as config:
         # One identity, one token: a second one would make revocation by id ambiguous.
         if any(existing.id == id for existing in config.tokens):
             raise ConflictingUpdate(
@@ -194,7 +174,7 @@ def list_tokens(settings: Settings) -> list[TokenInfo]:
 
 def revoke_token(settings: Settings, id: str) -> TokenInfo:
     """Remove the token of ``id``; a running server refuses it from its next request on."""
-    with _config_locked(settings) as config:
+    with locked_file_config(settings.config_file) as config:
         kept = [record for record in config.tokens if record.id != id]
         if len(kept) == len(config.tokens):
             raise NotFound(

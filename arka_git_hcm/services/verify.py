@@ -8,7 +8,6 @@ name differs from its id, upper-case ids, files the layout does not name). Warni
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 
 from ..domain.checks import Finding, check_file
 from ..domain.layout import META
+from ..durable import lock_is_held
 from ..errors import Busy, HcmError
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import run_fsck
@@ -111,17 +111,7 @@ def _writing_state(repo: GitRepo) -> tuple[str | None, bool]:
 
 
 def _lock_held(repo: GitRepo) -> bool:
-    try:
-        fd = os.open(repo.state_dir / "write.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return lock_is_held(repo.state_dir / "write.lock")
 
 
 def _store_state_findings(repo: GitRepo, head: str) -> list[Finding]:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
-import fcntl
 import os
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,105 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import durable
-from ..errors import Busy, from_os_error
+from ..errors import from_os_error
 from ..jsonio import compact_dumps, parse_json
 from ..paths import PathResolver
 
-__all__ = ["StoreLock", "WorkTree"]
-
-
-class StoreLock:
-    """The inter-process write lock (flock on ``.git/arka-hcm/write.lock``).
-
-    flock is released by the kernel when a process dies, so a killed writer never leaves the
-    store locked; the lock is advisory and only store processes take it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-        # Threads of one process queue on a mutex (no polling among themselves); only other
-        # processes are waited for by polling flock.
-        self._mutex = threading.Lock()
-
-    def acquire(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        if not self._mutex.acquire(timeout=timeout):
-            raise Busy(
-                f"the HCM is busy (write lock held for more than {timeout:g}s); retry shortly", retry_after=1
-            )
-        try:
-            self._acquire_flock(deadline, timeout)
-        except BaseException:
-            self._mutex.release()
-            raise
-
-    def _acquire_flock(self, deadline: float, timeout: float) -> None:
-        try:
-            fd = durable.open_lock_file(self.path, root=self.path.parent.parent)
-        except OSError as exc:
-            raise from_os_error(exc, "opening the store's write lock") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._fd = fd
-            return
-        except BlockingIOError:
-            pass
-        # Contended by another process: wait in a blocking flock (woken by the kernel the moment
-        # the holder releases, instead of polling), on a helper thread so the wait can time out.
-        waiter = _FlockWaiter(fd)
-        if waiter.wait(max(0.0, deadline - time.monotonic())):
-            self._fd = fd
-            return
-        raise Busy(
-            f"the HCM is busy (write lock held for more than {timeout:g}s); retry shortly", retry_after=1
-        )
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-        self._mutex.release()
-
-    @contextlib.contextmanager
-    def held(self, timeout: float) -> Any:
-        self.acquire(timeout)
-        try:
-            yield
-        finally:
-            self.release()
-
-
-class _FlockWaiter:
-    """A blocking flock on a thread. If the caller gives up first, the thread releases the lock
-    as soon as it gets it (and closes the descriptor), so an abandoned wait never holds it."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self._state_lock = threading.Lock()
-        self._done = threading.Event()
-        self._abandoned = False
-        threading.Thread(target=self._run, name="arka-hcm-flock", daemon=True).start()
-
-    def _run(self) -> None:
-        with contextlib.suppress(OSError):
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        with self._state_lock:
-            if self._abandoned:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(self.fd, fcntl.LOCK_UN)
-                os.close(self.fd)
-                return
-            self._done.set()
-
-    def wait(self, timeout: float) -> bool:
-        if self._done.wait(timeout):
-            return True
-        with self._state_lock:
-            if self._done.is_set():
-                return True
-            self._abandoned = True
-            return False
+__all__ = ["ASIDE_MARK", "TEMP_MARK", "Aside", "Staged", "StatKey", "WorkTree", "stat_key"]
 
 
 INTENT_FILE = "intent.json"  # in the store's state folder: the paths a batch in flight changes
