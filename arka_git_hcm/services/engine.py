@@ -54,11 +54,12 @@ from ..paths import PathResolver
 from .hand_edits import DROPPED_LINES, LateEdits, SavedEdits, merge_journal, problems_of
 from .hooks import pending_marker
 from .index_keeper import IndexKeeper
+from .outcome import WriteOutcome
 from .requests import REWIND_ACCEPTED, RequestIndex, Rewound
 from .views import Draft, TreeView
 from .worktree import ASIDE_MARK, TEMP_MARK, Aside, Staged, StatKey, WorkTree, stat_key
 
-__all__ = ["CommitEngine", "WriteOutcome", "WriteRequest", "WriteResult", "payload_digest"]
+__all__ = ["CommitEngine", "WriteRequest", "WriteResult", "payload_digest"]
 
 log = logging.getLogger("arka_git_hcm.engine")
 MAX_CAS_ATTEMPTS = 8
@@ -86,20 +87,6 @@ def payload_digest(op: str, caller: str, payload: Any) -> str:
         allow_nan=False,
     )
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-@dataclass
-class WriteOutcome:
-    """What an operation returns after editing its draft."""
-
-    data: dict[str, Any]
-    target: str
-    summary: str
-    mission_id: str | None = None
-    # What a replay answers. None: the operation's replay() rebuilds it from the commit's tree.
-    stored_result: dict[str, Any] | None = None
-    # An annotated tag ``snapshot/<name>`` to put on this operation's commit once it landed.
-    snapshot_tag: str | None = None
 
 
 @dataclass

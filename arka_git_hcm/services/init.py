@@ -22,8 +22,9 @@ from ..gitrepo import GitRepo
 from ..ids import validate_id
 from ..jsonio import canonical_bytes
 from ..paths import PathResolver
-from .engine import CommitEngine, WriteOutcome, WriteRequest
+from .engine import CommitEngine, WriteRequest
 from .hooks import install_hooks
+from .outcome import WriteOutcome
 from .verify import Finding, check_folder
 from .views import Draft
 

@@ -15,8 +15,8 @@ from ..domain.envelope import Caller
 from ..domain.layout import MissionPaths, mission_paths
 from ..errors import MissionNotFound
 from ..ids import new_id
-from .engine import WriteOutcome
 from .history_index import HistoryIndex
+from .outcome import WriteOutcome
 from .views import Draft, TreeView
 
 if TYPE_CHECKING:

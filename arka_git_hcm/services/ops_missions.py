@@ -18,8 +18,8 @@ from ..domain.models import (
 )
 from ..errors import AccessDenied, ConflictingUpdate, InvalidPayload, PayloadTooLarge
 from ..jsonio import compact_dumps
-from .engine import WriteOutcome
 from .ops_base import OpContext, OpSpec, require_mission
+from .outcome import WriteOutcome
 from .views import Draft, TreeView
 
 __all__ = ["MISSION_OPS"]

@@ -13,8 +13,8 @@ from ..domain.layout import MissionPaths
 from ..domain.models import DECISION_ORDER, Decision, DecisionsFile, Evidence, NextAction, NextActionsFile
 from ..errors import ConflictingUpdate, InvalidPayload
 from ..ids import validate_id
-from .engine import WriteOutcome
 from .ops_base import OpContext, OpSpec, require_mission
+from .outcome import WriteOutcome
 from .views import Draft, TreeView
 
 __all__ = ["RECORD_OPS"]

@@ -12,8 +12,8 @@ from typing import Any
 from ..domain import envelope as p
 from ..domain.layout import MissionPaths
 from ..errors import NotFound
-from .engine import WriteOutcome
 from .ops_base import OpContext, OpSpec
+from .outcome import WriteOutcome
 from .views import Draft
 
 __all__ = ["ROLLBACK_OPS"]

@@ -14,8 +14,8 @@ from ..errors import InvalidPayload, NotFound, PayloadTooLarge
 from ..ids import validate_id
 from ..jsonio import canonical_bytes
 from ..paths import check_relative
-from .engine import WriteOutcome
 from .ops_base import OpContext, OpSpec
+from .outcome import WriteOutcome
 from .views import Draft, TreeView
 
 __all__ = ["TEAM_DOC_OPS", "document_path"]
