@@ -196,7 +196,7 @@ BREAKDOWN_TARGETS = [
     ("  operations.jsonl line", "arka_git_hcm.services.store", "HcmStore._log", ""),
     (
         "path checks (check_relative; also inside the rows above)",
-        "arka_git_hcm.services.views",
+        "arka_git_hcm.operations.views",
         "check_relative",
         "",
     ),

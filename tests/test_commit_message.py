@@ -15,12 +15,7 @@ from typing import Any
 import pytest
 
 from arka_git_hcm.config import Settings
-from arka_git_hcm.domain.commit_message import (
-    OperationTrailers,
-    build_message,
-    parse_result,
-    parse_trailers,
-)
+from arka_git_hcm.domain.commit_message import OperationTrailers, build_message, parse_result, parse_trailers
 from arka_git_hcm.jsonio import compact_dumps, line_dumps
 from arka_git_hcm.services.store import HcmStore
 

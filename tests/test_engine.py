@@ -299,7 +299,7 @@ def test_ok_helper_sees_the_committed_answer(store: HcmStore) -> None:
 def test_read_last_lines_matches_the_whole_file_reading(store: HcmStore) -> None:
     """The tail reader parses only the end of the journal; it must agree with a full read,
     blank lines and a missing final newline included."""
-    from arka_git_hcm.services.views import Draft
+    from arka_git_hcm.operations.views import Draft
 
     draft = Draft(store.repo, None, None)
     lines = [json.dumps({"n": i}) for i in range(30)]

@@ -18,13 +18,7 @@ from typing import Any
 from .. import __version__
 from ..config import CONFIG_FILE_NAME, Settings
 from ..errors import HcmError, InvalidPayload, IoError, NotFound
-from ..gitrepo.bundles import (
-    EmptyBundle,
-    count_commits,
-    create_bundle,
-    read_bundle_header,
-    snapshot_refs,
-)
+from ..gitrepo.bundles import EmptyBundle, count_commits, create_bundle, read_bundle_header, snapshot_refs
 from ..gitrepo.gitcli import GitFailed, Progress, run_git
 from ..ids import is_valid_id
 from .manifest import FORMAT, read_manifest, sha256_of, write_manifest

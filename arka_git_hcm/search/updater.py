@@ -33,13 +33,7 @@ from ..gitrepo.tree_diff import changed_files
 from .documents import Document, documents_of, is_indexed, journal_documents
 from .rows import delete_path, produced, rows_of, tally
 from .rules import IndexRules, load_rules
-from .schema import (
-    SCHEMA_VERSION,
-    IndexFiles,
-    create_indexes,
-    create_schema,
-    read_meta,
-)
+from .schema import SCHEMA_VERSION, IndexFiles, create_indexes, create_schema, read_meta
 
 __all__ = ["IndexUpdater", "UpdateReport"]
 

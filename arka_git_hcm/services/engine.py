@@ -50,13 +50,13 @@ from ..errors import (
     from_os_error,
 )
 from ..gitrepo import GitRepo, Signature, blob_id, sync_filesystem
+from ..operations.outcome import WriteOutcome
+from ..operations.views import Draft, TreeView
 from ..paths import PathResolver
 from .hand_edits import DROPPED_LINES, LateEdits, SavedEdits, merge_journal, problems_of
 from .hooks import pending_marker
 from .index_keeper import IndexKeeper
-from .outcome import WriteOutcome
 from .requests import REWIND_ACCEPTED, RequestIndex, Rewound
-from .views import Draft, TreeView
 from .worktree import ASIDE_MARK, TEMP_MARK, Aside, Staged, StatKey, WorkTree, stat_key
 
 __all__ = ["CommitEngine", "WriteRequest", "WriteResult", "payload_digest"]

@@ -21,12 +21,12 @@ from ..errors import ConflictingUpdate, InvalidPayload
 from ..gitrepo import GitRepo
 from ..ids import validate_id
 from ..jsonio import canonical_bytes
+from ..operations.outcome import WriteOutcome
+from ..operations.views import Draft
 from ..paths import PathResolver
 from .engine import CommitEngine, WriteRequest
 from .hooks import install_hooks
-from .outcome import WriteOutcome
 from .verify import Finding, check_folder
-from .views import Draft
 
 __all__ = ["InitResult", "init_hcm"]
 

@@ -30,7 +30,16 @@ from ..errors import AccessDenied, HcmError, InternalError, InvalidPayload, IoEr
 from ..gitrepo import GitRepo
 from ..ids import is_request_id
 from ..jsonio import compact_dumps, parse_json
-from .access import META_RULES, authorize, parse_role_grants
+from ..operations.access import META_RULES, authorize, parse_role_grants
+from ..operations.base import OpContext, OpSpec
+from ..operations.days import DAY_OPS
+from ..operations.history import HISTORY_OPS
+from ..operations.missions import MISSION_OPS
+from ..operations.records import RECORD_OPS
+from ..operations.rollback import ROLLBACK_OPS
+from ..operations.search import SEARCH_OPS, SearchPort
+from ..operations.team_docs import TEAM_DOC_OPS
+from ..operations.views import TreeView
 from .engine import CommitEngine, WriteRequest, WriteResult, payload_digest
 from .hand_edits import problems_of
 from .history_index import HistoryIndex
@@ -38,15 +47,6 @@ from .history_indexer import HistoryIndexer
 from .history_query import commit_at, find_request
 from .hooks import install_hooks
 from .oplog import JsonLinesLog
-from .ops_base import OpContext, OpSpec
-from .ops_days import DAY_OPS
-from .ops_history import HISTORY_OPS
-from .ops_missions import MISSION_OPS
-from .ops_records import RECORD_OPS
-from .ops_rollback import ROLLBACK_OPS
-from .ops_search import SEARCH_OPS, SearchPort
-from .ops_team_docs import TEAM_DOC_OPS
-from .views import TreeView
 
 __all__ = ["OPERATIONS", "HcmStore", "error_response", "init_hint", "ok_response"]
 

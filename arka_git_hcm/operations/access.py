@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..domain.envelope import Caller
 from ..errors import AccessDenied, HcmError
 from ..jsonio import parse_json
-from .ops_base import OpSpec
+from .base import OpSpec
 
 __all__ = ["META_RULES", "authorize", "parse_role_grants"]
 

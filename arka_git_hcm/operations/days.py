@@ -12,9 +12,9 @@ from ..domain.layout import MissionPaths
 from ..domain.models import OPEN_ACTION_STATUSES, DayRollup, MissionSnapshot, MissionStatus
 from ..errors import InvalidPayload
 from ..paths import join
-from .ops_base import OpContext, OpSpec, require_mission
-from .ops_records import _load_actions, _load_decisions
+from .base import OpContext, OpSpec, require_mission
 from .outcome import WriteOutcome
+from .records import _load_actions, _load_decisions
 from .views import Draft, TreeView
 
 __all__ = ["DAY_OPS"]

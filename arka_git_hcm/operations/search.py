@@ -13,8 +13,8 @@ from typing import Any, Protocol
 from ..domain import envelope as p
 from ..domain.envelope import Caller
 from ..errors import InternalError
-from .ops_base import OpContext, OpSpec
-from .ops_missions import get_mission_context
+from .base import OpContext, OpSpec
+from .missions import get_mission_context
 from .views import TreeView
 
 __all__ = ["SEARCH_OPS", "SearchPort"]

@@ -13,7 +13,7 @@ from ..domain.layout import MissionPaths
 from ..domain.models import DECISION_ORDER, Decision, DecisionsFile, Evidence, NextAction, NextActionsFile
 from ..errors import ConflictingUpdate, InvalidPayload
 from ..ids import validate_id
-from .ops_base import OpContext, OpSpec, require_mission
+from .base import OpContext, OpSpec, require_mission
 from .outcome import WriteOutcome
 from .views import Draft, TreeView
 

@@ -12,7 +12,7 @@ from typing import Any
 from ..domain import envelope as p
 from ..domain.layout import MissionPaths
 from ..errors import NotFound
-from .ops_base import OpContext, OpSpec
+from .base import OpContext, OpSpec
 from .outcome import WriteOutcome
 from .views import Draft
 

@@ -14,7 +14,7 @@ from ..errors import InvalidPayload, NotFound, PayloadTooLarge
 from ..ids import validate_id
 from ..jsonio import canonical_bytes
 from ..paths import check_relative
-from .ops_base import OpContext, OpSpec
+from .base import OpContext, OpSpec
 from .outcome import WriteOutcome
 from .views import Draft, TreeView
 

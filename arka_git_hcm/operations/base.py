@@ -15,12 +15,12 @@ from ..domain.envelope import Caller
 from ..domain.layout import MissionPaths, mission_paths
 from ..errors import MissionNotFound
 from ..ids import new_id
-from .history_index import HistoryIndex
+from ..services.history_index import HistoryIndex
 from .outcome import WriteOutcome
 from .views import Draft, TreeView
 
 if TYPE_CHECKING:
-    from .ops_search import SearchPort
+    from .search import SearchPort
 
 __all__ = ["OpContext", "OpSpec", "ReadHandler", "WriteHandler", "require_mission"]
 

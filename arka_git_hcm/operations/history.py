@@ -11,8 +11,8 @@ from ..domain.layout import MissionPaths
 from ..errors import InvalidPayload, NotFound
 from ..gitrepo import GitRepo
 from ..paths import check_relative
-from .history_query import HistoryFilters, history_page
-from .ops_base import OpContext, OpSpec
+from ..services.history_query import HistoryFilters, history_page
+from .base import OpContext, OpSpec
 from .views import TreeView
 
 __all__ = ["HISTORY_OPS", "commit_summary"]

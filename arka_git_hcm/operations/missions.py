@@ -9,16 +9,10 @@ from pydantic import ValidationError
 from ..domain import envelope as p
 from ..domain.envelope import describe_validation_error
 from ..domain.layout import MISSIONS_DIR, MissionPaths
-from ..domain.models import (
-    DecisionsFile,
-    JournalEntry,
-    MissionMeta,
-    MissionStatus,
-    NextActionsFile,
-)
+from ..domain.models import DecisionsFile, JournalEntry, MissionMeta, MissionStatus, NextActionsFile
 from ..errors import AccessDenied, ConflictingUpdate, InvalidPayload, PayloadTooLarge
 from ..jsonio import compact_dumps
-from .ops_base import OpContext, OpSpec, require_mission
+from .base import OpContext, OpSpec, require_mission
 from .outcome import WriteOutcome
 from .views import Draft, TreeView
 
