@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "HcmStore": "arka_git_hcm.services.store",
     "OPERATIONS": "arka_git_hcm.services.store",
-    "init_hcm": "arka_git_hcm.services.init",
-    "verify_hcm": "arka_git_hcm.services.verify",
+    "init_hcm": "arka_git_hcm.admin.init",
+    "verify_hcm": "arka_git_hcm.admin.verify",
     "Settings": "arka_git_hcm.config",
     "load_settings": "arka_git_hcm.config",
     "HcmError": "arka_git_hcm.errors",

@@ -69,8 +69,8 @@ from _common import (  # noqa: E402
     write_json,
 )
 
+from arka_git_hcm.admin.init import init_hcm  # noqa: E402
 from arka_git_hcm.config import FileConfig, Settings, StoreConfig  # noqa: E402
-from arka_git_hcm.services.init import init_hcm  # noqa: E402
 from arka_git_hcm.services.store import HcmStore  # noqa: E402
 
 WARMUP_WRITES = 3  # per store open: the first write after open reads the whole history once
@@ -166,33 +166,38 @@ BREAKDOWN_TARGETS = [
     # (label, module path, attribute path, note)
     ("execute (whole operation)", "arka_git_hcm.services.store", "HcmStore.execute", ""),
     ("  envelope parse + validation", "arka_git_hcm.services.store", "parse_envelope", ""),
-    ("  engine.submit", "arka_git_hcm.services.engine", "CommitEngine.submit", ""),
-    ("    flock acquire", "arka_git_hcm.services.worktree", "StoreLock.acquire", ""),
-    ("    recover check (intent read)", "arka_git_hcm.services.engine", "CommitEngine._recover_locked", ""),
-    ("    read tip + catch up history", "arka_git_hcm.services.engine", "CommitEngine._catch_up", ""),
-    ("    plan (run op on draft + commit objects)", "arka_git_hcm.services.engine", "CommitEngine._plan", ""),
+    ("  engine.submit", "arka_git_hcm.writepath.engine", "CommitEngine.submit", ""),
+    ("    flock acquire", "arka_git_hcm.writepath.worktree", "StoreLock.acquire", ""),
+    ("    recover check (intent read)", "arka_git_hcm.writepath.engine", "CommitEngine._recover_locked", ""),
+    ("    read tip + catch up history", "arka_git_hcm.writepath.engine", "CommitEngine._catch_up", ""),
+    (
+        "    plan (run op on draft + commit objects)",
+        "arka_git_hcm.writepath.engine",
+        "CommitEngine._plan",
+        "",
+    ),
     (
         "      op handler (read journal blob, models)",
         "arka_git_hcm.services.store",
         "OPERATIONS[HCM_APPEND_JOURNAL].handler",
         "",
     ),
-    ("      hand-edit check (stat/hash)", "arka_git_hcm.services.engine", "CommitEngine._hand_edited", ""),
+    ("      hand-edit check (stat/hash)", "arka_git_hcm.writepath.engine", "CommitEngine._hand_edited", ""),
     ("      write blob", "arka_git_hcm.gitrepo.repo", "GitRepo.write_blob", ""),
     ("      build trees on the path", "arka_git_hcm.gitrepo.repo", "GitRepo.build_tree", ""),
     ("      write commit", "arka_git_hcm.gitrepo.repo", "GitRepo.write_commit", ""),
-    ("    land", "arka_git_hcm.services.engine", "CommitEngine._land", ""),
+    ("    land", "arka_git_hcm.writepath.engine", "CommitEngine._land", ""),
     ("      write the batch's pack + index", "arka_git_hcm.gitrepo.repo", "GitRepo.flush_objects", ""),
-    ("      write intent", "arka_git_hcm.services.worktree", "WorkTree.write_intent", ""),
-    ("      syncfs (x2 when full)", "arka_git_hcm.services.engine", "sync_filesystem", ""),
+    ("      write intent", "arka_git_hcm.writepath.worktree", "WorkTree.write_intent", ""),
+    ("      syncfs (x2 when full)", "arka_git_hcm.writepath.engine", "sync_filesystem", ""),
     ("      compare-and-swap ref + reflog", "arka_git_hcm.gitrepo.repo", "GitRepo.compare_and_swap_ref", ""),
     (
         "      work-tree file (read blob, temp+rename)",
-        "arka_git_hcm.services.engine",
+        "arka_git_hcm.writepath.engine",
         "CommitEngine._checkout_paths",
         "",
     ),
-    ("      clear intent", "arka_git_hcm.services.worktree", "WorkTree.clear_intent", ""),
+    ("      clear intent", "arka_git_hcm.writepath.worktree", "WorkTree.clear_intent", ""),
     ("  operations.jsonl line", "arka_git_hcm.services.store", "HcmStore._log", ""),
     (
         "path checks (check_relative; also inside the rows above)",
@@ -203,7 +208,7 @@ BREAKDOWN_TARGETS = [
     ("path checks (check_relative; also inside the rows above)", "arka_git_hcm.paths", "check_relative", ""),
     (
         "background: git index refresh (per refresh)",
-        "arka_git_hcm.services.engine",
+        "arka_git_hcm.writepath.engine",
         "CommitEngine.refresh_index",
         "off the hot path, but holds the lock",
     ),

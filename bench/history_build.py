@@ -28,11 +28,11 @@ from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from arka_git_hcm.admin.init import init_hcm  # noqa: E402
 from arka_git_hcm.clock import FixedClock  # noqa: E402
 from arka_git_hcm.config import FileConfig, Settings, StoreConfig  # noqa: E402
 from arka_git_hcm.domain.commit_message import OperationTrailers, build_message  # noqa: E402
 from arka_git_hcm.jsonio import canonical_bytes, compact_dumps  # noqa: E402
-from arka_git_hcm.services.init import init_hcm  # noqa: E402
 from arka_git_hcm.services.store import HcmStore  # noqa: E402
 
 START = datetime(2025, 1, 1, 8, 0, 0, tzinfo=UTC)

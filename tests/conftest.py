@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from arka_git_hcm.admin.init import init_hcm
 from arka_git_hcm.clock import FixedClock
 from arka_git_hcm.config import FileConfig, LimitsConfig, Settings, StoreConfig
 from arka_git_hcm.gitrepo.gitbin import maintenance_lock
-from arka_git_hcm.services.init import init_hcm
 from arka_git_hcm.services.store import HcmStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from arka_git_hcm.admin.snapshots import create_snapshot
 from arka_git_hcm.anonymize import AnonymizeOptions, LeakFound, anonymize_hcm, check_bundle
 from arka_git_hcm.cli import main
 from arka_git_hcm.config import ANONYMIZE_KEY_FILE, Settings
-from arka_git_hcm.services.snapshots import create_snapshot
 from arka_git_hcm.services.store import HcmStore
 
 from .conftest import ADMIN, AGENT, git, new_hcm, ok, open_store

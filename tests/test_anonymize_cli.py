@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from arka_git_hcm.admin.snapshots import create_snapshot
 from arka_git_hcm.anonymize import AnonymizeOptions, anonymize_hcm
 from arka_git_hcm.cli import main
 from arka_git_hcm.config import ANONYMIZE_KEY_FILE, CONFIG_FILE_NAME, load_settings
 from arka_git_hcm.errors import ConfigError
-from arka_git_hcm.services.snapshots import create_snapshot
 
 from .conftest import ADMIN, git, new_hcm, ok, open_store
 

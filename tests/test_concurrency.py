@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from arka_git_hcm.admin.init import init_hcm
 from arka_git_hcm.config import Settings
 from arka_git_hcm.gitrepo import sync_filesystem
-from arka_git_hcm.services import engine as engine_module
-from arka_git_hcm.services.init import init_hcm
 from arka_git_hcm.services.store import HcmStore
+from arka_git_hcm.writepath import engine as engine_module
 
 from .conftest import (
     AGENT,

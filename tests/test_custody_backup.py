@@ -15,13 +15,13 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from arka_git_hcm.admin.snapshots import create_snapshot
 from arka_git_hcm.cli import main
 from arka_git_hcm.config import Settings
 from arka_git_hcm.custody.backup import create_backup
 from arka_git_hcm.custody.manifest import manifest_path
 from arka_git_hcm.custody.restore import restore_backup, verify_backup
 from arka_git_hcm.errors import ConflictingUpdate, InvalidPayload, IoError, NotFound
-from arka_git_hcm.services.snapshots import create_snapshot
 from arka_git_hcm.services.store import HcmStore
 
 from .conftest import assert_clean, create_mission, git, journal

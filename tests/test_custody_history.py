@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from arka_git_hcm.config import Settings
-from arka_git_hcm.services import history_query
-from arka_git_hcm.services.history_query import HistoryFilters, commit_at, find_request, history_page
+from arka_git_hcm.history import query as history_query
+from arka_git_hcm.history.query import HistoryFilters, commit_at, find_request, history_page
 from arka_git_hcm.services.store import HcmStore
 
 from .conftest import ADMIN, AGENT, HUMAN, READER, git, new_hcm, ok
@@ -322,7 +322,7 @@ def test_a_deleted_index_is_noticed_by_open_readers(long_store: tuple[HcmStore, 
 def test_closing_during_a_build_leaves_a_whole_index_or_none(
     long_store: tuple[HcmStore, SettableClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from arka_git_hcm.services import history_index
+    from arka_git_hcm.history import index as history_index
 
     store, _ = long_store
     monkeypatch.setattr(history_index, "_BATCH", 3)  # progress (and the stop check) every 3 rows

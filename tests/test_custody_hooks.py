@@ -11,10 +11,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from arka_git_hcm.admin.snapshots import create_snapshot
 from arka_git_hcm.cli import main
 from arka_git_hcm.custody.hooks import PRE_COMMIT, PRE_RECEIVE
 from arka_git_hcm.custody.validate import validate_rev
-from arka_git_hcm.services.snapshots import create_snapshot
 from arka_git_hcm.services.store import HcmStore
 
 from .conftest import REPO_ROOT, create_mission, git, journal

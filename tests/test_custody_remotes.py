@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from arka_git_hcm.admin.snapshots import create_snapshot
 from arka_git_hcm.cli import main
 from arka_git_hcm.config import MirrorConfig, Settings, read_file_config
 from arka_git_hcm.custody.mirror import MirrorWorker, mirror_report
@@ -24,7 +25,6 @@ from arka_git_hcm.custody.remotes import (
     remove_remote,
 )
 from arka_git_hcm.errors import ConfigError, ConflictingUpdate, InvalidPayload
-from arka_git_hcm.services.snapshots import create_snapshot
 from arka_git_hcm.services.store import HcmStore
 
 from .conftest import create_mission, git, journal

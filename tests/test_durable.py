@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from arka_git_hcm import durable
 from arka_git_hcm.config import Settings
 from arka_git_hcm.errors import HcmError
-from arka_git_hcm.services.hooks import install_hooks
 from arka_git_hcm.services.store import HcmStore
+from arka_git_hcm.writepath.guard import install_hooks
 
 from .conftest import assert_clean, create_mission, git, journal, open_store
 

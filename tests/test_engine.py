@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from arka_git_hcm.admin.init import init_hcm
 from arka_git_hcm.config import Settings
 from arka_git_hcm.errors import ConflictingUpdate
-from arka_git_hcm.services.init import init_hcm
 from arka_git_hcm.services.store import HcmStore
 
 from .conftest import (

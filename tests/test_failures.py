@@ -22,7 +22,7 @@ ENTRY = {"author_type": "agent", "author_id": "arka-pmo-01", "entry_type": "note
 
 
 def test_a_held_lock_answers_busy_and_commits_nothing(tmp_path: Path) -> None:
-    from arka_git_hcm.services.init import init_hcm
+    from arka_git_hcm.admin.init import init_hcm
 
     settings = make_settings(tmp_path / "c", lock_timeout_s=0.2)
     init_hcm(settings, "acme")

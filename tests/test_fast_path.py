@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from arka_git_hcm.admin import tokens
 from arka_git_hcm.clock import FixedClock
 from arka_git_hcm.server.app import EXECUTE_PATH, ExecuteFastPath, create_app
-from arka_git_hcm.services import tokens
 
 from .conftest import START, git, make_settings, new_hcm
 

@@ -23,9 +23,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 
+from arka_git_hcm.admin import tokens
 from arka_git_hcm.config import Settings, TokenRecord
 from arka_git_hcm.server.git_routes import GIT_BASE, PUSH_REFUSED, git_router, presented_token
-from arka_git_hcm.services import tokens
 
 MAX_REQUEST = 1024 * 1024
 

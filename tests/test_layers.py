@@ -1,10 +1,17 @@
 """The architecture, enforced: imports only go downward, and a few doors have one key.
 
-foundation  errors, ids, paths, jsonio, clock, config, durable/, worker
-domain      domain/*            git adapter  gitrepo/*   (the only code importing pygit2/dulwich)
-services    services/*
-custody     custody/*           (backup, restore, remotes, mirror, hooks: built on the services)
-front-ends  cli/*, server/*     (never import each other)
+0  foundation  errors, ids, paths, jsonio, clock, config, durable/, worker
+1  domain/     layout, models, payloads, commit messages, file checks
+1  gitrepo/    the git adapter (the only code importing pygit2/dulwich)
+2  history/    the index of commits (per mission, per day, request ids), rebuildable from git
+3  operations/ what each operation does to a draft or reads from a view (never the write path)
+3  search/     the search index (beside the operations: they reach it through OpContext.search)
+4  writepath/  the commit engine: group commit, planning, landing, recovery, hand edits, work tree
+5  services/   the store facade (HcmStore) and the operations log
+6  admin/      init, verify, tokens, gc, snapshots
+7  custody/    backup, restore, remotes, mirror, hooks, audit
+8  anonymize/  support bundles (pushes through custody's remotes)
+9  cli/, server/  the front-ends (never import each other; only the store's public surface)
 """
 
 from __future__ import annotations
@@ -24,20 +31,20 @@ FOUNDATION = {
     "worker",
     "__init__",
 }
-# custody uses the store and verify (services): it sits above them, so the rule "an arrow only
-# goes to a lower level" keeps services from depending on custody; anonymize pushes through
-# custody's remotes. search sits beside services: neither imports the other (the operations
-# reach the index through OpContext.search)
 LEVEL = {
     "foundation": 0,
     "domain": 1,
     "gitrepo": 1,
-    "services": 2,
-    "search": 2,
-    "custody": 3,
-    "anonymize": 4,
-    "cli": 5,
-    "server": 5,
+    "history": 2,
+    "operations": 3,
+    "search": 3,
+    "writepath": 4,
+    "services": 5,
+    "admin": 6,
+    "custody": 7,
+    "anonymize": 8,
+    "cli": 9,
+    "server": 9,
 }
 
 

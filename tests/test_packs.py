@@ -22,8 +22,8 @@ from arka_git_hcm import durable
 from arka_git_hcm.config import Settings
 from arka_git_hcm.errors import HcmError
 from arka_git_hcm.gitrepo import GitRepo, Signature, gitbin, packs
-from arka_git_hcm.services import engine as engine_module
 from arka_git_hcm.services.store import HcmStore
+from arka_git_hcm.writepath import engine as engine_module
 
 from .conftest import assert_clean, create_mission, git, journal, ok, open_store
 

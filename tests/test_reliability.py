@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from arka_git_hcm import durable
+from arka_git_hcm.admin.verify import verify_hcm
 from arka_git_hcm.cli import main
 from arka_git_hcm.config import Settings
 from arka_git_hcm.errors import AccessDenied, IoError
 from arka_git_hcm.services.store import HcmStore
-from arka_git_hcm.services.verify import verify_hcm
 
 from .conftest import AGENT, assert_clean, commit_count, create_mission, envelope, git, journal, ok
 

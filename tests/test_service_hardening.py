@@ -14,10 +14,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from arka_git_hcm.admin import tokens
 from arka_git_hcm.cli import main
 from arka_git_hcm.config import load_settings
 from arka_git_hcm.errors import Unauthenticated
-from arka_git_hcm.services import tokens
 
 from .conftest import git
 from .test_server import Server, cli, make_token

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from arka_git_hcm.admin.snapshots import create_snapshot, list_snapshots
 from arka_git_hcm.errors import ConflictingUpdate, InvalidPayload
-from arka_git_hcm.services.snapshots import create_snapshot, list_snapshots
 from arka_git_hcm.services.store import HcmStore
 
 from .conftest import (
@@ -103,7 +103,7 @@ def test_rollback_needs_an_admin_and_an_existing_target(store: HcmStore) -> None
 
 
 def test_gc_repacks_and_the_store_goes_on(store: HcmStore) -> None:
-    from arka_git_hcm.services.maintenance import pack_objects
+    from arka_git_hcm.admin.gc import pack_objects
 
     create_mission(store, "m1")
     first = journal(store, "before gc", request_id="gc-1")

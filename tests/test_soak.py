@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from arka_git_hcm.config import Settings
-from arka_git_hcm.services import engine as engine_module
 from arka_git_hcm.services.store import HcmStore
+from arka_git_hcm.writepath import engine as engine_module
 
 from .conftest import AGENT, create_mission, envelope
 

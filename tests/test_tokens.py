@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from arka_git_hcm.admin import tokens
 from arka_git_hcm.clock import FixedClock
 from arka_git_hcm.config import FileConfig, Settings, read_file_config, write_file_config
 from arka_git_hcm.errors import ConflictingUpdate, InvalidPayload, NotFound, Unauthenticated
-from arka_git_hcm.services import tokens
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from arka_git_hcm.admin.verify import Finding, check_file, check_folder, verify_hcm
 from arka_git_hcm.config import Settings
 from arka_git_hcm.errors import Busy
 from arka_git_hcm.jsonio import canonical_bytes
 from arka_git_hcm.services.store import HcmStore
-from arka_git_hcm.services.verify import Finding, check_file, check_folder, verify_hcm
 
 from .conftest import ADMIN, AGENT, git, new_hcm, ok, open_store
 from .test_ops import (

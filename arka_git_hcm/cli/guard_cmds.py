@@ -14,7 +14,7 @@ from ..custody.audit import audit_rows, write_audit
 from ..custody.hooks import install_git_hooks
 from ..custody.validate import validate_push, validate_rev, validate_staged
 from ..errors import InvalidPayload
-from ..services.history_query import HistoryFilters
+from ..history.query import HistoryFilters
 from ..services.store import HcmStore
 from . import Context, emit, main, pass_context
 from .progress import progress_bars

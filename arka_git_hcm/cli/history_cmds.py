@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
+from ..admin.gc import pack_objects
+from ..admin.snapshots import create_snapshot, list_snapshots
 from ..clock import parse_iso
-from ..services.maintenance import pack_objects
-from ..services.snapshots import create_snapshot, list_snapshots
 from ..services.store import HcmStore
 from . import Context, emit, main, pass_context
 from .store_cmds import run_operation

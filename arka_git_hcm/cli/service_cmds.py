@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
+from ..admin import tokens
 from ..config import export_to_environment
 from ..errors import NotFound
-from ..services import tokens
 from . import Context, emit, main, pass_context
 
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
+from ..admin.init import init_hcm
+from ..admin.verify import Finding, verify_hcm
 from ..config import load_settings
 from ..errors import HcmError, InvalidPayload, error_for_code
 from ..jsonio import line_dumps, parse_json
 from ..search import attach_search
-from ..services.init import init_hcm
 from ..services.store import HcmStore, error_response, init_hint
-from ..services.verify import Finding, verify_hcm
 from . import Context, emit, main, pass_context
 from .progress import progress_bars
 

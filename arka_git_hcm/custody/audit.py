@@ -9,8 +9,8 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
+from ..history.query import HistoryFilters, history_page
 from ..operations.history import commit_summary
-from ..services.history_query import HistoryFilters, history_page
 from ..services.store import HcmStore
 
 __all__ = ["FIELDS", "audit_rows", "write_audit"]

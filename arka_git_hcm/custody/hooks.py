@@ -22,7 +22,7 @@ from typing import Any
 from ..durable import write_atomic
 from ..errors import ConflictingUpdate, NotFound
 from ..gitrepo.gitcli import GitFailed, run_git
-from ..services.hooks import GUARD_MARK, VALIDATE_HOOK
+from ..writepath.guard import GUARD_MARK, VALIDATE_HOOK
 
 __all__ = ["PRE_COMMIT", "PRE_RECEIVE", "install_git_hooks"]
 

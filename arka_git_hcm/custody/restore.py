@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..admin.verify import verify_hcm
 from ..config import CONFIG_FILE_NAME, default_file_config, load_settings, write_file_config
 from ..errors import ConflictingUpdate, HcmError, InvalidPayload, IoError
 from ..gitrepo import GitRepo
 from ..gitrepo.bundles import MissingPrerequisites, apply_bundle, checkout_branch, read_bundle_header
 from ..gitrepo.gitcli import GitFailed, Progress, run_git
 from ..services.store import HcmStore
-from ..services.verify import verify_hcm
 from .manifest import read_manifest, sha256_of
 from .secrets import check_secret_name
 

@@ -21,11 +21,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..admin.verify import check_file
 from ..domain.layout import LAYERS, META
 from ..errors import HcmError
 from ..gitrepo.gitcli import run_git
 from ..paths import check_relative
-from ..services.verify import check_file
 
 __all__ = ["Refusal", "validate_push", "validate_rev", "validate_staged"]
 

@@ -14,8 +14,8 @@ from ..config import LimitsConfig
 from ..domain.envelope import Caller
 from ..domain.layout import MissionPaths, mission_paths
 from ..errors import MissionNotFound
+from ..history.index import HistoryIndex
 from ..ids import new_id
-from ..services.history_index import HistoryIndex
 from .outcome import WriteOutcome
 from .views import Draft, TreeView
 

@@ -10,8 +10,8 @@ from ..domain.commit_message import parse_trailers, subject_of
 from ..domain.layout import MissionPaths
 from ..errors import InvalidPayload, NotFound
 from ..gitrepo import GitRepo
+from ..history.query import HistoryFilters, history_page
 from ..paths import check_relative
-from ..services.history_query import HistoryFilters, history_page
 from .base import OpContext, OpSpec
 from .views import TreeView
 

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..admin import tokens
 from ..clock import Clock
 from ..config import Settings, TokenRecord, load_settings
 from ..custody.service import CustodyService
@@ -40,7 +41,6 @@ from ..errors import (
     error_for_code,
 )
 from ..search import attach_search
-from ..services import tokens
 from ..services.oplog import JsonLinesLog
 from ..services.store import HcmStore, error_response
 from .connections import ConnectionLimits

@@ -28,6 +28,9 @@ from ..domain.envelope import Caller, Envelope, describe_validation_error, parse
 from ..domain.layout import is_required
 from ..errors import AccessDenied, HcmError, InternalError, InvalidPayload, IoError, NotFound, from_os_error
 from ..gitrepo import GitRepo
+from ..history.index import HistoryIndex
+from ..history.indexer import HistoryIndexer
+from ..history.query import commit_at, find_request
 from ..ids import is_request_id
 from ..jsonio import compact_dumps, parse_json
 from ..operations.access import META_RULES, authorize, parse_role_grants
@@ -40,12 +43,9 @@ from ..operations.rollback import ROLLBACK_OPS
 from ..operations.search import SEARCH_OPS, SearchPort
 from ..operations.team_docs import TEAM_DOC_OPS
 from ..operations.views import TreeView
-from .engine import CommitEngine, WriteRequest, WriteResult, payload_digest
-from .hand_edits import problems_of
-from .history_index import HistoryIndex
-from .history_indexer import HistoryIndexer
-from .history_query import commit_at, find_request
-from .hooks import install_hooks
+from ..writepath.engine import CommitEngine, WriteRequest, WriteResult, payload_digest
+from ..writepath.guard import install_hooks
+from ..writepath.hand_edits import problems_of
 from .oplog import JsonLinesLog
 
 __all__ = ["OPERATIONS", "HcmStore", "error_response", "init_hint", "ok_response"]

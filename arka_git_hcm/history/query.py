@@ -20,7 +20,7 @@ from datetime import datetime
 from ..domain.commit_message import parse_trailers
 from ..errors import InvalidPayload
 from ..gitrepo import CommitInfo, GitRepo
-from .history_index import MISSIONS_PREFIX, HistoryIndex, caller_of
+from .index import MISSIONS_PREFIX, HistoryIndex, caller_of
 
 __all__ = ["WALK_BUDGET", "HistoryFilters", "HistoryPage", "commit_at", "find_request", "history_page"]
 

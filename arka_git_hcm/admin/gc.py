@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import IoError
 from ..gitrepo.gitbin import count_objects, gc
-from .store import HcmStore
+from ..services.store import HcmStore
 
 __all__ = ["pack_objects"]
 

@@ -22,9 +22,9 @@ from ..errors import Busy, HcmError
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import run_fsck
 from ..paths import PathResolver
-from .hand_edits import SavedEdits
-from .requests import RequestIndex
-from .worktree import ASIDE_MARK, INTENT_FILE, TEMP_MARK
+from ..writepath.hand_edits import SavedEdits
+from ..writepath.request_index import RequestIndex
+from ..writepath.worktree import ASIDE_MARK, INTENT_FILE, TEMP_MARK
 
 __all__ = ["Finding", "VerifyReport", "check_file", "check_folder", "verify_hcm"]
 

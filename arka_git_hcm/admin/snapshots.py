@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import ConflictingUpdate, NotFound
 from ..gitrepo import Signature
 from ..ids import validate_id
-from .store import HcmStore
+from ..services.store import HcmStore
 
 __all__ = ["create_snapshot", "list_snapshots"]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..durable import create_held, remove_if_abandoned
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import IndexBusy, update_index
-from .hooks import remove_stale_markers, set_pending
+from .guard import remove_stale_markers, set_pending
 
 __all__ = ["IndexKeeper"]
 

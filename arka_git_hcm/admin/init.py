@@ -24,8 +24,8 @@ from ..jsonio import canonical_bytes
 from ..operations.outcome import WriteOutcome
 from ..operations.views import Draft
 from ..paths import PathResolver
-from .engine import CommitEngine, WriteRequest
-from .hooks import install_hooks
+from ..writepath.engine import CommitEngine, WriteRequest
+from ..writepath.guard import install_hooks
 from .verify import Finding, check_folder
 
 __all__ = ["InitResult", "init_hcm"]

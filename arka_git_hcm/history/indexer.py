@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from ..worker import BackgroundWorker
-from .history_index import HistoryIndex
+from .index import HistoryIndex
 
 __all__ = ["HistoryIndexer"]
 

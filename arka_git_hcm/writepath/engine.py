@@ -53,10 +53,10 @@ from ..gitrepo import GitRepo, Signature, blob_id, sync_filesystem
 from ..operations.outcome import WriteOutcome
 from ..operations.views import Draft, TreeView
 from ..paths import PathResolver
+from .guard import pending_marker
 from .hand_edits import DROPPED_LINES, LateEdits, SavedEdits, merge_journal, problems_of
-from .hooks import pending_marker
 from .index_keeper import IndexKeeper
-from .requests import REWIND_ACCEPTED, RequestIndex, Rewound
+from .request_index import REWIND_ACCEPTED, RequestIndex, Rewound
 from .worktree import ASIDE_MARK, TEMP_MARK, Aside, Staged, StatKey, WorkTree, stat_key
 
 __all__ = ["CommitEngine", "WriteRequest", "WriteResult", "payload_digest"]
