@@ -91,6 +91,11 @@ class BackgroundWorker:
 
     _busy = False
 
+    def running(self) -> bool:
+        """Whether a round runs or is about to (woken and not yet done)."""
+        with self._cond:
+            return self._woken or self._busy
+
     def _run(self) -> None:
         while True:
             with self._cond:

@@ -19,7 +19,7 @@ from arka_git_hcm.admin.init import init_hcm
 from arka_git_hcm.config import Settings
 from arka_git_hcm.gitrepo import sync_filesystem
 from arka_git_hcm.services.store import HcmStore
-from arka_git_hcm.writepath import engine as engine_module
+from arka_git_hcm.writepath import landing as landing_module
 
 from .conftest import (
     AGENT,
@@ -135,7 +135,7 @@ def test_chained_batches_acknowledge_a_write_only_after_a_sync_that_follows_its_
                 events.append(("cas", landed))
         return moved
 
-    monkeypatch.setattr(engine_module, "sync_filesystem", sync)
+    monkeypatch.setattr(landing_module, "sync_filesystem", sync)  # every sync of the write path
     monkeypatch.setattr(store.repo, "compare_and_swap_ref", cas)
 
     def work(t: int) -> None:

@@ -23,7 +23,7 @@ from arka_git_hcm.config import Settings
 from arka_git_hcm.errors import HcmError
 from arka_git_hcm.gitrepo import GitRepo, Signature, gitbin, packs
 from arka_git_hcm.services.store import HcmStore
-from arka_git_hcm.writepath import engine as engine_module
+from arka_git_hcm.writepath import pack_folding
 
 from .conftest import assert_clean, create_mission, git, journal, ok, open_store
 
@@ -254,8 +254,8 @@ def _packs_of(hcm: Path) -> int:
 def test_small_packs_are_folded_and_other_handles_reopen(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "PACKS_BEFORE_REPACK", 4)
-    monkeypatch.setattr(engine_module, "GIT_REPACK_ABOVE", 5)
+    monkeypatch.setattr(pack_folding, "PACKS_BEFORE_REPACK", 4)
+    monkeypatch.setattr(pack_folding, "GIT_REPACK_ABOVE", 5)
     hcm = settings.hcm_path
     with open_store(settings) as store, open_store(settings) as other:
         create_mission(store, "m1")
@@ -263,8 +263,7 @@ def test_small_packs_are_folded_and_other_handles_reopen(
         seen: list[int] = []
         for i in range(30):
             journal(store, f"entry {i}")
-            if store.engine._repacker is not None:
-                store.engine._repacker.join()
+            store.engine.packs.wait_idle(600)  # the fold this write may have started
             seen.append(_packs_of(hcm))
         assert max(seen) <= 8, seen  # without folding there would be 32 packs
         assert (hcm / ".git" / "arka-hcm" / "packs-rolled-up").exists()
@@ -279,7 +278,7 @@ def test_small_packs_are_folded_and_other_handles_reopen(
 def test_own_packs_are_folded_from_memory_into_one_synced_pack_of_deltas(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "PACKS_BEFORE_REPACK", 10_000)  # folds only when asked
+    monkeypatch.setattr(pack_folding, "PACKS_BEFORE_REPACK", 10_000)  # folds only when asked
     git_repacks: list[Path] = []
     synced: list[str] = []
     real_sync = packs.sync_pack
@@ -335,8 +334,8 @@ def test_a_fold_waits_for_no_one_and_deletes_nothing_while_fsck_reads(settings: 
 def test_a_cli_run_folds_packs_at_close_when_they_pile_up(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "PACKS_AT_CLOSE", 5)
-    monkeypatch.setattr(engine_module, "PACKS_BEFORE_REPACK", 10_000)  # as a process of one write each
+    monkeypatch.setattr(pack_folding, "PACKS_AT_CLOSE", 5)
+    monkeypatch.setattr(pack_folding, "PACKS_BEFORE_REPACK", 10_000)  # as a process of one write each
     hcm = settings.hcm_path
     with open_store(settings) as store:
         create_mission(store, "m1")

@@ -15,7 +15,7 @@ import pytest
 
 from arka_git_hcm.config import Settings
 from arka_git_hcm.services.store import HcmStore
-from arka_git_hcm.writepath import engine as engine_module
+from arka_git_hcm.writepath import pack_folding
 
 from .conftest import AGENT, create_mission, envelope
 
@@ -82,5 +82,5 @@ def test_a_long_run_keeps_descriptors_and_packs_bounded(settings: Settings) -> N
     # (before: 1,199 descriptors after 2,000 writes, most of them to deleted packs)
     assert peak_deleted <= 40, f"{peak_deleted} descriptors to deleted files"
     assert peak_fds <= baseline + 64, f"{peak_fds} descriptors (baseline {baseline})"
-    limit = engine_module.PACKS_BACKPRESSURE + engine_module.GIT_REPACK_ABOVE + 16
+    limit = pack_folding.PACKS_BACKPRESSURE + pack_folding.GIT_REPACK_ABOVE + 16
     assert peak_packs <= limit, f"{peak_packs} packs on disk"
