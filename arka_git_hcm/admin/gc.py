@@ -24,7 +24,7 @@ def pack_objects(store: HcmStore, *, dry_run: bool = False) -> dict[str, Any]:
         before = count_objects(workdir)
         if dry_run:
             return {"dry_run": True, "before": before, "after": None}
-        with store.engine.lock.held(max(60.0, store.settings.file.store.lock_timeout_s)):
+        with store.write_lock(max(60.0, store.settings.file.store.lock_timeout_s)):
             gc(workdir)
         store.repo.announce_repack()  # every process drops its handles on the deleted packs
         after = count_objects(workdir)

@@ -24,8 +24,9 @@ from ..jsonio import canonical_bytes
 from ..operations.outcome import WriteOutcome
 from ..operations.views import Draft
 from ..paths import PathResolver
-from ..writepath.engine import CommitEngine, WriteRequest
+from ..writepath.engine import CommitEngine
 from ..writepath.guard import install_hooks
+from ..writepath.requests import WriteRequest
 from .verify import Finding, check_folder
 
 __all__ = ["InitResult", "init_hcm"]

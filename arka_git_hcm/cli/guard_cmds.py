@@ -10,11 +10,10 @@ from pathlib import Path
 import click
 
 from ..clock import parse_iso
-from ..custody.audit import audit_rows, write_audit
+from ..custody.audit import HistoryFilters, audit_rows, write_audit
 from ..custody.hooks import install_git_hooks
 from ..custody.validate import validate_push, validate_rev, validate_staged
 from ..errors import InvalidPayload
-from ..history.query import HistoryFilters
 from ..services.store import HcmStore
 from . import Context, emit, main, pass_context
 from .progress import progress_bars
@@ -167,13 +166,5 @@ def history_reindex(obj: Context, as_json: bool) -> None:
       arka-hcm --client ./arka-client history reindex
     """
     with HcmStore.open(obj.settings, scan_hand_edits=False) as store, progress_bars(not as_json) as report:
-        added = store.history.catch_up(
-            store.tip(), build=True, wait=True, on_progress=lambda d, t: report("Indexing", d, t)
-        )
-        stamp = store.history.stamp()
-    info = {
-        "added": added,
-        "indexed_to": stamp.id if stamp else None,
-        "commits": stamp.seq + 1 if stamp else 0,
-    }
-    emit(info, as_json, f"history index: {info['commits']:,} commits ({added:,} added)")
+        info = store.reindex_history(lambda d, t: report("Indexing", d, t))
+    emit(info, as_json, f"history index: {info['commits']:,} commits ({info['added']:,} added)")

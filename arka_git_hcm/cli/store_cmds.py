@@ -16,7 +16,9 @@ from ..config import load_settings
 from ..errors import HcmError, InvalidPayload, error_for_code
 from ..jsonio import line_dumps, parse_json
 from ..search import attach_search
-from ..services.store import HcmStore, error_response, init_hint
+from ..services.opening import init_hint
+from ..services.responses import error_response
+from ..services.store import HcmStore
 from . import Context, emit, main, pass_context
 from .progress import progress_bars
 
@@ -295,7 +297,7 @@ def status(obj: Context, as_json: bool) -> None:
             "hcm": str(obj.settings.hcm_path),
             "tenant_id": meta.get("tenant_id") if isinstance(meta, dict) else None,
             "revision": tip,
-            "branch": store.engine.ref,
+            "branch": store.branch_ref,
             "durability": obj.settings.file.store.durability,
             "recovery": store.open_report["recovery"],
         }

@@ -13,7 +13,7 @@ from ..history.query import HistoryFilters, history_page
 from ..operations.history import commit_summary
 from ..services.store import HcmStore
 
-__all__ = ["FIELDS", "audit_rows", "write_audit"]
+__all__ = ["HistoryFilters", "FIELDS", "audit_rows", "write_audit"]
 
 FIELDS = ("time", "revision", "op", "caller", "request_id", "mission_id", "summary")
 _PAGE = 1000

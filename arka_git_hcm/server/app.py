@@ -42,7 +42,8 @@ from ..errors import (
 )
 from ..search import attach_search
 from ..services.oplog import JsonLinesLog
-from ..services.store import HcmStore, error_response
+from ..services.responses import error_response
+from ..services.store import HcmStore
 from .connections import ConnectionLimits
 from .git_routes import git_router, presented_token
 

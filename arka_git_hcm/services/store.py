@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import re
-import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -21,17 +18,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import durable
-from ..clock import Clock, OutOfRange, SystemClock, parse_iso
+from ..clock import Clock, SystemClock
 from ..config import Settings
 from ..domain.envelope import Caller, Envelope, describe_validation_error, parse_envelope
 from ..domain.layout import is_required
-from ..errors import AccessDenied, HcmError, InternalError, InvalidPayload, IoError, NotFound, from_os_error
+from ..errors import AccessDenied, HcmError, InternalError, InvalidPayload, NotFound, from_os_error
 from ..gitrepo import GitRepo
 from ..history.index import HistoryIndex
 from ..history.indexer import HistoryIndexer
-from ..history.query import commit_at, find_request
-from ..ids import is_request_id
+from ..history.query import find_request
 from ..jsonio import compact_dumps, parse_json
 from ..operations.access import META_RULES, authorize, parse_role_grants
 from ..operations.base import OpContext, OpSpec
@@ -43,12 +38,16 @@ from ..operations.rollback import ROLLBACK_OPS
 from ..operations.search import SEARCH_OPS, SearchPort
 from ..operations.team_docs import TEAM_DOC_OPS
 from ..operations.views import TreeView
-from ..writepath.engine import CommitEngine, WriteRequest, WriteResult, payload_digest
+from ..writepath.engine import CommitEngine
 from ..writepath.guard import install_hooks
 from ..writepath.hand_edits import problems_of
+from ..writepath.requests import WriteRequest, WriteResult, payload_digest
+from .opening import init_hint, probe_writable, read_branch, refuse_other_owner
 from .oplog import JsonLinesLog
+from .responses import error_response, ok_response
+from .revisions import Revisions
 
-__all__ = ["OPERATIONS", "HcmStore", "error_response", "init_hint", "ok_response"]
+__all__ = ["OPERATIONS", "HcmStore"]
 
 log = logging.getLogger("arka_git_hcm.store")
 
@@ -58,116 +57,6 @@ OPERATIONS: dict[str, OpSpec] = {
 }
 NOT_YET: frozenset[str] = frozenset()
 LOOP_PARSE_MAX = 64 * 1024  # bodies up to this size are parsed on an asyncio caller's loop
-_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
-_AT_RELATIVE = re.compile(r"^HEAD(?:~(\d{1,6}))?$")
-_AT_HEX = re.compile(r"^[0-9a-f]{4,40}$")
-SNAPSHOT_TAG_PREFIX = "snapshot/"
-_AT_SNAPSHOT = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
-
-
-def echoed(envelope: Any) -> tuple[str | None, str | None]:
-    """(request_id, op) of an envelope as they may be echoed in an answer or a log record: only
-    when they are well-formed. A refused envelope's fields are the caller's text, unbounded (a
-    1,000,000-character request id rolled every log over in seconds): never repeated as they are."""
-    if not isinstance(envelope, dict):
-        return None, None
-    request_id, op = envelope.get("request_id"), envelope.get("op")
-    return (
-        request_id if is_request_id(request_id) else None,
-        op if isinstance(op, str) and _OP_NAME.fullmatch(op) else None,
-    )
-
-
-_OP_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
-
-
-def error_response(envelope: Any, error: HcmError, revision: str | None) -> dict[str, Any]:
-    request_id, op = echoed(envelope)
-    return {
-        "request_id": request_id,
-        "op": op,
-        "status": "error",
-        "data": None,
-        "error": error.to_dict(),
-        "revision": revision,
-    }
-
-
-def ok_response(envelope: Envelope, data: dict[str, Any], revision: str | None) -> dict[str, Any]:
-    return {
-        "request_id": envelope.request_id,
-        "op": envelope.op,
-        "status": "ok",
-        "data": data,
-        "error": None,
-        "revision": revision,
-    }
-
-
-def refuse_other_owner(git_dir: Path) -> None:
-    """Refuse to open an HCM owned by another user, as git refuses a dubious owner: files this
-    process creates (objects, refs, the work tree) would be its own, and the service, running as
-    the folder's owner (uid 10001 in the container), could no longer write them. A folder shared
-    through a group (setgid and group-writable, as teams set it up) is fine."""
-    info = os.stat(git_dir)
-    uid = os.geteuid()
-    shared = info.st_mode & stat.S_ISGID and info.st_mode & stat.S_IWGRP
-    if uid == info.st_uid or shared:
-        return
-    raise AccessDenied(
-        f"{git_dir.parent} belongs to uid {info.st_uid} and this command runs as uid {uid}: the files it "
-        f"would create could not be written by the service afterwards. Run it as the folder's owner: "
-        f"inside the container, `docker compose exec arka-os arka-hcm ...` (or `docker-compose exec`), or "
-        f"on the host `sudo -u '#{info.st_uid}' arka-hcm ...`",
-        {"owner_uid": info.st_uid, "uid": uid},
-    )
-
-
-def read_branch(repo: GitRepo, settings: Settings) -> str | None:
-    """The branch tip at open (None: a repository with no commit yet). A HEAD or branch that
-    cannot be read, or an empty branch file in a repository that holds objects, is damage: the
-    message says so, never "create it with init" (which would refuse an existing repository)."""
-    damaged = None
-    try:
-        name = repo.head_ref_name()
-        tip = repo.read_ref(name)
-        if tip is not None and not _COMMIT_ID.fullmatch(tip):
-            damaged = f"{name} holds {tip[:40]!r}, not a commit id"
-        elif tip is None and ((repo.git_dir / name).exists() or repo.pack_count()):
-            damaged = f"{name} is empty or missing while the repository holds objects"
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        damaged = f"HEAD or its branch cannot be read ({exc})"
-    if damaged is not None:
-        raise IoError(
-            f"the HCM repository at {settings.hcm_path} is damaged: {damaged}. Run `arka-hcm verify` "
-            "and restore it from a backup (see the README's backup section)",
-            {"path": str(settings.hcm_path)},
-        )
-    return tip
-
-
-def probe_writable(folder: Path) -> None:
-    """Create and remove a file in ``folder``: OSError when the volume does not take writes."""
-    with durable.folder(folder.parent, [folder.name], create=True) as fd:
-        file_fd, name = durable.create_new(fd, ".ready-probe-")
-        os.close(file_fd)
-        os.unlink(name, dir_fd=fd)
-
-
-def init_hint(hcm_path: Path) -> str:
-    """How to create the HCM that was expected at ``hcm_path`` (a client folder's hcm/, or flat)."""
-    if hcm_path.parent == Path(hcm_path.anchor):
-        # /hcm: the container's default, so outside a container no folder was named at all
-        return (
-            "name the client folder with --client ./arka-client (or set ARKA_HCM_PATH), or create "
-            "one with `arka-hcm init ./arka-client --tenant-id <id>`"
-        )
-    if hcm_path.name == "hcm":
-        return (
-            f"create it with `arka-hcm init {hcm_path.parent} --tenant-id <id>` (a client folder: "
-            f"hcm/, config/, logs/)"
-        )
-    return f"create it with `arka-hcm init {hcm_path} --layout flat --tenant-id <id>`"
 
 
 @dataclass
@@ -210,6 +99,7 @@ class HcmStore:
         # the history index, kept up to date off the write path (see history_index.py)
         self.history = HistoryIndex(settings.hcm_path, repo.state_dir)
         self.history_indexer = HistoryIndexer(self.history, self.tip)
+        self.revisions = Revisions(repo, self.history, self.tip)
         self._grants: tuple[str | None, dict[str, list[str]]] = (None, {})
 
     @classmethod
@@ -297,6 +187,28 @@ class HcmStore:
             "hand_edits_not_adopted": scan.get("invalid", []),
         }
         return {"ready": not problems, "revision": tip, "problems": problems, "details": details}
+
+    @property
+    def branch_ref(self) -> str:
+        """The branch the HCM's history is on (``refs/heads/<store.branch>``)."""
+        return self.engine.ref
+
+    def write_lock(self, timeout_s: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """Hold the store's write lock (no write of any process lands meanwhile): for maintenance
+        that moves objects (``arka-hcm gc``)."""
+        return self.engine.lock.held(
+            self.settings.file.store.lock_timeout_s if timeout_s is None else timeout_s
+        )
+
+    def reindex_history(self, on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Bring the history index to the tip now (a first build, or after a restore)."""
+        added = self.history.catch_up(self.tip(), build=True, wait=True, on_progress=on_progress)
+        stamp = self.history.stamp()
+        return {
+            "added": added,
+            "indexed_to": stamp.id if stamp else None,
+            "commits": stamp.seq + 1 if stamp else 0,
+        }
 
     def accept_rewind(self, by: tuple[str, str]) -> dict[str, Any]:
         """Keep the branch where a person moved it back (see RequestIndex)."""
@@ -512,64 +424,12 @@ class HcmStore:
         return TreeView(self.repo, self.repo.commit_tree(commit) if commit else None, commit)
 
     def resolve_at(self, at: str | None) -> str | None:
-        """``at`` as a commit: ``HEAD`` or ``HEAD~N`` (first parents of the branch tip), a commit
-        id or a prefix of one, a snapshot name (``NAME`` or ``snapshot/NAME``, as `git tag` shows
-        it), or an ISO date/time (the state then).
-
-        Only commits of the HCM's history are answered: reachable from the branch or from a
-        snapshot tag. A prefix of any other object in the database (a commit on another ref, a
-        stash, an unreachable commit of a failed write, a blob) is not a revision of the HCM."""
-        if at is None:
-            return self.tip()
-        tip = self.tip()
-        relative = _AT_RELATIVE.match(at)
-        if relative:
-            return self._first_parent(tip, int(relative.group(1) or 0), at)
-        if _AT_HEX.match(at):
-            commit = self.repo.resolve_commit(at)
-            if commit is not None and self._in_history(commit, tip):
-                return commit
-        name = at.removeprefix(SNAPSHOT_TAG_PREFIX)
-        if _AT_SNAPSHOT.match(name):
-            commit = self.repo.resolve_commit(f"refs/tags/{SNAPSHOT_TAG_PREFIX}{name}")
-            if commit is not None:
-                return commit
-        try:
-            moment = parse_iso(at)
-        except OutOfRange as exc:
-            raise InvalidPayload(str(exc), {"at": at[:200]}) from None
-        except ValueError:
-            raise NotFound(
-                f"{at[:200]!r} is neither a revision of this HCM, a snapshot name nor an ISO date/time",
-                {"at": at[:200]},
-            ) from None
-        commit = self.commit_at(moment)
-        if commit is None:
-            raise NotFound(f"the HCM has no history at {at}", {"at": at})
-        return commit
-
-    def _first_parent(self, tip: str | None, steps: int, at: str) -> str | None:
-        current = tip
-        for _ in range(steps):
-            parents = self.repo.commit_info(current).parents if current else ()
-            if not parents:
-                raise NotFound(f"{at}: the history has fewer than {steps + 1} commits", {"at": at})
-            current = parents[0]
-        return current
-
-    def _in_history(self, commit: str, tip: str | None) -> bool:
-        """Reachable from the branch tip or from a snapshot tag."""
-        if commit == tip or (tip is not None and self.repo.is_ancestor(commit, tip)):
-            return True
-        for _name, tagged, _when, _message in self.repo.list_tags(SNAPSHOT_TAG_PREFIX):
-            if commit == tagged or self.repo.is_ancestor(commit, tagged):
-                return True
-        return False
+        """The commit ``at`` names (see :class:`Revisions`); the tip when None."""
+        return self.revisions.resolve_at(at)
 
     def commit_at(self, moment: datetime) -> str | None:
-        """The newest first-parent commit at or before ``moment``, from the history index (the
-        commits it has not indexed yet are walked)."""
-        return commit_at(self.repo, self.history, self.tip(), moment)
+        """The newest first-parent commit at or before ``moment`` (from the history index)."""
+        return self.revisions.commit_at(moment)
 
     def find_request(self, request_id: str) -> str | None:
         """The commit that answered ``request_id`` (the oldest on the branch), from the history
