@@ -12,9 +12,6 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-import pygit2
-from pygit2.enums import ObjectType
-
 from .rawtree import MODE_TREE, RawTree
 from .repo import GitRepo
 
@@ -40,7 +37,7 @@ def changed_files(repo: GitRepo, old_tree: str | None, new_tree: str | None) -> 
 def _diff(repo: GitRepo, old: bytes | None, new: bytes | None, base: str, found: set[str]) -> None:
     if old == new:
         return
-    a = repo._raw_tree(old) if old is not None else None
+    a = repo.raw_tree(old) if old is not None else None
     b = _tree_like(repo, new, a) if new is not None else None
     if a is None or b is None:
         only = a if a is not None else b
@@ -84,28 +81,16 @@ def _tree_like(repo: GitRepo, oid: bytes, like: RawTree | None) -> RawTree:
     of it every round. Usually only entry ids changed (a mission's subtree): same length, and
     every differing byte inside an id slot of ``like``; then the new tree shares ``like``'s
     names and offsets, as a tree the writer spliced would."""
-    cached = repo._trees.get(oid)
+    cached = repo.cached_raw_tree(oid)
     if cached is not None or like is None or len(like.data) < _SHARE_LAYOUT_FROM:
-        return cached if cached is not None else repo._raw_tree(oid)
-    data = _tree_bytes(repo, oid)
+        return cached if cached is not None else repo.raw_tree(oid)
+    data = repo.raw_tree_bytes(oid)
     if data is None or len(data) != len(like.data) or not _ids_differ_only(like, data):
-        return repo._raw_tree(oid)
+        return repo.raw_tree(oid)
     tree = RawTree.__new__(RawTree)
     tree.data, tree.names, tree.offsets, tree.index = data, like.names, like.offsets, like.index
-    repo._trees.put(oid, tree)
+    repo.remember_raw_tree(oid, tree)
     return tree
-
-
-def _tree_bytes(repo: GitRepo, oid: bytes) -> bytes | None:
-    """The raw bytes of tree ``oid`` (None: let the repository's own reader say what is wrong)."""
-    pending = repo._pending.get(oid)
-    if pending is not None:
-        return pending[1]
-    try:
-        kind, data = repo._repo.odb.read(oid.hex())
-    except (KeyError, pygit2.GitError):
-        return None
-    return bytes(data) if kind == ObjectType.TREE else None
 
 
 def _ids_differ_only(like: RawTree, data: bytes) -> bool:

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 import pygit2
 from pygit2.enums import ObjectType
 
-from .repo import GitRepo, _damaged
+from .base import damaged
+from .repo import GitRepo
 
 __all__ = ["tree_files"]
 
@@ -39,4 +40,4 @@ def tree_files(
                 elif entry.type == ObjectType.BLOB and wanted(name):
                     yield name, str(entry.id), odb.read(entry.id)[1]
     except pygit2.GitError as exc:
-        raise _damaged(exc) from None
+        raise damaged(exc) from None
