@@ -78,15 +78,17 @@ def imports_of(path: Path, root: Path = PACKAGE.parent) -> list[str]:
             if node.level:
                 base = package[: len(package) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
-                if node.module is None:
-                    for alias in node.names:  # a submodule, or a name defined in the package itself
-                        sub = root.joinpath(*target.split("."), alias.name)
-                        is_module = sub.is_dir() or sub.with_suffix(".py").is_file()
-                        found.append(f"{target}.{alias.name}" if is_module else target)
-                else:
-                    found.append(target)
             elif node.module:
-                found.append(node.module)
+                target = node.module
+            else:
+                continue
+            if not target.startswith("arka_git_hcm"):
+                found.append(target)
+                continue
+            for alias in node.names:  # a submodule, or a name defined in the module itself
+                sub = root.joinpath(*target.split("."), alias.name)
+                is_module = sub.is_dir() or sub.with_suffix(".py").is_file()
+                found.append(f"{target}.{alias.name}" if is_module else target)
     return found
 
 
@@ -155,6 +157,45 @@ def test_the_front_ends_do_not_import_each_other() -> None:
                 assert not target.startswith("arka_git_hcm.cli"), f"{path}: {target}"
 
 
+# What a front-end may not reach past the store: the write path, the operations, the history index
+# and the git adapter are the store's to drive. One door is named: the smart-HTTP route is a
+# pass-through to git's own upload-pack (gitrepo/http_export), it touches no store state.
+BEHIND_THE_STORE = ("writepath", "operations", "history", "gitrepo", "durable")
+FRONT_END_DOORS = {"arka_git_hcm.gitrepo.http_export"}
+
+
+def test_the_front_ends_reach_the_store_only_through_its_public_surface() -> None:
+    wrong = []
+    for path in all_modules():
+        if layer_of(module_name(path)) not in ("cli", "server"):
+            continue
+        for target in imports_of(path):
+            parts = target.split(".")
+            if target in FRONT_END_DOORS or len(parts) < 2 or parts[0] != "arka_git_hcm":
+                continue
+            if parts[1] in BEHIND_THE_STORE:
+                wrong.append(f"{module_name(path)} imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_front_ends_use_no_private_part_of_the_store() -> None:
+    """``store.engine`` and ``store.repo`` are the store's own: a front-end asks the store."""
+    wrong = []
+    for path in all_modules():
+        if layer_of(module_name(path)) not in ("cli", "server"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+                continue
+            if node.value.id != "store":
+                continue
+            internal = node.attr in ("engine", "repo", "history", "oplog")
+            private = node.attr.startswith("_") and not node.attr.startswith("__")
+            if internal or private:
+                wrong.append(f"{module_name(path)}:{node.lineno} uses store.{node.attr}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_the_checker_sees_a_wrong_arrow(tmp_path: Path) -> None:
     """The test above is only worth something if it can fail: feed it a bad module. The probe is
     written under a temporary copy of the package layout, never into the package itself (other
@@ -165,3 +206,15 @@ def test_the_checker_sees_a_wrong_arrow(tmp_path: Path) -> None:
     targets = imports_of(bad, root=tmp_path)
     assert targets == ["arka_git_hcm.services"]
     assert LEVEL[layer_of(targets[0])] > LEVEL[layer_of(module_name(bad, root=tmp_path))]
+
+
+def test_the_checker_sees_a_front_end_reaching_past_the_store(tmp_path: Path) -> None:
+    probe = tmp_path / "arka_git_hcm" / "server" / "_probe.py"
+    probe.parent.mkdir(parents=True)
+    (tmp_path / "arka_git_hcm" / "writepath").mkdir()
+    (tmp_path / "arka_git_hcm" / "writepath" / "engine.py").write_text("")
+    probe.write_text("from ..writepath import engine\nfrom ..gitrepo.http_export import SERVICE\n")
+    targets = imports_of(probe, root=tmp_path)
+    assert targets == ["arka_git_hcm.writepath.engine", "arka_git_hcm.gitrepo.http_export"]
+    assert targets[0].split(".")[1] in BEHIND_THE_STORE
+    assert targets[1] in FRONT_END_DOORS
