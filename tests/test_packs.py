@@ -515,9 +515,9 @@ def test_leftover_pack_files_of_killed_writers_are_removed_at_open(settings: Set
 def test_a_hand_run_git_gc_is_noticed_and_the_handle_reopened(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from arka_git_hcm.gitrepo import repo as repo_module
+    from arka_git_hcm.gitrepo import maintenance
 
-    monkeypatch.setattr(repo_module, "PACK_LIST_CHECK_S", 0.0)
+    monkeypatch.setattr(maintenance, "PACK_LIST_CHECK_S", 0.0)
     with open_store(settings) as store:
         create_mission(store, "m1")
         journal(store, "before a gc by hand")
