@@ -3,6 +3,8 @@ damaged or derived state is repaired or reported. Each test fails on the code be
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -17,13 +19,25 @@ import pytest
 from click.testing import CliRunner
 
 from arka_git_hcm import durable
+from arka_git_hcm.admin.init import init_hcm
 from arka_git_hcm.admin.verify import verify_hcm
 from arka_git_hcm.cli import main
 from arka_git_hcm.config import Settings
+from arka_git_hcm.durable import files as durable_files
 from arka_git_hcm.errors import AccessDenied, IoError
 from arka_git_hcm.services.store import HcmStore
 
-from .conftest import AGENT, assert_clean, commit_count, create_mission, envelope, git, journal, ok
+from .conftest import (
+    AGENT,
+    assert_clean,
+    commit_count,
+    create_mission,
+    envelope,
+    git,
+    journal,
+    make_settings,
+    ok,
+)
 
 STATUS = "state/missions/m1/status.json"
 JOURNAL = "state/missions/m1/journal.jsonl"
@@ -389,3 +403,202 @@ def test_a_damaged_old_commit_makes_the_store_read_only_with_the_reason(store: H
             )
         )
         assert refused["error"]["code"] == "READ_ONLY"
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_open_however_soon(store: HcmStore) -> None:
+    """A writer killed after writing its batch's temp files but before the intent leaves temp files
+    no intent names (found by the kill campaign: a server restarted 3 s after the kill kept one for
+    its whole run, hidden from `git status` by .git/info/exclude). Temp files are only made under
+    the store's lock, so the next open, holding it, removes them whatever their age."""
+    settings = store.settings
+    create_mission(store)
+    store.close()
+    orphan = settings.hcm_path / "state/missions/m1/.journal.jsonl.arka-tmp-0123456789abcdef"
+    orphan.write_text("a copy the killed writer was about to link in\n")
+    with HcmStore.open(settings):
+        assert not orphan.exists()
+    assert_clean(settings.hcm_path)
+
+
+def test_a_full_disk_while_writing_a_temp_file_leaves_no_temp_file(
+    store: HcmStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temp file was created, its bytes did not fit (found by the disk-full campaign on tmpfs:
+    the temp file stayed beside the journal, a full copy of it on a full disk, because the folder's
+    descriptor was closed before the temp file was unlinked through it)."""
+    settings = store.settings
+    create_mission(store)
+    real = durable.write_all
+
+    def full(fd: int, data: Any) -> None:
+        if isinstance(data, bytes) and b"after the disk filled" in data:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(durable, "write_all", full)
+    response = store.execute(
+        envelope(
+            "HCM_APPEND_JOURNAL",
+            {"mission_id": "m1", "entry": {"entry_type": "note", "message": "after the disk filled"}},
+            AGENT,
+        )
+    )
+    assert response["error"]["code"] == "STORAGE_FULL"
+    leftovers = [
+        p.name for p in (settings.hcm_path / "state/missions/m1").iterdir() if ".arka-tmp-" in p.name
+    ]
+    assert leftovers == []
+
+
+def _failing_syncfs(code: int) -> Any:
+    def syncfs(fd: int) -> int:
+        ctypes.set_errno(code)
+        return -1
+
+    return syncfs
+
+
+def test_a_failed_filesystem_sync_is_raised_not_swallowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """syncfs(2) reports what the kernel could not write (an I/O error, a filesystem forced
+    read-only after one); sync(2), the old fallback on any failure, reports nothing."""
+    monkeypatch.setattr(durable_files, "_syncfs", _failing_syncfs(errno.EIO))
+    with pytest.raises(OSError) as caught:
+        durable_files.sync_filesystem(tmp_path)
+    assert caught.value.errno == errno.EIO
+
+
+def test_a_durable_write_whose_sync_failed_is_not_acknowledged(
+    client_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the read-only campaign: the kernel forced ext4 read-only under load, syncfs
+    failed (EROFS, EIO), the store fell back to sync(2), acknowledged the batch, and after e2fsck
+    the acknowledged writes were gone. A write whose sync failed answers an error; its retry
+    answers once the disk takes writes again, committed once."""
+    settings = make_settings(client_dir, durability="full")
+    init_hcm(settings, "acme", "ACME")
+    with HcmStore.open(settings) as store:
+        create_mission(store)
+        monkeypatch.setattr(durable_files, "_syncfs", _failing_syncfs(errno.EIO))
+        request = envelope(
+            "HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": {"entry_type": "note", "message": "x"}}, AGENT
+        )
+        answer = store.execute(request)
+        assert answer["status"] == "error" and answer["error"]["code"] == "IO_ERROR", answer
+        monkeypatch.undo()
+        again = store.execute(request)
+        assert again["status"] == "ok", again
+    ids = git(settings.hcm_path, "log", "--format=%(trailers:key=Hcm-Request-Id,valueonly)").split()
+    assert ids.count(request["request_id"]) == 1
+    assert_clean(settings.hcm_path)
+
+
+def test_a_pack_whose_bytes_never_reached_the_disk_is_moved_aside_at_open(store: HcmStore) -> None:
+    """Found by the read-only campaign: the kernel forced ext4 read-only under load (as a power
+    cut would), and packs of batches whose sync never completed came back after e2fsck with their
+    names and sizes but zeros for bytes. History was whole and every acknowledged write there, but
+    `git fsck` failed and every fold (`git repack`) failed until someone removed them by hand. The
+    next open moves such a pack aside (kept for an admin) and says so."""
+    settings = store.settings
+    create_mission(store)
+    journal(store, "one")
+    store.close()
+    pack_dir = settings.hcm_path / ".git/objects/pack"
+    name = "pack-" + "ab" * 20
+    (pack_dir / f"{name}.pack").write_bytes(bytes(1826))
+    (pack_dir / f"{name}.idx").write_bytes(bytes(1240))
+    with HcmStore.open(settings) as reopened:
+        assert [p["name"] for p in reopened.open_report["damaged_packs"]] == [name]
+        journal(reopened, "two")
+    assert not (pack_dir / f"{name}.idx").exists()
+    assert (settings.hcm_path / ".git/arka-hcm/damaged-packs" / f"{name}.pack").read_bytes() == bytes(1826)
+    assert_clean(settings.hcm_path)
+
+
+def test_a_durable_branch_move_syncs_the_new_ref_before_renaming_it(
+    client_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the read-only campaign: after the kernel forced ext4 read-only under load (as a
+    power cut on a filesystem that does not order data before a rename would), the branch file
+    came back as 41 zero bytes: renamed into place, its bytes never written (the batch's second
+    sync had failed). The store then refused to open, saying to restore a backup. Everything
+    written after the first sync is a rename, except the ref: its bytes are synced before the
+    rename, so the branch is the old tip or the new one, never zeros."""
+    settings = make_settings(client_dir, durability="full")
+    init_hcm(settings, "acme", "ACME")
+    synced: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        with contextlib.suppress(OSError):
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    with HcmStore.open(settings) as store:
+        create_mission(store)
+        monkeypatch.setattr(os, "fsync", spy)
+        journal(store, "one")
+    assert any(path.endswith("refs/heads/main.lock") for path in synced), synced
+
+
+def test_a_sync_that_returns_while_the_journal_was_aborted_is_not_trusted(
+    client_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the read-only campaign (ext4 forced read-only by an error under load): syncfs(2)
+    answered 0, the batch was acknowledged, and after e2fsck its branch move was gone. Between
+    the journal's abort and the filesystem being flagged read-only, syncfs finds nothing left to
+    commit (what was pending was dropped) and reports success. A file created after the sync goes
+    through the journal, and fails for good once it is aborted: the store checks that before it
+    acknowledges. Here the second sync of the batch (after the branch move) is the one that
+    "succeeds" on an aborted journal: every later file creation fails with EROFS."""
+    settings = make_settings(client_dir, durability="full")
+    init_hcm(settings, "acme", "ACME")
+    with HcmStore.open(settings) as store:
+        create_mission(store)
+        real_syncfs, real_open = durable_files._syncfs, os.open
+        assert real_syncfs is not None
+        calls = {"sync": 0}
+        aborted = threading.Event()
+
+        def syncfs(fd: int) -> int:
+            calls["sync"] += 1
+            if calls["sync"] == 2:
+                aborted.set()  # the journal aborts during this sync, which still answers 0
+            return int(real_syncfs(fd))
+
+        def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            if aborted.is_set() and flags & os.O_CREAT:
+                raise OSError(errno.EROFS, "Read-only file system")
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(durable_files, "_syncfs", syncfs)
+        monkeypatch.setattr(os, "open", open_)
+        answer = store.execute(
+            envelope(
+                "HCM_APPEND_JOURNAL",
+                {"mission_id": "m1", "entry": {"entry_type": "note", "message": "x"}},
+                AGENT,
+            )
+        )
+        monkeypatch.undo()
+        assert answer["status"] == "error" and answer["error"]["code"] == "READ_ONLY", answer
+
+
+def test_a_branch_lock_left_by_a_killed_git_is_named_in_the_refusal(store: HcmStore) -> None:
+    """Found by the corruption campaign: a `refs/heads/main.lock` left by a killed git process
+    made every write answer BUSY "the HCM branch kept moving during the write", which it did
+    not: the answer names the lock file and what to do about it."""
+    settings = store.settings
+    create_mission(store)
+    lock = settings.hcm_path / ".git/refs/heads/main.lock"
+    lock.write_text(git(settings.hcm_path, "rev-parse", "HEAD"))
+    answer = store.execute(
+        envelope(
+            "HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": {"entry_type": "note", "message": "x"}}, AGENT
+        )
+    )
+    assert answer["error"]["code"] == "BUSY"
+    assert "main.lock" in answer["error"]["message"], answer["error"]
+    lock.unlink()
+    journal(store, "once the lock is gone")

@@ -262,10 +262,42 @@ _syncfs = getattr(_libc, "syncfs", None)
 
 def sync_filesystem(path: str | Path) -> None:
     """Flush every dirty page of the filesystem holding ``path`` (Linux syncfs(2)); one call is
-    much cheaper than an fsync per file of a batch. Falls back to sync(2) elsewhere."""
+    much cheaper than an fsync per file of a batch. Falls back to sync(2) where syncfs does not
+    exist. A failure raises OSError: syncfs reports what the kernel could not write (an I/O
+    error, a filesystem it forced read-only after one), and whoever acknowledges a write after
+    this call must not (sync(2), which reports nothing, is no fallback for a failure). A failure
+    on a filesystem now mounted read-only is EROFS."""
     fd = os.open(os.fspath(path), os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _syncfs is None or _syncfs(fd) != 0:
+        if _syncfs is None:
             os.sync()
+            return
+        if _syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            if code == errno.ENOSYS:
+                os.sync()
+                return
+            with contextlib.suppress(OSError):
+                if os.fstatvfs(fd).f_flag & os.ST_RDONLY:
+                    code = errno.EROFS
+            raise OSError(code, f"syncing the filesystem failed: {os.strerror(code)}", os.fspath(path))
+        _probe_journal(fd)
     finally:
         os.close(fd)
+
+
+SYNC_PROBE = ".sync-probe.arka-tmp-"  # (a temp-file name: hidden from `git status`, swept at open)
+
+
+def _probe_journal(dir_fd: int) -> None:
+    """syncfs(2) answers 0 when it finds nothing left to commit, which is also what it finds
+    right after the filesystem aborted its journal on an error (ext4, before it flags itself
+    read-only): the pending changes were dropped, not written. Creating a file goes through the
+    journal and fails (EROFS) once it is aborted, which is for good: a file created and removed
+    after the sync proves the sync had a live journal to commit to."""
+    name = SYNC_PROBE + secrets.token_hex(6)
+    probe = os.open(
+        name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
+    )
+    os.close(probe)
+    os.unlink(name, dir_fd=dir_fd)

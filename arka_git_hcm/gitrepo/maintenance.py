@@ -84,6 +84,22 @@ class PackMaintenance(HistoryReads):
         """Half-written pack files of killed processes (call under the store's write lock)."""
         return packs.remove_leftovers(self.pack_dir)
 
+    def move_damaged_packs(self) -> list[dict[str, str]]:
+        """Packs that cannot be read (see packs.unreadable), moved to
+        ``.git/arka-hcm/damaged-packs/`` and kept there for an admin; git and the store no longer
+        trip over them. Objects the history needs from one of them then show as a history that
+        cannot be read (the store refuses writes and says so). Returns ``{name, reason}`` each
+        (call under the store's write lock)."""
+        moved = []
+        for name in packs.pack_names(self.pack_dir):
+            reason = packs.unreadable(self.pack_dir, name)
+            if reason is not None:
+                packs.move_pack(self.pack_dir, name, self.state_dir / "damaged-packs")
+                moved.append({"name": name, "reason": reason})
+        if moved:
+            self._reopen()
+        return moved
+
     def _stamp_rollup(self) -> None:
         write_atomic(self._rollup_stamp, f"{time.time_ns()}\n".encode(), root=self.git_dir)
 

@@ -36,11 +36,13 @@ from .rawtree import stored_zlib_stream
 __all__ = [
     "KIND_CODES",
     "blob_id",
+    "move_pack",
     "object_id",
     "pack_names",
     "remove_leftovers",
     "remove_pack",
     "sync_pack",
+    "unreadable",
     "write_pack",
 ]
 
@@ -288,6 +290,41 @@ def pack_names(pack_dir: Path) -> list[str]:
     return sorted(
         n[:-4] for n in names if n.startswith("pack-") and n.endswith(".idx") and n[:-4] + ".pack" in names
     )
+
+
+PACK_SUFFIXES = (".idx", ".pack", ".rev", ".bitmap", ".keep", ".promisor", ".mtimes")
+
+
+def unreadable(pack_dir: Path, name: str) -> str | None:
+    """Why the pack ``name`` cannot be read, or None when a cheap check finds nothing: its
+    index against its own checksum, the pack's header, and the pack's trailing checksum against
+    the one its index records (a pack is not hashed). A pack renamed into place whose bytes
+    never reached the disk (a power cut, or a filesystem the kernel forced read-only, before the
+    batch's sync) reads as zeros with its name and size intact."""
+    try:
+        idx = (pack_dir / f"{name}.idx").read_bytes()
+        with open(pack_dir / f"{name}.pack", "rb") as pack:
+            head = pack.read(12)
+            size = os.fstat(pack.fileno()).st_size
+            pack.seek(max(0, size - 20))
+            tail = pack.read(20)
+    except FileNotFoundError:
+        return None  # folded away meanwhile
+    if len(idx) < 256 * 4 + 40 or hashlib.sha1(idx[:-20]).digest() != idx[-20:]:
+        return "its index does not match its own checksum"
+    if size < 32 or head[:4] != b"PACK":
+        return "the pack has no pack header"
+    if tail != idx[-40:-20]:
+        return "the pack's checksum is not the one its index records"
+    return None
+
+
+def move_pack(pack_dir: Path, name: str, folder: Path) -> None:
+    """Move a pack's files (its index first: readers look packs up by it) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix in PACK_SUFFIXES:
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(pack_dir / f"{name}{suffix}", folder / f"{name}{suffix}")
 
 
 def remove_leftovers(pack_dir: Path, min_age_s: float = 600) -> list[str]:

@@ -70,9 +70,14 @@ def compare_and_swap_ref(
     durable_sync: bool,
     *,
     reflog: bool = True,
+    sync_file: bool = False,
 ) -> bool:
     """Move ``ref`` from ``old`` to ``new`` only if it still points at ``old``. Returns False when
     it moved meanwhile (the caller rebuilds on the new tip) or its lock is held (contention).
+    ``durable_sync``: fsync the new ref before the rename and its folder after. ``sync_file``:
+    only the new ref's bytes before the rename (the caller syncs the filesystem afterwards): a
+    crash then leaves the old id or the new one there, never a renamed file whose bytes were
+    never written (zeros, on a filesystem that does not order data before a rename).
 
     The ref's folder is reached without following a link and the lock is created there with
     O_EXCL | O_NOFOLLOW, then renamed over the ref within that folder: a link planted at
@@ -89,7 +94,7 @@ def compare_and_swap_ref(
                 moved = read_ref(git_dir, ref) != old
                 if not moved:
                     durable.write_all(fd, f"{new}\n".encode("ascii"))
-                    if durable_sync:
+                    if durable_sync or sync_file:
                         os.fsync(fd)
             finally:
                 os.close(fd)  # exactly once: a second close could hit another thread's file

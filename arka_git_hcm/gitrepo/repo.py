@@ -59,10 +59,20 @@ class GitRepo(IndexAndWorkTree):
         return refs.head_ref_name(self.git_dir)
 
     def compare_and_swap_ref(
-        self, ref: str, old: str | None, new: str, *, who: Signature, message: str, durable: bool
+        self,
+        ref: str,
+        old: str | None,
+        new: str,
+        *,
+        who: Signature,
+        message: str,
+        durable: bool,
+        sync_file: bool = False,
     ) -> bool:
         self.flush_objects()  # no ref may name an object that is not on disk
-        return refs.compare_and_swap_ref(self.git_dir, ref, old, new, who.reflog_identity(), message, durable)
+        return refs.compare_and_swap_ref(
+            self.git_dir, ref, old, new, who.reflog_identity(), message, durable, sync_file=sync_file
+        )
 
     def remove_stale_lock(self, ref: str) -> bool:
         return refs.remove_stale_lock(self.git_dir, ref)

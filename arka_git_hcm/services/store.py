@@ -142,6 +142,7 @@ class HcmStore:
                 "a pre-commit hook that arka-hcm did not write exists; the index guard is not installed"
             )
         store.open_report["recovery"] = store.engine.recover()
+        store.open_report["damaged_packs"] = store.open_report["recovery"].pop("damaged_packs", [])
         store.open_report["stray_asides"] = store.engine.check_stray_asides()
         store.open_report["index_repaired"] = store.engine.repair_index()
         store.engine.check_history()

@@ -101,7 +101,9 @@ class DiskCheck:
                     strays.append(aside)
                 continue
             if TEMP_MARK in path:  # a temp file of a killed writer is never part of the HCM
-                self.worktree.remove_stray_temp(path, older_than=STRAY_ASIDE_AGE_S)
+                # temp files are made and removed only under the store's lock, which this
+                # holds: one found now is a killed writer's, however young
+                self.worktree.remove_stray_temp(path, older_than=0)
                 continue
             if state == "ignored":
                 continue

@@ -256,9 +256,19 @@ class CommitEngine:
                 return chain
             # the branch moved under us (plain git, another tool): rebuild on the new tip
             time.sleep(0.002 * (_attempt + 1))
+        busy = Busy("the HCM branch kept moving during the write; retry", retry_after=1)
+        lock = f"{self.ref}.lock"
+        if self.tip() == tip and (self.repo.git_dir / lock).exists():
+            # the branch did not move: its lock file is held (a git command running on the HCM,
+            # or one killed, which git never cleans up)
+            busy = Busy(
+                f".git/{lock} exists: a git command is changing the branch, or one was killed and "
+                f"left it; if no git command runs on the HCM, remove .git/{lock}",
+                retry_after=1,
+            )
         for request in batch:
             if not request.done:
-                request.error = Busy("the HCM branch kept moving during the write; retry", retry_after=1)
+                request.error = busy
                 request.done = True
         return None
 
@@ -317,13 +327,22 @@ class CommitEngine:
 
     # --- recovery, git's index and closing ----------------------------------------------------
     def recover(self) -> dict[str, Any]:
-        """Finish or undo an interrupted write, and drop what killed writers left in the pack
-        folder (call at open; takes the lock)."""
+        """Finish or undo an interrupted write, drop what killed writers left in the pack
+        folder, and move aside packs whose bytes never reached the disk (call at open; takes
+        the lock)."""
         with self._locked():
             leftovers = self.repo.remove_pack_leftovers()
             if leftovers:
                 log.warning("removed %d leftover pack file(s) of killed writers", len(leftovers))
-            return self.landing.recover()
+            damaged = self.repo.move_damaged_packs()
+            for pack in damaged:
+                log.warning(
+                    "moved the unreadable pack %s to .git/arka-hcm/damaged-packs (%s): its bytes never "
+                    "reached the disk (a power cut, or the volume forced read-only, before its sync)",
+                    pack["name"],
+                    pack["reason"],
+                )
+            return self.landing.recover() | {"damaged_packs": damaged}
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictingUpdate, HcmError
+from ..errors import ConflictingUpdate, HcmError, from_os_error
 from ..gitrepo import GitRepo, sync_filesystem
 from .chain import Chain, Planned, Planner
 from .disk_check import DiskCheck
@@ -103,6 +103,9 @@ class Landing:
                 who=self.planner.signature(),
                 message=f"{first.request.op} {first.outcome.target}",
                 durable=False,
+                # the ref is the one file written after the sync above that is not a rename: its
+                # bytes are synced before it is renamed into place (never a zero-filled branch)
+                sync_file=self.durable,
             )
         except BaseException:
             self._undo_staging(staged, created)
@@ -202,7 +205,10 @@ class Landing:
                 self.disk.remember(path, stat_key(info))
             self.late_edits.add(asides)
         if self.durable:
-            sync_filesystem(self.hcm_path)
+            try:
+                sync_filesystem(self.hcm_path)
+            except OSError as exc:  # the intent stays: the next open or batch repairs again
+                raise from_os_error(exc, "syncing the repaired work tree") from None
         self.worktree.clear_intent()
         self.repair_pending = None
         self.index.mark(paths)

@@ -159,10 +159,10 @@ class WorkTree:
             finally:
                 os.close(tmp_fd)
         except OSError as exc:
-            os.close(fd)
-            if "temp" in locals():
+            if "temp" in locals():  # (through the folder's descriptor: unlinked before it is closed)
                 with contextlib.suppress(OSError):
                     os.unlink(temp, dir_fd=fd)
+            os.close(fd)
             raise from_os_error(exc, f"writing {rel}") from None
         return Staged(rel, fd, name, temp, expected, written)
 
