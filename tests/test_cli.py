@@ -323,7 +323,7 @@ def test_every_command_has_help_with_an_example(name: str) -> None:
 
 def test_every_command_is_in_the_readme() -> None:
     root = Path(__file__).resolve().parents[1]
-    # docs/*.md: sections written on a feature branch, to be pasted into the README at merge
+    # docs/*.md: the reference pages the README links to for each capability
     readme = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     for name, command in _commands(main):
         if not isinstance(command, click.Group):
