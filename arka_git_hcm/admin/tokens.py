@@ -18,12 +18,12 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, TypedDict, cast, get_args
+from typing import TypedDict, cast
 
 from ..clock import Clock, SystemClock, iso, parse_iso
 from ..config import Settings, TokenRecord, locked_file_config, read_file_config, write_file_config
 from ..errors import ConflictingUpdate, InvalidPayload, NotFound, Unauthenticated
-from ..ids import validate_id
+from ..ids import CALLER_TYPES, ROLES, CallerType, Role, validate_id
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -40,10 +40,8 @@ __all__ = [
 ]
 
 TOKEN_PREFIX = "arka_"
-CallerType = Literal["agent", "human", "system"]
-Role = Literal["reader", "writer", "admin"]
-_CALLER_TYPES: tuple[str, ...] = get_args(CallerType)
-_ROLES: tuple[str, ...] = get_args(Role)
+_CALLER_TYPES: tuple[str, ...] = CALLER_TYPES
+_ROLES: tuple[str, ...] = ROLES
 _MAX_LABEL = 200
 # A real token is ~48 characters; hashing megabytes of header per request is a cheap DoS.
 _MAX_PRESENTED = 1024
