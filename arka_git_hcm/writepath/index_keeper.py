@@ -25,7 +25,7 @@ from ..durable import create_held, remove_if_abandoned
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import IndexBusy, update_index
 from ..worker import BackgroundWorker
-from .guard import remove_stale_markers, set_pending
+from .guard import PendingMarker, remove_stale_markers
 
 __all__ = ["IndexKeeper"]
 
@@ -49,7 +49,7 @@ class IndexKeeper(BackgroundWorker):
         self.repo = repo
         self.tip = tip
         self.locked = locked  # the store's write lock (the index must match a tip nobody is moving)
-        self.pending_marker = pending_marker
+        self.pending = PendingMarker(pending_marker)
         self.delay = delay
         self.max_stale = max(max_stale, delay)
         self.seconds = 0.0  # time spent refreshing, for benchmarks
@@ -68,7 +68,7 @@ class IndexKeeper(BackgroundWorker):
             self._last_write = now
             if self._first_dirty is None:
                 self._first_dirty = now
-            set_pending(self.pending_marker, True)
+            self.pending.set(True)
         self.wake()
 
     def work(self) -> None:
@@ -105,7 +105,7 @@ class IndexKeeper(BackgroundWorker):
             self._dirty.clear()
             self._first_dirty = None
         if not paths:
-            set_pending(self.pending_marker, False)
+            self.pending.set(False)
             return
         try:
             self._write(paths)
@@ -116,7 +116,7 @@ class IndexKeeper(BackgroundWorker):
             raise
         with self._cond:
             if not self._dirty:
-                set_pending(self.pending_marker, False)
+                self.pending.set(False)
 
     def repair(self) -> list[str]:
         """At open: entries that disagree with HEAD (a process died before its refresh)."""
