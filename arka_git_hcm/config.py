@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .durable import flocked, write_atomic
 from .errors import ConfigError
+from .ids import CALLER_TYPES, CallerType, Role
 from .jsonio import canonical_bytes, parse_json
 
 __all__ = [
@@ -85,8 +86,8 @@ class LoggingConfig(_Strict):
 
 class TokenRecord(_Strict):
     id: str
-    type: Literal["agent", "human", "system"]
-    roles: list[Literal["reader", "writer", "admin"]]
+    type: CallerType
+    roles: list[Role]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     created_at: str
     label: str = ""
@@ -295,7 +296,6 @@ def export_to_environment(settings: Settings) -> None:
 
 
 _CALLER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-CallerType = Literal["agent", "human", "system"]
 
 
 def cli_identity(given: str | None = None, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
@@ -306,7 +306,7 @@ def cli_identity(given: str | None = None, environ: Mapping[str, str] | None = N
     text = given or env.get("ARKA_CALLER")
     if text:
         kind, _, ident = text.partition("/")
-        if kind not in ("agent", "human", "system") or not _CALLER_ID.fullmatch(ident):
+        if kind not in CALLER_TYPES or not _CALLER_ID.fullmatch(ident):
             raise ConfigError(
                 f"--as / ARKA_CALLER {text[:80]!r} is not TYPE/ID: TYPE is human, agent or system, "
                 "ID 1-128 of letters, digits, . _ @ - (e.g. --as human/alice)"

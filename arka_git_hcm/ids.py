@@ -10,10 +10,29 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import Literal, get_args
 
 from .errors import InvalidPayload
 
-__all__ = ["ID_PATTERN", "is_request_id", "is_valid_id", "new_id", "validate_id", "validate_request_id"]
+__all__ = [
+    "CALLER_TYPES",
+    "ID_PATTERN",
+    "ROLES",
+    "CallerType",
+    "Role",
+    "is_request_id",
+    "is_valid_id",
+    "new_id",
+    "validate_id",
+    "validate_request_id",
+]
+
+# Who calls (the contract's caller.type) and the roles a token grants: defined here once, used by
+# the config, the tokens, the envelope, access control and the front-ends.
+CallerType = Literal["agent", "human", "system"]
+Role = Literal["reader", "writer", "admin"]
+CALLER_TYPES: tuple[CallerType, ...] = get_args(CallerType)
+ROLES: tuple[Role, ...] = get_args(Role)
 
 ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$"
 # Matched with ``fullmatch``: with ``match``, ``$`` also matches before a final newline, so

@@ -151,17 +151,18 @@ def test_authenticate_compares_every_record(monkeypatch: pytest.MonkeyPatch, set
     assert len(calls) == len(records)
 
 
-def test_load_tokens_sees_changes_made_by_another_process(settings: Settings) -> None:
+def test_the_token_cache_sees_changes_made_by_another_process(settings: Settings) -> None:
     tokens.create_token(settings, "a1", "agent", ["reader"])
-    assert [r.id for r in tokens.load_tokens(settings)] == ["a1"]
+    cache = tokens.TokenCache()
+    assert [r.id for r in cache.load(settings)] == ["a1"]
     # Age the file past the racy window so the cache is used, then change it "behind our back".
     old = settings.config_file.stat().st_mtime - 60
     os.utime(settings.config_file, (old, old))
-    cached = tokens.load_tokens(settings)
-    assert tokens.load_tokens(settings) is cached
+    cached = cache.load(settings)
+    assert cache.load(settings) is cached
     config = read_file_config(settings.config_file)
     write_file_config(settings.config_file, config.model_copy(update={"tokens": []}))
-    assert tokens.load_tokens(settings) == ()
+    assert cache.load(settings) == ()
 
 
 def test_concurrent_creates_lose_nothing(settings: Settings) -> None:

@@ -18,12 +18,12 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, TypedDict, cast, get_args
+from typing import TypedDict, cast
 
 from ..clock import Clock, SystemClock, iso, parse_iso
 from ..config import Settings, TokenRecord, locked_file_config, read_file_config, write_file_config
 from ..errors import ConflictingUpdate, InvalidPayload, NotFound, Unauthenticated
-from ..ids import validate_id
+from ..ids import CALLER_TYPES, ROLES, CallerType, Role, validate_id
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -35,15 +35,14 @@ __all__ = [
     "last_used",
     "hash_token",
     "list_tokens",
+    "TokenCache",
     "load_tokens",
     "revoke_token",
 ]
 
 TOKEN_PREFIX = "arka_"
-CallerType = Literal["agent", "human", "system"]
-Role = Literal["reader", "writer", "admin"]
-_CALLER_TYPES: tuple[str, ...] = get_args(CallerType)
-_ROLES: tuple[str, ...] = get_args(Role)
+_CALLER_TYPES: tuple[str, ...] = CALLER_TYPES
+_ROLES: tuple[str, ...] = ROLES
 _MAX_LABEL = 200
 # A real token is ~48 characters; hashing megabytes of header per request is a cheap DoS.
 _MAX_PRESENTED = 1024
@@ -216,31 +215,40 @@ def authenticate(
 
 
 _StatKey = tuple[int, int, int, int]
-_cache: dict[Path, tuple[_StatKey, tuple[TokenRecord, ...]]] = {}
-_cache_lock = threading.Lock()
+
+
+class TokenCache:
+    """The token records of one config file, re-read only when the file changed: owned by a
+    server (one per app), so a request costs one ``stat``. The file is parsed again after any
+    replace (new inode), edit (mtime, size, ctime) or removal, so revocation is immediate; a
+    file changed within the last ``_RACY_WINDOW_S`` is never cached (an edit in the same tick
+    would keep its stat)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple[Path, _StatKey, tuple[TokenRecord, ...]] | None = None
+
+    def load(self, settings: Settings) -> tuple[TokenRecord, ...]:
+        path = settings.config_file
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return ()
+        key: _StatKey = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        with self._lock:
+            entry = self._entry
+        if entry is not None and entry[0] == path and entry[1] == key:
+            return entry[2]
+        records = tuple(read_file_config(path).tokens)
+        if time.time() - st.st_mtime > _RACY_WINDOW_S:
+            with self._lock:
+                self._entry = (path, key, records)
+        return records
 
 
 def load_tokens(settings: Settings) -> tuple[TokenRecord, ...]:
-    """The token records on disk now, re-read only when the config file changed.
-
-    A request costs one ``stat``; the file is parsed again after any replace (new inode),
-    edit (mtime, size) or removal, so revocation is immediate.
-    """
-    path = settings.config_file
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return ()
-    key: _StatKey = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    with _cache_lock:
-        cached = _cache.get(path)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    records = tuple(read_file_config(path).tokens)
-    if time.time() - st.st_mtime > _RACY_WINDOW_S:
-        with _cache_lock:
-            _cache[path] = (key, records)
-    return records
+    """The token records on disk now (read each time; a server keeps a :class:`TokenCache`)."""
+    return TokenCache().load(settings)
 
 
 _LOG_CALLER = re.compile(rb'"caller":"([a-z]+/[A-Za-z0-9._@-]{1,128})".*?"time":"([^"]{10,40})"')

@@ -14,6 +14,7 @@ import click
 
 from ..config import Settings, cli_identity, load_settings
 from ..errors import HcmError
+from ..ids import ROLES
 
 __all__ = ["main"]
 
@@ -59,7 +60,7 @@ class Context:
         """Who runs this command, as an envelope's caller: the history names them. Someone who
         can run the command line on the HCM folder holds every role there."""
         kind, ident = cli_identity(self._as)
-        return {"type": kind, "id": ident, "roles": ["reader", "writer", "admin"]}
+        return {"type": kind, "id": ident, "roles": list(ROLES)}
 
 
 pass_context = click.make_pass_decorator(Context)

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..errors import error_for_code
+from ..ids import ROLES
 from ..search import attach_search
 from ..services.store import HcmStore
 from . import Context, emit, main, pass_context
@@ -38,7 +39,7 @@ def _caller(label: str, roles: tuple[str, ...]) -> dict[str, Any]:
     "--role",
     "roles",
     multiple=True,
-    type=click.Choice(["reader", "writer", "admin"]),
+    type=click.Choice(ROLES),
     help="The caller's role (default reader; admin sees every sensitivity level).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

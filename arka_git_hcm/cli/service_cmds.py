@@ -9,6 +9,7 @@ import click
 from ..admin import tokens
 from ..config import export_to_environment
 from ..errors import NotFound
+from ..ids import CALLER_TYPES
 from . import Context, emit, main, pass_context
 
 
@@ -113,7 +114,7 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--id", "id_", required=True, help="The caller id the token stands for (e.g. arka-pmo-01).")
-@click.option("--type", "type_", type=click.Choice(["agent", "human", "system"]), required=True)
+@click.option("--type", "type_", type=click.Choice(CALLER_TYPES), required=True)
 @click.option("--roles", default="reader", show_default=True, help="Comma-separated: reader, writer, admin.")
 @click.option("--label", default="", help="A note for admins (who holds it).")
 @click.option("--expires", help="Refuse it after this: a duration (12h, 90d, 4w) or an ISO date/time.")

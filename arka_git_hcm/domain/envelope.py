@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from ..errors import InvalidPayload
-from ..ids import is_valid_id, validate_request_id
+from ..ids import Role, is_valid_id, validate_request_id
 from .models import (
     ActionStatus,
     ActorType,
@@ -82,7 +82,7 @@ HcmId = Annotated[str, AfterValidator(_check_id)]
 class Caller(_Payload):
     type: ActorType
     id: str
-    roles: list[Literal["reader", "writer", "admin"]] = []
+    roles: list[Role] = []
 
     @field_validator("id")
     @classmethod

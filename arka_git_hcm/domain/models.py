@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..ids import CallerType
+
 __all__ = [
     "ActorType",
     "Agent",
@@ -34,7 +36,7 @@ __all__ = [
     "Risk",
 ]
 
-ActorType = Literal["agent", "human", "system"]
+ActorType = CallerType  # the contract's caller types, as files name their authors
 MissionStatusValue = Literal["planned", "in_progress", "on_hold", "done", "cancelled"]
 Health = Literal["ok", "warning", "at_risk"]
 EntryType = Literal["event", "note", "analysis", "warning", "error", "info"]

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from ..domain.envelope import Caller
 from ..errors import AccessDenied, HcmError
+from ..ids import ROLES
 from ..jsonio import parse_json
 from .base import OpSpec
 
 __all__ = ["META_RULES", "authorize", "parse_role_grants"]
 
 META_RULES = "hindex/meta_rules.json"
-_ROLES = ("reader", "writer", "admin")
+_ROLES = ROLES
 
 
 def parse_role_grants(raw: bytes | None) -> dict[str, list[str]]:

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from ..config import TokenRecord
 from ..errors import AccessDenied, HcmError, PayloadTooLarge, Unauthenticated
 from ..gitrepo import http_export
+from ..ids import ROLES
 
 __all__ = [
     "GIT_BASE",
@@ -44,7 +45,7 @@ SMART_ONLY = (
     "(info/refs?service=git-upload-pack, git-upload-pack); archive and dumb HTTP are not.\n"
 )
 NOT_FOUND = f"not found: the HCM history is served at {GIT_BASE} (fetch only).\n"
-_FETCH_ROLES = frozenset({"reader", "writer", "admin"})
+_FETCH_ROLES = frozenset(ROLES)  # any role may fetch
 
 RepoPathProvider = Callable[[], Path]
 RequestAuthenticator = Callable[[Request], TokenRecord | Awaitable[TokenRecord]]

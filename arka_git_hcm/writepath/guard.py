@@ -28,7 +28,7 @@ __all__ = [
     "install_hooks",
     "pending_marker",
     "remove_stale_markers",
-    "set_pending",
+    "PendingMarker",
 ]
 
 GUARD_MARK = "# arka-hcm: index guard"
@@ -105,22 +105,28 @@ def pending_marker(git_dir: Path, token: int) -> Path:
     return git_dir / "arka-hcm" / "index-pending" / f"{os.getpid()}-{token}-{secrets.token_hex(4)}"
 
 
-_held: dict[Path, int] = {}  # marker -> descriptor holding its lock
-_held_lock = threading.Lock()
+class PendingMarker:
+    """One store's "git's index is behind" marker: a file that exists, locked, while a refresh
+    is pending, so the pre-commit guard refuses a hand commit meanwhile; a process that dies
+    leaves it unlocked (see :func:`remove_stale_markers`). Owned by the store's IndexKeeper."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._lock = threading.Lock()
 
-def set_pending(marker: Path, pending: bool) -> None:
-    with _held_lock:
-        if pending:
-            if marker not in _held:
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                _held[marker] = create_held(marker)
-        else:
-            fd = _held.pop(marker, None)
-            with contextlib.suppress(FileNotFoundError):
-                marker.unlink()
-            if fd is not None:
-                os.close(fd)
+    def set(self, pending: bool) -> None:
+        with self._lock:
+            if pending:
+                if self._fd is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._fd = create_held(self.path)
+            else:
+                fd, self._fd = self._fd, None
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+                if fd is not None:
+                    os.close(fd)
 
 
 def remove_stale_markers(git_dir: Path) -> int:

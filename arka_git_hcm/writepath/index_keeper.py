@@ -3,7 +3,7 @@
 The engine commits without git's index (building the trees is what keeps a write cheap), so after
 a write the index still describes the previous HEAD and `git status` would show staged changes
 that undo the store's writes. Rewriting the index costs time in proportion to the number of files
-(~14 ms at 10k files, ~110 ms at 100k, measured), so it is done here, by one background thread
+(~14 ms at 10k files, ~110 ms at 100k, measured), so it is done here, by one background worker
 running `git update-index` in a child process (so the CPU it takes is not under our GIL):
 after the store has been idle for ``delay`` seconds, or at the latest ``max_stale`` seconds after
 the first pending write, and always when the store closes. While a refresh is pending, the
@@ -24,14 +24,17 @@ from pathlib import Path
 from ..durable import create_held, remove_if_abandoned
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import IndexBusy, update_index
-from .guard import remove_stale_markers, set_pending
+from ..worker import BackgroundWorker
+from .guard import PendingMarker, remove_stale_markers
 
 __all__ = ["IndexKeeper"]
 
 log = logging.getLogger("arka_git_hcm.index")
 
 
-class IndexKeeper:
+class IndexKeeper(BackgroundWorker):
+    name = "arka-hcm-index"
+
     def __init__(
         self,
         repo: GitRepo,
@@ -41,20 +44,19 @@ class IndexKeeper:
         delay: float,
         max_stale: float = 2.0,
     ) -> None:
+        # a failed refresh (git's index.lock held by a hand-run git) is retried within a second
+        super().__init__(max_backoff_s=1.0, log=log)
         self.repo = repo
         self.tip = tip
         self.locked = locked  # the store's write lock (the index must match a tip nobody is moving)
-        self.pending_marker = pending_marker
+        self.pending = PendingMarker(pending_marker)
         self.delay = delay
         self.max_stale = max(max_stale, delay)
         self.seconds = 0.0  # time spent refreshing, for benchmarks
         self._dirty: set[str] = set()
         self._first_dirty: float | None = None
         self._last_write = 0.0
-        self._cond = threading.Condition()
         self._refreshing = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._closing = False
 
     def mark(self, paths: list[str]) -> None:
         """The work tree and the branch changed at ``paths``; the index must follow."""
@@ -66,27 +68,18 @@ class IndexKeeper:
             self._last_write = now
             if self._first_dirty is None:
                 self._first_dirty = now
-            set_pending(self.pending_marker, True)
-            if self._thread is None and not self._closing:
-                self._thread = threading.Thread(target=self._run, name="arka-hcm-index", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+            self.pending.set(True)
+        self.wake()
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._dirty and not self._closing:
-                    self._cond.wait()
-                if self._closing:
-                    return
-                self._wait_for_quiet()
-                if self._closing:
-                    return
-            try:
-                self.refresh()
-            except Exception:  # derived state: the next refresh, or the next open, repairs it
-                log.warning("refreshing git's index failed; it will be retried", exc_info=True)
-                time.sleep(min(1.0, self.max_stale))
+    def work(self) -> None:
+        """One refresh, once the store is quiet (at close: at once). A failure is retried by
+        the worker; meanwhile the index is derived state that the next open repairs anyway."""
+        with self._cond:
+            self._wait_for_quiet()
+        self.refresh()
+
+    def has_pending(self) -> bool:
+        return bool(self._dirty)  # refreshed at close, so `git status` is clean at rest
 
     def _wait_for_quiet(self) -> None:
         """Called with the condition held: wait until idle for ``delay`` or stale for ``max_stale``."""
@@ -112,7 +105,7 @@ class IndexKeeper:
             self._dirty.clear()
             self._first_dirty = None
         if not paths:
-            set_pending(self.pending_marker, False)
+            self.pending.set(False)
             return
         try:
             self._write(paths)
@@ -123,7 +116,7 @@ class IndexKeeper:
             raise
         with self._cond:
             if not self._dirty:
-                set_pending(self.pending_marker, False)
+                self.pending.set(False)
 
     def repair(self) -> list[str]:
         """At open: entries that disagree with HEAD (a process died before its refresh)."""
@@ -182,17 +175,3 @@ class IndexKeeper:
                 raise IndexBusy("git's index.lock stayed held; the refresh will be retried")
         finally:
             self.seconds += time.perf_counter() - started
-
-    def close(self) -> None:
-        """Stop the thread and refresh whatever is pending (so `git status` is clean at rest)."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout=30)
-        if self._dirty:
-            try:
-                self.refresh()
-            except Exception:  # derived state: the next open repairs it (its marker stays)
-                log.warning("refreshing git's index at close failed", exc_info=True)
