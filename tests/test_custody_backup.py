@@ -79,6 +79,13 @@ def test_a_chain_restores_in_any_order_and_a_gap_is_refused(store: HcmStore, tmp
     assert verify_backup([full, incr1, incr2])["ok"]
     since_snapshot = create_backup(store.settings, tmp_path / "s.bundle", since="snapshot/mid")
     assert since_snapshot["since"] == "snapshot/mid" and since_snapshot["commits_in_bundle"] == 1
+    create_snapshot(store, "late")  # a new tag alone: nothing new on the branch, and it says so
+    with pytest.raises(NotFound, match="nothing new on main since"):
+        create_backup(store.settings, tmp_path / "tag-only.bundle", since=str(incr2))
+    assert not (tmp_path / "tag-only.bundle").exists()
+    journal(store, "c")  # the next incremental carries the tag with the new commit
+    incr3 = create_backup(store.settings, tmp_path / "incr3.bundle", since=str(incr2))
+    assert "refs/tags/snapshot/late" in incr3["refs"], incr3["refs"]
 
 
 def test_restore_refuses_a_non_empty_folder_unless_forced(store: HcmStore, tmp_path: Path) -> None:

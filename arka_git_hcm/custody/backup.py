@@ -107,6 +107,12 @@ def create_backup(
     head = header.refs.get(f"refs/heads/{branch}")
     if head is None:
         out.unlink(missing_ok=True)
+        if exclude:  # only new snapshot tags: git leaves the unmoved branch out of the bundle
+            raise NotFound(
+                f"nothing new on {branch} since {base}: no incremental backup was written (a snapshot "
+                "taken since goes into the next incremental, after a write, or into a full backup)",
+                {"since": base},
+            )
         raise NotFound(f"the branch {branch} has no commit to back up")
     manifest: dict[str, Any] = {
         "format": FORMAT,
