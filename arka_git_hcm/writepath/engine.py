@@ -186,6 +186,10 @@ class CommitEngine:
                 self.landing.recover()
                 for _round in range(MAX_CHAINED_BATCHES):
                     landed = self._commit_batch(batch, unsettled)
+                    if landed is not None:
+                        # before any acknowledgement: a caller that saw its write answered also
+                        # sees the fold that write started (PackFolding.wait_idle)
+                        self.packs.after_batch()
                     self.group.wake([r for r in batch if r.done])  # replays and refusals answer now
                     if unsettled is not None and not unsettled.settled():
                         self.landing.settle(unsettled, self.group.acknowledge)  # nothing landed after it
@@ -198,7 +202,6 @@ class CommitEngine:
                             self.landing.settle(landed, self.group.acknowledge)
                     if not batch:
                         break
-                self.packs.after_batch()
         except HcmError as exc:
             self._fail(taken, exc, unsettled)
         except OSError as exc:

@@ -37,7 +37,8 @@ class PackFolding(BackgroundWorker):
         self.repo = repo
 
     def after_batch(self) -> None:
-        """Called by the writer after each batch (under the store's lock)."""
+        """Called by the writer after each landed batch, before its writes are acknowledged (under
+        the store's lock)."""
         written = self.repo.packs_written
         if written < PACKS_BEFORE_REPACK or self.closing:
             return
