@@ -449,7 +449,12 @@ def bench_clone(
         runs.append(clone_once(client, f"clone over HTTP, server from {baseline}", timeout, token, baseline))
     runs.append(clone_once(client, "clone over HTTP (arka-hcm serve)", timeout, token))
     for run in runs:
-        done = f"{run['seconds']:.0f} s" if run["seconds"] is not None else f"not done after {timeout:.0f} s"
+        if run["seconds"] is not None:
+            done = f"{run['seconds']:.0f} s"
+        elif "error" in run:  # git failed (or was stopped) before the timeout
+            done = f"failed: {run['error'].strip()[-200:]}"
+        else:
+            done = f"not done after {timeout:.0f} s"
         rows.append(
             (
                 run["label"],
