@@ -11,7 +11,9 @@ store commits, 500 missions, one rarely touched), then times, each as the median
 - the alternative the issue names: git's commit-graph with changed-path Bloom filters, time to
   write it and ``git log --first-parent -20 -- <mission folder>`` with and without it;
 - backup create (full bundle), backup verify (restore into a temporary folder, fsck, layout);
-- ``arka-hcm verify``; a clone over HTTP from ``arka-hcm serve``;
+- ``arka-hcm verify``; a clone over HTTP from ``arka-hcm serve`` (time, the server's peak RSS
+  with and without its git children, CPU), optionally against a server run from another source
+  tree (``--clone-baseline``) and git's own clone without HTTP (``--clone-native``);
 - ``arka-hcm gc`` and the repository's bytes per commit after it.
 
     .venv/bin/python bench/bench_history.py --quick                   # 20,000 commits, a minute
@@ -25,12 +27,14 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -237,7 +241,190 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bench_clone(client: Path, rows: list[tuple[str, str]], timeout: float) -> dict[str, Any]:
+class ProcessTree:
+    """Resources of a server process and its descendants (git upload-pack, pack-objects), from
+    /proc: the peak RSS of the server alone and of the whole tree (sampled every 0.25 s), and
+    CPU seconds (the server's own, plus what its reaped children used: cutime/cstime)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_server_kb = 0
+        self.peak_tree_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def _stat(pid: int) -> list[str]:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
+
+    @staticmethod
+    def _rss_kb(pid: int) -> int:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def descendants(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    parent = int(self._stat(int(entry))[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                children.setdefault(parent, []).append(int(entry))
+        found, todo = [], [self.pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                found.append(child)
+                todo.append(child)
+        return found
+
+    def cpu_s(self) -> float:
+        fields = self._stat(self.pid)
+        return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # u, s, cu, cs
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.25):
+            total = 0
+            for pid in [self.pid, *self.descendants()]:
+                try:
+                    rss = self._rss_kb(pid)
+                except OSError:
+                    continue
+                total += rss
+                if pid == self.pid:
+                    self.peak_server_kb = max(self.peak_server_kb, rss)
+            self.peak_tree_kb = max(self.peak_tree_kb, total)
+
+    def __enter__(self) -> ProcessTree:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _wait_idle(tree: ProcessTree, limit_s: float = 600) -> None:
+    """Until the server's start-up work (store open, index catch-up) is done: under 5% of a
+    core over 3 s, or ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = tree.cpu_s()
+        time.sleep(3)
+        if tree.cpu_s() - before < 0.15:
+            return
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def clone_once(
+    client: Path, label: str, timeout: float, token: str, source: Path | None = None
+) -> dict[str, Any]:
+    """One ``git clone --bare`` over HTTP from ``arka-hcm serve``; ``source``: run the server from
+    another source tree (e.g. ``git archive fcb7de3``, the dulwich export) to compare."""
+    port = free_port()
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    server = subprocess.Popen(
+        [*CLI, "--client", str(client), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=source or Path(__file__).resolve().parents[1],  # `python -m` puts the cwd first
+    )
+    scratch = Path(tempfile.mkdtemp(prefix="bench-clone-"))
+    result: dict[str, Any] = {"label": label}
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.2)
+        url = f"http://git:{token}@127.0.0.1:{port}/git/hcm.git"
+        with ProcessTree(server.pid) as tree:
+            _wait_idle(tree)
+            cpu_before, client_before = tree.cpu_s(), _children_cpu_s()
+            began = time.perf_counter()
+            try:
+                subprocess.run(
+                    ["git", "clone", "-q", "--bare", url, str(scratch / "c.git")],
+                    check=True,
+                    timeout=timeout,
+                    capture_output=True,
+                )
+                result["seconds"] = time.perf_counter() - began
+                time.sleep(1)  # the server reaps its git children
+            except subprocess.TimeoutExpired:
+                result["seconds"] = None
+            except subprocess.CalledProcessError as exc:
+                result["seconds"] = None
+                result["error"] = exc.stderr.decode("utf-8", "replace")[-500:]
+            result["server_cpu_s"] = tree.cpu_s() - cpu_before
+            result["client_cpu_s"] = _children_cpu_s() - client_before
+        result["peak_server_rss_mb"] = tree.peak_server_kb / 1024
+        result["peak_tree_rss_mb"] = tree.peak_tree_kb / 1024
+        if result["seconds"] is not None:
+            result["clone_bytes"] = dir_bytes(scratch / "c.git")
+        return result
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def clone_native(client: Path, timeout: float) -> dict[str, Any]:
+    """For scale: ``git clone --bare --no-local`` (git's upload-pack over a pipe, no HTTP)."""
+    scratch = Path(tempfile.mkdtemp(prefix="bench-clone-"))
+    try:
+        before = _children_cpu_s()
+        began = time.perf_counter()
+        subprocess.run(
+            [
+                "git",
+                "-c",
+                "safe.directory=*",
+                "clone",
+                "-q",
+                "--bare",
+                "--no-local",
+                str(client / "hcm"),
+                str(scratch / "c.git"),
+            ],
+            check=True,
+            timeout=timeout,
+            capture_output=True,
+        )
+        return {
+            "label": "git clone --no-local (no HTTP)",
+            "seconds": time.perf_counter() - began,
+            "client_cpu_s": _children_cpu_s() - before,  # both sides: upload-pack is its child
+        }
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench_clone(
+    client: Path,
+    rows: list[tuple[str, str]],
+    timeout: float,
+    baseline: Path | None = None,
+    native: bool = False,
+) -> dict[str, Any]:
     token = json.loads(
         subprocess.run(
             [
@@ -257,42 +444,31 @@ def bench_clone(client: Path, rows: list[tuple[str, str]], timeout: float) -> di
             check=True,
         ).stdout
     )["token"]
-    port = free_port()
-    server = subprocess.Popen(
-        [*CLI, "--client", str(client), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    scratch = Path(tempfile.mkdtemp(prefix="bench-clone-"))
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.2)
-        url = f"http://git:{token}@127.0.0.1:{port}/git/hcm.git"
-        began = time.perf_counter()
-        try:
-            subprocess.run(
-                ["git", "clone", "-q", "--bare", url, str(scratch / "c.git")],
-                check=True,
-                timeout=timeout,
-                capture_output=True,
+    runs = []
+    if baseline is not None:
+        runs.append(clone_once(client, f"clone over HTTP, server from {baseline}", timeout, token, baseline))
+    runs.append(clone_once(client, "clone over HTTP (arka-hcm serve)", timeout, token))
+    for run in runs:
+        if run["seconds"] is not None:
+            done = f"{run['seconds']:.0f} s"
+        elif "error" in run:  # git failed (or was stopped) before the timeout
+            done = f"failed: {run['error'].strip()[-200:]}"
+        else:
+            done = f"not done after {timeout:.0f} s"
+        rows.append(
+            (
+                run["label"],
+                f"{done}; server RSS peak {run['peak_server_rss_mb']:.0f} MB (with its git children "
+                f"{run['peak_tree_rss_mb']:.0f} MB); server CPU {run['server_cpu_s']:.0f} s "
+                f"(with its git children), client CPU {run['client_cpu_s']:.0f} s",
             )
-            seconds = time.perf_counter() - began
-            rows.append(("clone over HTTP (arka-hcm serve)", f"{seconds:.0f} s"))
-        except subprocess.TimeoutExpired:
-            seconds = float("nan")
-            rows.append(("clone over HTTP (arka-hcm serve)", f"not done after {timeout:.0f} s"))
-        return {"clone_http_s": seconds}
-    finally:
-        server.terminate()
-        server.wait(30)
-        shutil.rmtree(scratch, ignore_errors=True)
+        )
+    if native:
+        run = clone_native(client, timeout)
+        runs.append(run)
+        rows.append((run["label"], f"{run['seconds']:.0f} s; CPU {run['client_cpu_s']:.0f} s (both sides)"))
+    current = runs[-2] if native else runs[-1]
+    return {"clone_http_s": current["seconds"], "clone_runs": runs}
 
 
 def bench_gc(client: Path, rows: list[tuple[str, str]], commits: int) -> dict[str, Any]:
@@ -320,6 +496,12 @@ def main() -> None:
     parser.add_argument("--only", default="index,graph,backup,verify,clone,gc")
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--clone-timeout", type=float, default=3600)
+    parser.add_argument(
+        "--clone-baseline",
+        type=Path,
+        help="also clone from a server run from this source tree (e.g. `git archive fcb7de3` unpacked)",
+    )
+    parser.add_argument("--clone-native", action="store_true", help="also time git clone --no-local")
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
     if args.quick:
@@ -345,7 +527,7 @@ def main() -> None:
     if "verify" in steps:
         results |= bench_verify(client, rows)
     if "clone" in steps:
-        results |= bench_clone(client, rows, args.clone_timeout)
+        results |= bench_clone(client, rows, args.clone_timeout, args.clone_baseline, args.clone_native)
     if "gc" in steps:
         results |= bench_gc(client, rows, commits)
     print(

@@ -2,7 +2,7 @@
 
 0  foundation  errors, ids, paths, jsonio, clock, config, durable/, worker
 1  domain/     layout, models, payloads, commit messages, file checks
-1  gitrepo/    the git adapter (the only code importing pygit2/dulwich)
+1  gitrepo/    the git adapter (the only code importing pygit2)
 2  history/    the index of commits (per mission, per day, request ids), rebuildable from git
 3  operations/ what each operation does to a draft or reads from a view (never the write path)
 3  search/     the search index (beside the operations: they reach it through OpContext.search)

@@ -352,3 +352,28 @@ def test_a_port_in_use_is_a_configuration_error_that_says_so(tmp_path: Path) -> 
         proc = cli(client, "serve", "--host", "127.0.0.1", "--port", str(port))
     assert proc.returncode == 2, proc.stderr[-500:]
     assert f"could not start on 127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr
+
+
+def test_git_clone_over_http_from_the_real_server(served: dict[str, Any], tmp_path: Path) -> None:
+    """``git clone`` from ``arka-hcm serve`` itself (two workers, the app's middleware, git's
+    own upload-pack behind it), with git's default protocol (v2) and with v0."""
+    ensure_mission(served)
+    hcm = served["client"] / "hcm"
+    host = served["url"].removeprefix("http://")
+    for version in ("2", "0"):
+        dest = tmp_path / f"clone-v{version}"
+        url = f"http://x:{served['tokens']['reader']}@{host}/git/hcm.git"
+        git(tmp_path, "-c", f"protocol.version={version}", "clone", "-q", url, str(dest))
+        assert git(dest, "rev-parse", "HEAD") == git(hcm, "rev-parse", "HEAD")
+        assert git(dest, "rev-list", "--count", "HEAD") == git(hcm, "rev-list", "--count", "HEAD")
+        git(dest, "fsck", "--strict", "--no-progress")
+    # no token: git is challenged and fails; nothing is cloned
+    anonymous = f"http://{host}/git/hcm.git"
+    done = subprocess.run(
+        ["git", "-c", "credential.helper=", "clone", "-q", anonymous, str(tmp_path / "anon")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""},
+        timeout=60,
+    )
+    assert done.returncode != 0 and not (tmp_path / "anon" / ".git").exists()

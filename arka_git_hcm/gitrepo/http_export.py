@@ -1,56 +1,92 @@
-"""Read-only git smart-HTTP export of the HCM repository, built on dulwich's upload-pack.
+"""Read-only git smart-HTTP export of the HCM repository, served by git's own upload-pack.
 
-Plain functions, bytes in and bytes out, so the HTTP front-end stays a thin router:
+The HTTP front-end stays a thin router; this module decides what may be asked and starts
+``git upload-pack --stateless-rpc`` (the program ``git http-backend`` runs for a fetch;
+gitrepo/upload_pack.py runs the child and streams its answer):
 
-- :func:`advertise_upload_pack` answers ``GET info/refs?service=git-upload-pack``;
+- :func:`advertisement` answers ``GET info/refs?service=git-upload-pack`` (``--advertise-refs``);
 - :func:`decode_request_body` undoes the gzip git applies to large requests, with a size cap;
-- :func:`upload_pack` answers ``POST git-upload-pack`` as a stream of chunks.
+- :func:`start_upload_pack` answers ``POST git-upload-pack``: an :class:`UploadPack` whose
+  output is read from the child's pipe chunk by chunk, never held whole (a clone of a
+  million commits is a pack of about 1 GB).
 
-What dulwich's ``HTTPGitApplication`` offers by default and this export does not:
+Protocol v0, v1 and v2 (the client's ``Git-Protocol`` header; git asks for v2 by default).
+It replaces dulwich's upload-pack, which builds the pack in Python: a clone of 1,000,000
+commits did not finish in an hour where ``git upload-pack`` took 433 s (issue 13).
 
-- ``git-receive-pack`` (push) and ``git-upload-archive``: only the upload-pack handler exists
-  here, there is no table of services a query string could select from;
-- the dumb protocol (``HEAD``, ``info/refs`` without a service, ``objects/info/packs``,
-  loose objects, pack and idx files, alternates): no function serves files of the repository;
-- refs outside ``HEAD``, ``refs/heads/*`` and ``refs/tags/*`` are neither advertised nor
-  wantable (remote-tracking refs of ``arka-hcm push``, stash, anything internal);
-- the ``filter`` capability (partial clone): dulwich only serves wants at advertised tips, so
-  the lazy fetch of a missing blob would fail later; clients fall back to a full clone.
+What the export guarantees, and how:
 
-Protocol: v0/v1 stateless RPC. dulwich implements protocol v2 only as a client; a modern git
-asking for v2 (``Git-Protocol: version=2``) gets a v0 advertisement and negotiates v0.
+- **read-only by construction**: the only program ever started is ``git upload-pack`` (and,
+  for the v2 checks below, ``for-each-ref``, ``rev-parse``, ``cat-file`` and ``rev-list``),
+  command lines built from constants and the repository path; there is no receive-pack or
+  upload-archive path to select, whatever the URL or query string. The repository is the one
+  ``repo_path`` names, never a path taken from the request;
+- **no dumb protocol**: no function serves files of the repository (``HEAD``, objects, packs);
+- **what a client sees and may want**: ``HEAD``, ``refs/heads/*`` and ``refs/tags/*``.
+  ``uploadpack.hideRefs`` hides every other ref (remote-tracking refs of ``arka-hcm push``,
+  anything internal) from the advertisement and ``ls-refs``; in v0/v1 git itself refuses a
+  want no exported ref reaches. Protocol v2 checks no wants at all (any object in the
+  repository could be fetched by id), so a v2 request is checked here before git sees it:
+  only the ``ls-refs`` and ``fetch`` commands, and every want must be an exported tip or a
+  commit an exported tip reaches, as git checks v0 stateless requests (a tip may move between
+  ``ls-refs`` and ``fetch`` while agents write). The ``object-info`` command (sizes of any
+  object) is neither advertised nor served;
+- **no partial clone**: ``uploadpack.allowFilter`` stays off (a lazy fetch of a single blob
+  by id would need a want that is not a commit);
+- **hermetic**: see gitrepo/upload_pack.py (pinned ``-c`` settings, an allow-listed
+  environment: no token, no header reaches git);
+- **packs stay put under a clone**: the maintenance lock (``gitbin.maintenance_lock``) is taken
+  *shared* before git starts and its descriptor is handed to the child, so it is held exactly
+  as long as git (and the pack-objects it starts) runs: a fold or a repack, which take it
+  exclusive without waiting, skip their turn; a gc waits; none deletes a pack a clone reads.
+  A request that finds a gc running waits up to ``lock_wait_s``, then gets MaintenanceBusy;
+- **bounded**: one core at most per clone, at a lower CPU priority; the git process group is
+  killed when the answer is abandoned (:meth:`UploadPack.aclose`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
-import threading
+import subprocess
+import tempfile
 import time
 import zlib
-from collections.abc import Generator, Iterable
-from io import BytesIO
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from dulwich.errors import GitProtocolError, NotGitRepository
-from dulwich.objects import ObjectID
-from dulwich.protocol import CAPABILITY_FILTER, ReceivableProtocol, pkt_line
-from dulwich.refs import Ref
-from dulwich.repo import Repo
-from dulwich.server import Backend, BackendRepo, UploadPackHandler
-
-from ..errors import InvalidPayload, NotFound, PayloadTooLarge
+from ..errors import InvalidPayload, IoError, NotFound, PayloadTooLarge
+from . import gitbin
+from .upload_pack import (
+    UploadPack,
+    child_env,
+    error_line,
+    kill_group,
+    pkt_line,
+    run_check,
+    spawn,
+    tail,
+    upload_pack_command,
+)
 
 __all__ = [
     "ADVERTISEMENT_CONTENT_TYPE",
+    "LOCK_WAIT_S",
     "MAX_REQUEST_BYTES",
     "NO_CACHE_HEADERS",
     "REQUEST_CONTENT_TYPE",
     "RESULT_CONTENT_TYPE",
     "SERVICE",
-    "advertise_upload_pack",
+    "MaintenanceBusy",
+    "Refused",
+    "UploadPack",
+    "advertisement",
     "decode_request_body",
-    "upload_pack",
+    "error_line",
+    "protocol_version",
+    "request_command",
+    "start_upload_pack",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,72 +104,106 @@ NO_CACHE_HEADERS = {
 # A request is want/have lines (~50 bytes each), re-sent whole at every stateless round;
 # 32 MiB is far beyond a real negotiation and bounds what one caller can make us hold.
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
+# How long a request waits for a gc (which holds the maintenance lock exclusive) to end.
+LOCK_WAIT_S = 600.0
 
-_EXPORTED_PREFIXES = (b"refs/heads/", b"refs/tags/")
-_QUEUE_CHUNKS = 64  # bounded: a slow reader slows the pack writer instead of filling memory
-_COALESCE_BYTES = 64 * 1024
-# A client that stops reading must not pin a thread and open pack files forever.
-_STALL_TIMEOUT_S = 300.0
-
-
-def _is_exported(name: bytes) -> bool:
-    return name == b"HEAD" or name.startswith(_EXPORTED_PREFIXES)
-
-
-class _ExportedRepo(Repo):
-    """The repository as a fetching client may see it: HEAD, branches and tags only.
-
-    dulwich advertises, and accepts wants for, exactly what ``get_refs`` returns, so hiding a
-    ref here also makes its objects unreachable for the client.
-    """
-
-    def __init__(self, root: str) -> None:
-        super().__init__(root)
-        all_symrefs = self.refs.get_symrefs
-        # The advertisement lists symrefs as capabilities (symref=A:B); keep hidden names out.
-        self.refs.get_symrefs = lambda: {  # type: ignore[method-assign]
-            name: target for name, target in all_symrefs().items() if _is_exported(name)
-        }
-
-    def get_refs(self) -> dict[Ref, ObjectID]:
-        return {name: sha for name, sha in super().get_refs().items() if _is_exported(name)}
+_EXPORTED = ("refs/heads/", "refs/tags/")
+# v2 capabilities advertised (and commands served): object-info, bundle-uri and whatever a
+# newer git adds are not.
+_V2_ADVERTISED = frozenset({b"version 2", b"agent", b"ls-refs", b"fetch", b"server-option", b"object-format"})
+_V2_COMMANDS = ("ls-refs", "fetch")
+_ADVERTISE_TIMEOUT_S = 120.0
+_POLL_S = 0.2
 
 
-class _OneRepoBackend(Backend):
-    """Serves the one repository whatever path the protocol names: no lookup by URL path,
-    so no request can make the server open another directory."""
-
-    def __init__(self, repo: _ExportedRepo) -> None:
-        self._repo = repo
-
-    def open_repository(self, path: str) -> BackendRepo:
-        return self._repo
+class Refused(Exception):
+    """A request the export does not serve; sent to git as an ``ERR`` line (``remote error:``)."""
 
 
-class _ReadOnlyUploadPack(UploadPackHandler):
-    def capabilities(self) -> list[bytes]:
-        return [cap for cap in super().capabilities() if cap != CAPABILITY_FILTER]
+class MaintenanceBusy(Exception):
+    """A gc held the maintenance lock for longer than the request may wait."""
 
 
-def _open(repo_path: Path) -> _ExportedRepo:
-    try:
-        return _ExportedRepo(str(repo_path))
-    except NotGitRepository:
-        raise NotFound("the HCM repository is missing; run `arka-hcm init` on the server") from None
+@dataclass(frozen=True)
+class _Repository:
+    gitdir: Path
+    workdir: Path | None  # None for a bare repository (no maintenance lock there)
 
 
-def advertise_upload_pack(repo_path: Path) -> bytes:
-    """The body of ``GET info/refs?service=git-upload-pack`` (a few bytes per ref)."""
-    out = BytesIO()
-    proto = ReceivableProtocol(BytesIO().read, out.write)
-    proto.write_pkt_line(f"# service={SERVICE}\n".encode("ascii"))
-    proto.write_pkt_line(None)
-    with _open(repo_path) as repo:
-        handler = _ReadOnlyUploadPack(
-            _OneRepoBackend(repo), ["/"], proto, stateless_rpc=True, advertise_refs=True
-        )
-        handler.handle()
-    return out.getvalue()
+def _locate(repo_path: Path) -> _Repository:
+    """The repository of ``repo_path`` (a work tree or its ``.git``); NotFound when missing."""
+    gitdir = repo_path / ".git" if (repo_path / ".git").is_dir() else repo_path
+    if not ((gitdir / "HEAD").is_file() and (gitdir / "objects").is_dir()):
+        raise NotFound("the HCM repository is missing; run `arka-hcm init` on the server")
+    return _Repository(gitdir, gitdir.parent if gitdir.name == ".git" else None)
+
+
+def protocol_version(header: str | None) -> int:
+    """The protocol a ``Git-Protocol`` header asks for (``version=2``, ``key=value`` items
+    separated by colons); 0 when absent or anything else."""
+    items = (header or "").split(":")
+    if "version=2" in items:
+        return 2
+    return 1 if "version=1" in items else 0
+
+
+def _pkt_lines(data: bytes) -> Iterator[bytes | int]:
+    """The pkt-lines of ``data``: payloads (one trailing newline removed, as git reads them)
+    and, for the special packets, their number (0 flush, 1 delim, 2 response end)."""
+    pos = 0
+    while pos < len(data):
+        head = data[pos : pos + 4]
+        if len(head) < 4 or not all(c in b"0123456789abcdefABCDEF" for c in head):
+            raise Refused("protocol error: bad pkt-line length")
+        size = int(head, 16)
+        if size < 4:
+            if size == 3:
+                raise Refused("protocol error: bad pkt-line length")
+            yield size
+            pos += 4
+            continue
+        payload = data[pos + 4 : pos + size]
+        if len(payload) != size - 4:
+            raise Refused("protocol error: truncated pkt-line")
+        pos += size
+        yield payload[:-1] if payload.endswith(b"\n") else payload
+
+
+def request_command(request: bytes, version: int) -> str:
+    """What a POST asks for: ``fetch`` (v0/v1 always: wants, haves, a pack) or the v2 command,
+    ``ls-refs`` or ``fetch``; Refused for any other v2 command or a ``want-ref``."""
+    if version != 2:
+        return "fetch"
+    command, _wants = _v2_request(request)
+    return command
+
+
+def _v2_request(request: bytes) -> tuple[str, list[bytes]]:
+    """(command, wants) of a v2 request, read as git's ``serve`` reads it: one request, the
+    command and capabilities up to a delim, then the command's arguments up to a flush."""
+    command: str | None = None
+    wants: list[bytes] = []
+    in_args = False
+    for line in _pkt_lines(request):
+        if line == 0:
+            break
+        if line == 1:
+            in_args = True
+            continue
+        if isinstance(line, int):
+            raise Refused("protocol error: unexpected packet in a request")
+        if not in_args:
+            if line.startswith(b"command="):
+                if command is not None:
+                    raise Refused("protocol error: two commands in one request")
+                command = line[len(b"command=") :].decode("ascii", "replace")
+        elif line.startswith(b"want-ref "):
+            raise Refused("want-ref is not served here")
+        elif line.startswith(b"want "):
+            wants.append(line[len(b"want ") :])
+    if command not in _V2_COMMANDS:
+        raise Refused(f"upload-pack: command {command!r} is not served here (ls-refs and fetch are)")
+    return command, wants
 
 
 def decode_request_body(
@@ -162,109 +232,141 @@ def decode_request_body(
     return data
 
 
-class _ClientGone(Exception):
-    """Raised inside the pack writer to unwind dulwich when nobody reads the answer."""
-
-
-_END = object()
-
-
-def upload_pack(repo_path: Path, request: bytes) -> Generator[bytes, None, None]:
-    """The chunks of the ``POST git-upload-pack`` answer to ``request`` (already decoded).
-
-    The repository is opened now, so a missing one is an error before any byte is sent
-    (opening holds no file descriptor, packs open lazily: an answer never iterated leaks
-    nothing).
-    dulwich writes through a callback; it runs in its own thread and hands chunks over a
-    bounded queue, so the answer streams and memory stays flat whatever the pack size.
-    """
-    repo = _open(repo_path)
-    return _stream(repo, request)
-
-
-def _stream(repo: _ExportedRepo, request: bytes) -> Generator[bytes, None, None]:
-    chunks: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-    stop = threading.Event()
-
-    def put(item: object) -> None:
-        deadline = time.monotonic() + _STALL_TIMEOUT_S
-        while not stop.is_set():
-            try:
-                chunks.put(item, timeout=0.5)
+@contextlib.contextmanager
+def _reading_packs(repo: _Repository, wait_s: float) -> Iterator[int | None]:
+    """The maintenance lock, shared, waiting up to ``wait_s`` for a gc to end (a fold or a
+    repack never waits for readers: they skip their turn). Yields its descriptor (None when
+    the repository has no lock file and none can be made: nobody can repack there either)."""
+    if repo.workdir is None:
+        yield None
+        return
+    lock_file = repo.gitdir / "arka-hcm" / "maintenance.lock"
+    deadline = time.monotonic() + wait_s
+    while True:
+        with gitbin.maintenance_lock(repo.workdir, exclusive=False, wait=False) as fd:
+            if fd is not None or not lock_file.exists():
+                yield fd
                 return
-            except queue.Full:
-                if time.monotonic() > deadline:
-                    stop.set()
-        raise _ClientGone
+        if time.monotonic() >= deadline:
+            raise MaintenanceBusy(
+                "the repository is being maintained (git gc); retry the clone or fetch in a few minutes"
+            )
+        time.sleep(_POLL_S)
 
-    def write(data: bytes) -> int:
-        put(bytes(data))
-        return len(data)
 
-    def run() -> None:
-        tail: bytes | None = None
-        try:
-            proto = ReceivableProtocol(BytesIO(request).read, write)
-            _ReadOnlyUploadPack(_OneRepoBackend(repo), ["/"], proto, stateless_rpc=True).handle()
-        except _ClientGone:
-            return
-        except GitProtocolError as exc:
-            # A malformed or hostile request (a want that is not an advertised tip, a cut body):
-            # git prints an ERR line as "remote error: ...".
-            tail = pkt_line(f"ERR upload-pack: {exc}".encode("utf-8", "replace")[:1000])
-        except Exception:
-            logger.exception("upload-pack failed")
-            tail = pkt_line(b"ERR upload-pack: internal error, see the server log")
-        finally:
-            repo.close()
-        try:
-            if tail is not None:
-                put(tail)
-            put(_END)
-        except _ClientGone:
-            pass
-
-    thread = threading.Thread(target=run, name="hcm-upload-pack", daemon=True)
-    thread.start()
+def advertisement(repo_path: Path, version: int, *, lock_wait_s: float = LOCK_WAIT_S) -> bytes:
+    """The body of ``GET info/refs?service=git-upload-pack`` (a few bytes per ref)."""
+    repo = _locate(repo_path)
+    with _reading_packs(repo, lock_wait_s) as fd:
+        proc = spawn(
+            upload_pack_command(repo.gitdir, advertise=True),
+            child_env(version),
+            fd,
+            subprocess.PIPE,
+            stdin=False,
+        )
     try:
-        yield from _drain(chunks, thread)
-    finally:
-        # Reached on normal end and when the server drops the iterator (client hung up).
-        stop.set()
+        out, err = proc.communicate(timeout=_ADVERTISE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        proc.communicate()
+        raise IoError("git upload-pack did not list the refs in time") from None
+    if proc.returncode != 0:
+        logger.warning("git upload-pack --advertise-refs failed (%s): %s", proc.returncode, tail(err))
+        raise IoError("git upload-pack could not list the refs; see the server log")
+    if version == 2:
+        # git http-backend sends a v2 advertisement as is; keep only what is served here.
+        kept = [
+            pkt_line(line + b"\n")
+            for line in _pkt_lines(out)
+            if not isinstance(line, int) and line.split(b"=", 1)[0] in _V2_ADVERTISED
+        ]
+        return b"".join(kept) + b"0000"
+    return pkt_line(f"# service={SERVICE}\n".encode("ascii")) + b"0000" + out
 
 
-def _next_item(chunks: queue.Queue[object], writer: threading.Thread) -> object:
-    while True:
+def _exported_tips(repo: _Repository) -> tuple[set[bytes], list[bytes]]:
+    """(every object id a client was or could be shown: exported refs, the tags' targets and
+    HEAD; the commits among them)."""
+    listed = run_check(
+        repo.gitdir,
+        "for-each-ref",
+        "--format=%(objectname) %(objecttype) %(*objectname) %(*objecttype)",
+        *_EXPORTED,
+    )
+    if listed.returncode != 0:
+        logger.warning("git for-each-ref failed: %s", tail(listed.stderr))
+        raise IoError("git could not list the refs; see the server log")
+    lines = listed.stdout.splitlines()
+    head = run_check(repo.gitdir, "rev-parse", "-q", "--verify", "HEAD^{commit}")
+    if head.returncode == 0:
+        lines.append(head.stdout.strip() + b" commit")
+    tips: set[bytes] = set()
+    commits: list[bytes] = []
+    for line in lines:
+        fields = line.split()
+        for oid, kind in zip(fields[0::2], fields[1::2], strict=False):
+            tips.add(oid)
+            if kind == b"commit":
+                commits.append(oid)
+    return tips, commits
+
+
+def _check_wants(repo: _Repository, wants: list[bytes]) -> None:
+    """Refused unless every want is an exported tip or a commit one of them reaches."""
+    if not wants:
+        return
+    tips, tip_commits = _exported_tips(repo)
+    width = len(next(iter(tips))) if tips else 40
+    others: list[bytes] = []
+    for want in wants:
+        oid = want[:width].lower()  # git reads the first hex digits and ignores the rest
+        if len(oid) != width or not all(c in b"0123456789abcdef" for c in oid):
+            raise Refused("upload-pack: protocol error, expected an object id after want")
+        if oid not in tips:
+            others.append(oid)
+    if not others:
+        return
+    refused = Refused(f"upload-pack: not our ref {others[0].decode()}")
+    if not tip_commits:
+        raise refused
+    kinds = run_check(
+        repo.gitdir, "cat-file", "--batch-check=%(objecttype)", stdin=b"\n".join(others) + b"\n"
+    ).stdout.split()
+    if kinds != [b"commit"] * len(others):
+        raise refused
+    # As git checks a v0 stateless request: no commit may be reachable from the wants and
+    # from no exported tip (a want reachable from a tip lists nothing).
+    walk = run_check(
+        repo.gitdir,
+        "rev-list",
+        "--stdin",
+        stdin=b"".join([*(w + b"\n" for w in others), *(b"^" + t + b"\n" for t in tip_commits)]),
+    )
+    if walk.returncode != 0 or walk.stdout.strip():
+        raise refused
+
+
+def start_upload_pack(
+    repo_path: Path, request: bytes, version: int, *, lock_wait_s: float = LOCK_WAIT_S
+) -> UploadPack:
+    """git upload-pack, started on ``request`` (already decoded); read its answer with
+    :meth:`UploadPack.chunks`, end it with :meth:`UploadPack.aclose`. Blocking (it may wait
+    for a gc and runs the v2 checks): call it from a worker thread. Refused for a v2 request
+    the export does not serve, MaintenanceBusy, NotFound."""
+    repo = _locate(repo_path)
+    with _reading_packs(repo, lock_wait_s) as fd:
+        if version == 2:
+            _command, wants = _v2_request(request)
+            _check_wants(repo, wants)
+        # closed by UploadPack.aclose (or below if git cannot start)
+        stderr = tempfile.TemporaryFile(prefix="arka-upload-pack-")  # noqa: SIM115
         try:
-            return chunks.get(timeout=1.0)
-        except queue.Empty:
-            # The writer gave up (stalled reader) without an end marker: end here rather
-            # than wait forever.
-            if not writer.is_alive() and chunks.empty():
-                return _END
-
-
-def _drain(chunks: queue.Queue[object], writer: threading.Thread) -> Iterable[bytes]:
-    """Yield the queued chunks, joining small ones (pkt-lines, ACKs) into fewer writes."""
-    while True:
-        item = _next_item(chunks, writer)
-        if item is _END:
-            return
-        assert isinstance(item, bytes)
-        batch = [item]
-        size = len(item)
-        ended = False
-        while size < _COALESCE_BYTES:
-            try:
-                more = chunks.get_nowait()
-            except queue.Empty:
-                break
-            if more is _END:
-                ended = True
-                break
-            assert isinstance(more, bytes)
-            batch.append(more)
-            size += len(more)
-        yield b"".join(batch)
-        if ended:
-            return
+            proc = spawn(
+                upload_pack_command(repo.gitdir, advertise=False), child_env(version), fd, stderr, stdin=True
+            )
+        except BaseException:
+            stderr.close()
+            raise
+    # Our descriptor of the lock is closed now: the child's copy holds it until git ends.
+    return UploadPack(proc, stderr, request)

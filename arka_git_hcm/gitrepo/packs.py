@@ -8,7 +8,7 @@ as one pack. Objects are deflated at level 1, except wide trees: stored blocks (
 do not compress), or a delta of the tree's previous version when that is in the same pack (a
 wide tree changed by one entry: a few dozen bytes instead of 680 KB). The format is git's pack
 v2 with a v2 index (byte-identical to what `git index-pack` computes, tested), so git, libgit2
-and dulwich read them like any other pack; `git fsck --strict` checks them in the tests.
+and any git tool read them like any other pack; `git fsck --strict` checks them in the tests.
 
 The pack is renamed into place before its index, as git does: readers look packs up by their
 index, so they never see a pack that is not complete. No fsync here; the engine orders

@@ -1,4 +1,4 @@
-"""The git adapter: the only module family that imports pygit2 (and dulwich).
+"""The git adapter: the only module family that imports pygit2.
 
 Everything crosses this boundary as plain values: object ids are 40-char hex strings, file
 contents are bytes, paths are validated HCM-relative strings. The store never scans the work
