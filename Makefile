@@ -25,7 +25,7 @@ test: test-python test-container
 test-python: setup
 	$(BIN)/ruff check arka_git_hcm tests bench
 	$(BIN)/mypy arka_git_hcm tests
-	$(BIN)/pytest -q -n 2 -p no:cacheprovider
+	$(BIN)/pytest -q -n 2 -p no:cacheprovider --cov --cov-report= --cov-fail-under=85
 
 test-container:
 	scripts/container-test.sh
