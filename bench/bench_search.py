@@ -408,7 +408,7 @@ def report(results: dict[str, Any], setup: dict[str, Any], meta: dict[str, Any])
         f"{' (dirty)' if meta['package_dirty'] else ''} · load {setup['load_start']} → {loadavg()}",
         "",
         f"Index: full rebuild {results['in_process']['rebuild_s']:.1f} s "
-        f"({results['in_process']['rebuild_cpu_s']:.1f} s of CPU over its 2 threads), "
+        f"({results['in_process']['rebuild_cpu_s']:.1f} s of CPU), "
         f"{results['in_process']['index_bytes'] / 1e6:.0f} MB for {results['in_process']['files']:,} files.",
         "",
     ]

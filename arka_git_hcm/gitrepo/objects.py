@@ -3,6 +3,7 @@ back (pending ones from memory, the rest through libgit2)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pygit2
@@ -118,6 +119,22 @@ class ObjectStore(RepoBase):
         blob = self._object(blob_id)
         assert isinstance(blob, pygit2.Blob)
         return blob.data
+
+    def committed_reader(self) -> Callable[[str], bytes]:
+        """A reader of committed objects by hex id, for reading many in a row (a search index
+        build reads every blob of a tree): straight from libgit2's object database, without
+        :meth:`blob_data`'s look at the pending objects and its Blob object (~half the time of
+        a read, measured). Only for objects already on disk, such as the blobs of a branch
+        tip's tree: a pending object is not seen. A missing or damaged object raises IO_ERROR."""
+        odb = self._repo.odb
+
+        def read(object_id: str) -> bytes:
+            try:
+                return odb.read(object_id)[1]
+            except (KeyError, ValueError, pygit2.GitError) as exc:
+                raise damaged(exc) from None
+
+        return read
 
     def has_blob(self, blob_id: str) -> bool:
         """Whether the object database holds this object (pending ones included)."""

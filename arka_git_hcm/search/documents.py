@@ -71,11 +71,14 @@ def documents_of(path: str, data: bytes) -> list[Document]:
         return [Document(path, "file", _stem(path), _stem_words(path), "")]
     if path.endswith(".jsonl"):
         return journal_documents(path, data)
-    text = data.decode("utf-8", "replace")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "replace")
     value: Any = None
     if path.endswith(".json"):
         try:
-            value = json.loads(text)
+            value = _parse(text)
         except ValueError:
             value = None
     if value is None:
@@ -115,6 +118,9 @@ def journal_documents(path: str, data: bytes, first_line: int = 1) -> list[Docum
     return docs
 
 
+_parse = json.JSONDecoder().decode  # json.loads of a str without its argument checks
+
+
 def _parse_line(raw: bytes) -> Any:
     try:
         return json.loads(raw)
@@ -123,18 +129,21 @@ def _parse_line(raw: bytes) -> Any:
 
 
 def _entry_document(path: str, number: int, value: dict[str, Any]) -> Document:
-    author = f"{value.get('author_type', '?')}/{value.get('author_id', '?')}"
-    timestamp = value.get("timestamp")
+    get = value.get
+    author = f"{get('author_type', '?')}/{get('author_id', '?')}"
+    timestamp = get("timestamp")
     timestamp = timestamp if isinstance(timestamp, str) else None
-    entry_type = value.get("entry_type")
+    entry_type = get("entry_type")
     entry_type = entry_type if isinstance(entry_type, str) else None
-    context = value.get("context")
-    own = _own_sensitivity(value) or (_own_sensitivity(context) if isinstance(context, dict) else None)
+    context = get("context")
+    own = _own_sensitivity(value)
     parts: list[str] = []
-    message = value.get("message")
+    message = get("message")
     if isinstance(message, str):
         parts.append(message)
     if isinstance(context, dict):
+        if own is None:
+            own = _own_sensitivity(context)
         _strings(context, parts)
     title = f"{entry_type or 'entry'} by {author}" + (f" at {timestamp}" if timestamp else "")
     return Document(
@@ -155,8 +164,11 @@ def _records(value: Any) -> list[Any] | None:
             found = item
         elif isinstance(item, dict):
             return None
-    if not found or not all(isinstance(item, dict) for item in found):
+    if not found:
         return None
+    for item in found:
+        if type(item) is not dict:  # json.loads makes exact dicts
+            return None
     return found
 
 
@@ -195,38 +207,47 @@ def _record_id(record: dict[str, Any]) -> str | None:
 def _title_of(value: Any) -> tuple[str | None, str]:
     """(the key, the title): the title goes to the title column, not again into the text."""
     if isinstance(value, dict):
+        get = value.get
         for key in _TITLE_KEYS:
-            found = value.get(key)
-            if isinstance(found, str) and found.strip():
-                return key, found.strip()[:300]
+            found = get(key)
+            if isinstance(found, str):
+                found = found.strip()
+                if found:
+                    return key, found[:300]
     return None, ""
 
 
 def _own_sensitivity(value: Any) -> str | None:
     found = value.get("sensitivity") if isinstance(value, dict) else None
-    return found.strip()[:64] if isinstance(found, str) and found.strip() else None
+    if not isinstance(found, str):
+        return None
+    found = found.strip()
+    return found[:64] if found else None
 
 
 def _text(value: Any, title_key: str | None = None) -> str:
     parts: list[str] = []
     if title_key is not None and isinstance(value, dict):
-        value = {k: v for k, v in value.items() if k != title_key}
+        value = [item for key, item in value.items() if key != title_key]
     _strings(value, parts)
     return _joined(parts)
 
 
 def _strings(value: Any, out: list[str]) -> None:
-    """Every string inside ``value`` (depth first, in order), timestamps left out."""
+    """Every string inside ``value`` (a value of json.loads: exact dicts, lists and strings;
+    depth first, in order), timestamps left out."""
     stack = [value]
+    pop, push, add, timestamp = stack.pop, stack.extend, out.append, _TIMESTAMP.match
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if item and not (item[0].isdigit() and 10 <= len(item) <= 35 and _TIMESTAMP.match(item)):
-                out.append(item)
-        elif isinstance(item, dict):
-            stack.extend(reversed(item.values()))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
+        item = pop()
+        kind = type(item)
+        if kind is str:
+            if item and not (item[0].isdigit() and 10 <= len(item) <= 35 and timestamp(item)):
+                add(item)
+        elif kind is dict:
+            push(reversed(item.values()))
+        elif kind is list:
+            push(reversed(item))
 
 
 def _joined(parts: list[str]) -> str:

@@ -3,10 +3,7 @@ of rows a full build inserts."""
 
 from __future__ import annotations
 
-import contextlib
-import queue
 import sqlite3
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,24 +21,25 @@ _CHUNK = 2000  # documents per insert batch while rebuilding
 def rows_of(
     docs: list[Document], rules: IndexRules, first_id: int
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The ``doc`` and ``fts`` rows of ``docs``, numbered from ``first_id``."""
     rows: list[tuple[Any, ...]] = []
     fts: list[tuple[Any, ...]] = []
-    described: tuple[str, str | None, str, bool] | None = None
     described_path = None
+    layer, mission, classes, scoped, forced = "", None, "", False, None
+    filters: dict[str, str] = {}  # the file's filter tokens by sensitivity level
     for doc_id, doc in enumerate(docs, start=first_id):
         if doc.path != described_path:  # a file's documents are consecutive
+            described_path = doc.path
             layer, mission = location(doc.path)
             names = rules.classes_of(doc.path)
-            described = (
-                layer,
-                mission,
-                "".join(f"|{c}" for c in names) + ("|" if names else ""),
-                bool(names),
-            )
-            described_path = doc.path
-        assert described is not None
-        layer, mission, classes, scoped = described
-        sens = rules.sensitivity_of(doc.path, doc.own_sensitivity)
+            classes = "".join(f"|{c}" for c in names) + ("|" if names else "")
+            scoped = bool(names)
+            forced = rules.path_level(doc.path)
+            filters = {}
+        sens = forced if forced is not None else doc.own_sensitivity or rules.default_level
+        filt = filters.get(sens)
+        if filt is None:
+            filt = filters[sens] = filter_tokens(layer, mission, scoped, sens)
         rows.append(
             (
                 doc_id,
@@ -60,54 +58,29 @@ def rows_of(
                 classes,
             )
         )
-        fts.append((doc_id, doc.index_title, doc.text, filter_tokens(layer, mission, scoped, sens)))
+        fts.append((doc_id, doc.index_title, doc.text, filt))
     return rows, fts
-
-
-_DONE = object()
 
 
 def produced(
     repo: GitRepo, tree: str, rules: IndexRules
 ) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[str, str, int, int]]]]:
-    """The rows of every indexed file of ``tree``, in batches. Reading blobs and parsing JSON
-    (Python, under the GIL) run on a helper thread while the caller inserts (SQLite, which
-    releases the GIL while it tokenizes): a rebuild takes about the longer of the two."""
-    batches: queue.Queue[Any] = queue.Queue(maxsize=4)
-
-    def produce() -> None:
-        try:
-            next_id = 1
-            pending: list[Document] = []
-            known: list[tuple[str, str, int, int]] = []
-            for path, blob, data in tree_files(repo, tree, is_indexed):
-                known.append((path, blob, len(data), data.count(b"\n")))
-                pending.extend(documents_of(path, data))
-                if len(pending) >= _CHUNK:
-                    batches.put((*rows_of(pending, rules, next_id), known))
-                    next_id += len(pending)
-                    pending, known = [], []
-            batches.put((*rows_of(pending, rules, next_id), known))
-            batches.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            batches.put(exc)
-
-    helper = threading.Thread(target=produce, name="arka-hcm-search-rebuild", daemon=True)
-    helper.start()
-    try:
-        while True:
-            item = batches.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        # the consumer stopped early (an error): drain so the helper can finish and exit
-        while helper.is_alive():
-            with contextlib.suppress(queue.Empty):
-                batches.get(timeout=0.1)
-        helper.join()
+    """The rows of every indexed file of ``tree``, in batches of about _CHUNK documents, with
+    the ``files`` rows of their files. Made in the caller's thread: a helper thread (or child
+    processes) making them while the caller inserts cost more CPU than they saved in wall
+    time on a busy 2-core host (measured, see docs/search.md)."""
+    next_id = 1
+    pending: list[Document] = []
+    known: list[tuple[str, str, int, int]] = []
+    for path, blob, data in tree_files(repo, tree, is_indexed):
+        known.append((path, blob, len(data), data.count(b"\n")))
+        pending.extend(documents_of(path, data))
+        if len(pending) >= _CHUNK:
+            yield (*rows_of(pending, rules, next_id), known)
+            next_id += len(pending)
+            pending, known = [], []
+    if pending or known:
+        yield (*rows_of(pending, rules, next_id), known)
 
 
 def tally(conn: sqlite3.Connection, where: str, args: tuple[Any, ...], sign: int) -> None:
@@ -116,12 +89,14 @@ def tally(conn: sqlite3.Connection, where: str, args: tuple[Any, ...], sign: int
     its statistics over only what the caller may see."""
     counts: dict[str, list[int]] = {}
     found = conn.execute(
-        f"SELECT d.sens, s.sz FROM doc d JOIN fts_docsize s ON s.id = d.id WHERE {where}", args
+        "SELECT d.sens, s.sz, count(*) FROM doc d JOIN fts_docsize s ON s.id = d.id "
+        f"WHERE {where} GROUP BY d.sens, s.sz",  # few distinct size records: each decoded once
+        args,
     )
-    for sens, sizes in found:
+    for sens, sizes, docs in found:
         tally = counts.setdefault(sens, [0, 0])
-        tally[0] += 1
-        tally[1] += docsize_tokens(sizes)
+        tally[0] += docs
+        tally[1] += docs * docsize_tokens(sizes)
     conn.executemany(
         "INSERT INTO level_stats VALUES (?, ?, ?) ON CONFLICT(sens) DO UPDATE "
         "SET docs = docs + excluded.docs, tokens = tokens + excluded.tokens",

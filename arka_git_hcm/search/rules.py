@@ -128,10 +128,20 @@ class IndexRules:
         return tuple(c.name for c in self.classes if c.contains(path))
 
     def sensitivity_of(self, path: str, own: str | None) -> str:
-        for pattern, level in self.path_levels:
-            if compile_glob(pattern).match(path):
+        level = self.path_level(path)
+        return level if level is not None else own or self.default_level
+
+    def path_level(self, path: str) -> str | None:
+        """The level ``path_sensitivity`` forces on every document of ``path``; None when no
+        glob matches (a document's own level applies, else the default)."""
+        for pattern, level in self._path_patterns:
+            if pattern.match(path):
                 return level
-        return own or self.default_level
+        return None
+
+    @functools.cached_property
+    def _path_patterns(self) -> tuple[tuple[re.Pattern[str], str], ...]:
+        return tuple((compile_glob(pattern), level) for pattern, level in self.path_levels)
 
     def fingerprint(self) -> str:
         """Changes exactly when what the index stores per document would change."""

@@ -95,8 +95,12 @@ def filter_tokens(layer: str, mission: str | None, scoped: bool, sensitivity: st
 def docsize_tokens(sizes: bytes | None) -> int:
     """The tokens of one document, all columns: FTS5's docsize record is one SQLite varint per
     column (7 bits a byte, high bit "more", a ninth byte carrying 8 bits)."""
+    if not sizes:
+        return 0
+    if max(sizes) < 0x80:  # every column under 128 tokens, one byte each: the usual case
+        return sum(sizes)
     total = value = count = 0
-    for byte in sizes or b"":
+    for byte in sizes:
         if count == 8:
             total += (value << 8) | byte
             value = count = 0
