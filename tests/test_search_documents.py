@@ -90,3 +90,14 @@ def test_location_names_the_layer_and_the_mission() -> None:
     assert location("state/team/agents.json") == ("state", None)
     assert location("meta.json") == ("root", None)
     assert location("domain/org/a.json") == ("domain", None)
+
+
+def test_json_nested_deeper_than_python_parses_is_indexed_as_text() -> None:
+    """A file that never went through the write path (a hand edit, an adopted or restored HCM)
+    may nest deeper than json.loads can go (RecursionError): one bad file must not make every
+    rebuild fail. It is indexed as text, like broken JSON."""
+    deep = b'["needle", ' + b"[" * 100_000 + b"]" * 100_001
+    (doc,) = documents_of("stable/glossary/deep.json", deep)
+    assert doc.kind == "file" and "needle" in doc.text
+    entries = journal_documents("state/missions/m1/journal.jsonl", b'{"message": "ok"}\n' + deep + b"\n")
+    assert [d.line for d in entries] == [1, 2] and "needle" in entries[1].text

@@ -79,7 +79,7 @@ def documents_of(path: str, data: bytes) -> list[Document]:
     if path.endswith(".json"):
         try:
             value = _parse(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested deeper than Python parses: a hand edit)
             value = None
     if value is None:
         return [Document(path, "file", _stem(path), _stem_words(path), text[:MAX_TEXT_CHARS])]
@@ -106,7 +106,7 @@ def journal_documents(path: str, data: bytes, first_line: int = 1) -> list[Docum
     numbered = [(first_line + i, raw) for i, raw in enumerate(lines) if raw.strip()]
     try:  # one parse for the whole file; line by line only when some line is not JSON
         values: list[Any] = json.loads(b"[" + b",".join(raw for _, raw in numbered) + b"]")
-    except ValueError:
+    except (ValueError, RecursionError):
         values = [_parse_line(raw) for _, raw in numbered]
     docs = []
     for (number, raw), value in zip(numbered, values, strict=True):
@@ -124,7 +124,7 @@ _parse = json.JSONDecoder().decode  # json.loads of a str without its argument c
 def _parse_line(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
