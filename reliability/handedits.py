@@ -289,7 +289,8 @@ def run(args: argparse.Namespace, report: Report) -> None:
             for line in git(hcm, env, "show", f"main:state/missions/{mission}/journal.jsonl").splitlines():
                 if line.strip():
                     heads[json.loads(line).get("message")] += 1
-        lines_lost = [m for m in editor.lines if heads[m] == 0 and m not in saved]
+        # markers are matched with their quotes: "hand-status-4" is a substring of "hand-status-41"
+        lines_lost = [m for m in editor.lines if heads[m] == 0 and f'"{m}"' not in saved]
         lines_doubled = [m for m in editor.lines if heads[m] > 1]
         report.check(
             not lines_lost,
@@ -297,13 +298,13 @@ def run(args: argparse.Namespace, report: Report) -> None:
         )
         report.check(not lines_doubled, f"hand-added journal lines doubled: {lines_doubled[:5]}")
         history = status_history(hcm, env)
-        statuses_lost = [m for m in editor.statuses if m not in history and m not in saved]
+        statuses_lost = [m for m in editor.statuses if f'"{m}"' not in history and f'"{m}"' not in saved]
         report.check(
             not statuses_lost,
             f"{len(statuses_lost)} of {len(editor.statuses)} status edits lost: {statuses_lost[:5]}",
         )
-        broken_in_history = [m for m in editor.broken if m in history]
-        broken_lost = [m for m in editor.broken if m not in saved]
+        broken_in_history = [m for m in editor.broken if f'"{m}"' in history]
+        broken_lost = [m for m in editor.broken if f'"{m}"' not in saved]
         report.check(
             not broken_in_history, f"broken status edits adopted into history: {broken_in_history[:5]}"
         )
@@ -320,7 +321,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
             f"{in_history} / {len(editor.lines) - in_history - len(lines_lost)} / "
             f"{len(lines_lost)} / {len(lines_doubled)}"
         )
-        adopted = sum(1 for m in editor.statuses if m in history)
+        adopted = sum(1 for m in editor.statuses if f'"{m}"' in history)
         report.figures["valid status edits: adopted / saved / lost"] = (
             f"{adopted} / {len(editor.statuses) - adopted - len(statuses_lost)} / {len(statuses_lost)}"
         )
