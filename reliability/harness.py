@@ -81,8 +81,8 @@ class Report:
 
     def known_defect(self, message: str) -> None:
         """A broken promise whose cause is a known package defect (RELIABILITY.md names it): said
-        loudly and listed, but not a failure unless ``--strict``. Remove the allowance with
-        the fix: tests/test_campaigns.py fails when a known defect no longer shows."""
+        loudly and listed, but not a failure unless ``--strict``. Remove the allowance with the
+        fix; tests/test_campaigns.py fails on a known defect it does not list."""
         self.known.append(message)
         say(f"  KNOWN DEFECT: {message}")
         if self.strict:
