@@ -23,8 +23,8 @@ run: setup
 test: test-python test-container
 
 test-python: setup
-	$(BIN)/ruff check arka_git_hcm tests bench
-	$(BIN)/mypy arka_git_hcm tests
+	$(BIN)/ruff check arka_git_hcm tests bench reliability
+	$(BIN)/mypy arka_git_hcm tests reliability
 	$(BIN)/pytest -q -n 2 -p no:cacheprovider --cov --cov-report= --cov-fail-under=85
 
 test-container:
@@ -35,9 +35,9 @@ image:
 	scripts/docker-image.sh
 
 lint: setup
-	$(BIN)/ruff check arka_git_hcm tests bench
-	$(BIN)/ruff format --check arka_git_hcm tests
-	$(BIN)/mypy arka_git_hcm tests
+	$(BIN)/ruff check arka_git_hcm tests bench reliability
+	$(BIN)/ruff format --check arka_git_hcm tests bench reliability
+	$(BIN)/mypy arka_git_hcm tests reliability
 
 bench: setup
 	$(BIN)/python bench/bench_store.py --quick
