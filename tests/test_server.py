@@ -326,7 +326,9 @@ def test_a_damaged_hcm_serves_health_and_says_read_only(tmp_path: Path) -> None:
     client_dir = tmp_path / "damaged"
     assert cli(tmp_path, "init", str(client_dir), "--tenant-id", "acme").returncode == 0
     token = make_token(client_dir, "ops", "human", "reader")
-    (client_dir / "hcm" / ".git" / "refs" / "heads" / "main").write_text("1" * 40 + "\n")
+    branch = client_dir / "hcm" / ".git" / "refs" / "heads" / "main"
+    tip = branch.read_text()
+    branch.write_text("1" * 40 + "\n")
     server = Server(client_dir, wait_for="/health")
     try:
         ready = httpx.get(f"{server.url}/ready")
@@ -337,6 +339,16 @@ def test_a_damaged_hcm_serves_health_and_says_read_only(tmp_path: Path) -> None:
             f"{server.url}/v1/hcm/execute", headers={"Authorization": f"Bearer {token}"}, json=body
         )
         assert answer.status_code == 503 and answer.json()["error"]["code"] == "READ_ONLY"
+        # repaired in place (a restore, a volume made writable again): ready without a restart
+        branch.write_text(tip)
+        deadline = time.monotonic() + 120  # the server tries again every 5 s
+        while httpx.get(f"{server.url}/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the server never opened the repaired HCM"
+            time.sleep(0.2)
+        answer = httpx.post(
+            f"{server.url}/v1/hcm/execute", headers={"Authorization": f"Bearer {token}"}, json=body
+        )
+        assert answer.status_code == 200 and answer.json()["status"] == "ok"
     finally:
         server.stop()
 

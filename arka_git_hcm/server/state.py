@@ -4,6 +4,7 @@ through :meth:`ServiceState.store`, and the caller only through :meth:`ServiceSt
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from fastapi import Request
@@ -16,11 +17,29 @@ from ..domain.envelope import Caller
 from ..errors import HcmError, ReadOnly
 from ..search import attach_search
 from ..services.store import HcmStore
+from ..worker import BackgroundWorker
 from .git_routes import presented_token
 
-__all__ = ["ServiceState"]
+__all__ = ["OPEN_RETRY_S", "ServiceState"]
 
 log = logging.getLogger("arka_git_hcm.server")
+
+OPEN_RETRY_S = 5.0  # while the HCM cannot be opened, the server tries again this often
+
+
+class _OpenRetry(BackgroundWorker):
+    """Tries to open the HCM again while it cannot be (a volume mounted read-only then made
+    writable, a repository restored in place): the service becomes ready without a restart."""
+
+    name = "arka-hcm-open-retry"
+
+    def __init__(self, state: ServiceState) -> None:
+        super().__init__(interval_s=OPEN_RETRY_S, log=log)
+        self.state = state
+
+    def work(self) -> None:
+        if not self.state.is_open():
+            self.state.try_open()
 
 
 class ServiceState:
@@ -31,26 +50,54 @@ class ServiceState:
         self.problem: str | None = None  # why the HCM is not open
         self.custody: CustodyService | None = None
         self._store: HcmStore | None = None
+        self._retry: _OpenRetry | None = None
 
     def open(self) -> None:
         """Open the store and start its workers (in a thread: it may take a while). A damaged or
         unreadable HCM must not crash-loop the container: the service still starts, /health
-        answers, and /ready and every operation say READ_ONLY with the reason."""
+        answers, and /ready and every operation say READ_ONLY with the reason, while it tries
+        again every OPEN_RETRY_S seconds."""
+        self.try_open()
+        if not self.is_open():
+            self._retry = _OpenRetry(self)
+            self._retry.start()
+
+    def is_open(self) -> bool:
+        return self._store is not None
+
+    def try_open(self) -> None:
+        store = None
         try:
-            self._store = HcmStore.open(self.settings, clock=self.clock)
+            store = HcmStore.open(self.settings, clock=self.clock)
             # follows the writes, updating in a child process (off this process's CPU and GIL)
-            attach_search(self._store, updater_process=True, min_gap_s=0.1)
-        except HcmError as exc:
-            self.problem = f"the HCM could not be opened: {exc.message}"
-            log.error("%s", self.problem)
+            attach_search(store, updater_process=True, min_gap_s=0.1)
         except Exception as exc:  # anything else: still serve /health and say why not ready
-            self.problem = f"the HCM could not be opened ({type(exc).__name__}); see the server log"
-            log.exception("%s", self.problem)
-        if self._store is not None:  # history index, mirror, scheduled backups: background workers
-            self.custody = CustodyService(self._store)
-            self.custody.start()
+            if store is not None:  # opened, but search could not follow it: not half open
+                with contextlib.suppress(Exception):
+                    store.close()
+            if isinstance(exc, HcmError):
+                self._not_opened(f"the HCM could not be opened: {exc.message}")
+            else:
+                reason = f"the HCM could not be opened ({type(exc).__name__}); see the server log"
+                self._not_opened(reason, exc)
+            return
+        # history index, mirror, scheduled backups: background workers, started before the
+        # store is handed to the routes
+        custody = CustodyService(store)
+        custody.start()
+        self.custody, self._store = custody, store
+        if self.problem is not None:
+            log.warning("the HCM is open now (it could not be before: %s)", self.problem)
+            self.problem = None
+
+    def _not_opened(self, reason: str, exc: Exception | None = None) -> None:
+        if reason != self.problem:  # retries log a reason once, not every few seconds
+            log.error("%s", reason, exc_info=exc)
+        self.problem = reason
 
     def close(self) -> None:
+        if self._retry is not None:
+            self._retry.close(final_round=False)
         if self.custody is not None:
             self.custody.close()
         if self._store is not None:
