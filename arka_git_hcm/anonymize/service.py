@@ -32,9 +32,9 @@ from typing import IO, Literal
 from .. import __version__
 from ..clock import parse_iso
 from ..config import Settings
+from ..custody.remotes import find_remote, push_repository
 from ..errors import ConflictingUpdate, InvalidPayload, IoError, NotFound
 from ..gitrepo import plumbing_replay as git
-from ..gitrepo.plumbing_replay import Credentials
 from .analysis import Analyser
 from .detectors import PatternDetector
 from .dictionary import SensitiveSet
@@ -63,8 +63,7 @@ class AnonymizeOptions:
     coarsen_timestamps: bool | None = None  # None: the config's anonymize.coarsen_timestamps
     dry_run: bool = False
     force: bool = False
-    push_url: str | None = None
-    credentials: Credentials | None = None
+    push_remote: str | None = None  # a remote of `arka-hcm remote add` (its URL and credentials)
 
 
 @dataclass
@@ -82,6 +81,8 @@ def anonymize_hcm(
     LeakFound (nothing left behind) when the proof fails."""
     hcm = Path(settings.hcm_path)
     _check_options(hcm, options)
+    if options.push_remote is not None:
+        find_remote(settings, options.push_remote)  # an unknown remote fails before any work
     key = load_key(settings.config_path, create=not options.dry_run)
     config = settings.file.anonymize
     coarsen = config.coarsen_timestamps if options.coarsen_timestamps is None else options.coarsen_timestamps
@@ -171,6 +172,8 @@ def _check_options(hcm: Path, options: AnonymizeOptions) -> None:
             )
         if not options.out.parent.is_dir():
             raise NotFound(f"the folder of {options.out} does not exist")
+    if options.push_remote is not None and options.dry_run:
+        raise InvalidPayload("--dry-run writes nothing: drop --push")
     if options.since_bundle is not None and not options.since_bundle.is_file():
         raise NotFound(f"the previous bundle {options.since_bundle} does not exist")
 
@@ -320,15 +323,11 @@ def _deliver(
     report.seconds["scan"] = clock() - started
     report.scan = scan.to_json()
     assert options.out is not None
-    if options.push_url:
-        git.push_refs(
-            history,
-            options.push_url,
-            [f"+{branch_ref}:{branch_ref}", *(f"+{ref}:{ref}" for ref in replayer.tag_refs)],
-            credentials=options.credentials,
-            scratch=work,
-        )
-        report.pushed = _redacted_url(options.push_url)
+    if options.push_remote:
+        # never forced (custody's rule): a remote whose branch is not an ancestor of this
+        # history (the raw HCM's own remote, or a history made with another key) is refused
+        push_repository(settings, history, options.push_remote, what="this anonymized history")
+        report.pushed = _redacted_url(find_remote(settings, options.push_remote).url)
     os.replace(partial, options.out)
     report.bundle = {
         "path": str(options.out),
