@@ -76,13 +76,15 @@ def build(repo: Path) -> None:
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     s = _Stream()
     humans = [
-        {"human_id": _ident_id(p), "display_name": p, "email": f"{_ident_id(p)}@client-mail.fr"} for p in PEOPLE
+        {"human_id": _ident_id(p), "display_name": p, "email": f"{_ident_id(p)}@client-mail.fr"}
+        for p in PEOPLE
     ]
     s.commit(
         "HCM_INIT .\n\nHcm-Op: HCM_INIT\nHcm-Caller: system/arka-hcm\n",
         {
             "meta.json": b'{"tenant_id": "acme", "tenant_name": "ACME Industries"}\n',
-            "state/team/humans.json": json.dumps({"humans": humans}, indent=2, sort_keys=True).encode() + b"\n",
+            "state/team/humans.json": json.dumps({"humans": humans}, indent=2, sort_keys=True).encode()
+            + b"\n",
             "README.md": b"An HCM.\n",
             "tools/run.sh": b"#!/bin/sh\necho run\n",
             "tools/latest": b"run.sh",
@@ -108,7 +110,11 @@ def build(repo: Path) -> None:
                 author=f"{human} <{human}@human.arka>",
             )
             continue
-        entry = {"author_type": "human", "author_id": human, "message": f"note {n} avec {PEOPLE[(n + 1) % 4]}"}
+        entry = {
+            "author_type": "human",
+            "author_id": human,
+            "message": f"note {n} avec {PEOPLE[(n + 1) % 4]}",
+        }
         journals[mission] += json.dumps(entry, ensure_ascii=n % 3 == 0).encode() + b"\n"
         files: dict[str, bytes | None] = {f"{root}/journal.jsonl": journals[mission]}
         if n % 7 == 0:
@@ -119,7 +125,7 @@ def build(repo: Path) -> None:
             author=f"{human} <{human}@human.arka>",
         )
     s.parts.append(b"tag snapshot/before-brissonneau\nfrom :%d\n" % s.mark)
-    note = "before Anatole Brissonneau\n".encode()
+    note = b"before Anatole Brissonneau\n"
     s.parts.append(b"tagger Arka HCM <hcm@arka-os.local> 1790009000 +0000\ndata %d\n%s\n" % (len(note), note))
     tagged = s.mark
     # a side line and a merge; a file deleted and a folder emptied on the way
@@ -136,7 +142,7 @@ def build(repo: Path) -> None:
         parent=f":{tagged}",
     )
     other_root = s.commit(
-        "an unrelated root\n", {"other/notes.txt": "Hippolyte was here\n".encode()}, ref="refs/heads/other"
+        "an unrelated root\n", {"other/notes.txt": b"Hippolyte was here\n"}, ref="refs/heads/other"
     )
     s.commit(
         "Merge side\n",
@@ -182,7 +188,8 @@ def test_the_objects_are_the_ones_fast_import_made(pinned: Settings, tmp_path: P
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", "--mirror", str(tmp_path / "pinned.bundle"), str(clone))
     refs = dict(
-        line.split(" ", 1)[::-1] for line in git(clone, "for-each-ref", "--format=%(objectname) %(refname)").splitlines()
+        line.split(" ", 1)[::-1]
+        for line in git(clone, "for-each-ref", "--format=%(objectname) %(refname)").splitlines()
     )
     assert refs == EXPECTED_REFS
     assert report.commits_replayed == 125

@@ -1,11 +1,12 @@
-"""What rewriting a history into a separate repository asks of the git binary: fast-export and
-fast-import streams, bundles, a bare repository of its own, every object of a repository.
+"""What rewriting a history into a separate repository asks of the git binary: a fast-export
+stream, refs, bundles, a bare repository of its own, every object of a repository (the new
+history's objects themselves are written by :mod:`.history_pack`).
 
-Only git itself is used here (no libgit2): fast-export / fast-import are git's own streaming
-format for whole histories (git-filter-repo is built on them), and a bundle or a clone of a bundle
-must be exactly what the client's and support's git will read. Every child runs with
-the hermetic environment of :mod:`.gitbin` (no user or system config, no ``GIT_*`` from the
-caller's shell), so a client's ``~/.gitconfig`` cannot change what is written or sent.
+Only git itself is used here (no libgit2): fast-export is git's own streaming format for whole
+histories (git-filter-repo is built on it), and a bundle or a clone of a bundle must be exactly
+what the client's and support's git will read. Every child runs with the hermetic environment
+of :mod:`.gitbin` (no user or system config, no ``GIT_*`` from the caller's shell), so a
+client's ``~/.gitconfig`` cannot change what is written or sent.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ __all__ = [
     "rev_list",
     "rev_parse",
     "start_fast_export",
-    "start_fast_import",
+    "update_refs",
 ]
 
 # Long operations on 100k-commit histories: generous, but never unbounded.
@@ -115,15 +116,6 @@ def start_fast_export(repo: Path, revs: list[str]) -> GitStream:
     return GitStream("fast-export", args, reading=True)
 
 
-def start_fast_import(repo: Path, marks_out: Path | None = None) -> GitStream:
-    """`git fast-import` into ``repo`` (a bare repository made by :func:`init_bare`).
-    ``--done``: a stream cut short (our process killed) is refused, never half-imported."""
-    args = ["-C", str(repo), "fast-import", "--quiet", "--done", "--date-format=raw"]
-    if marks_out is not None:
-        args.append(f"--export-marks={marks_out}")
-    return GitStream("fast-import", args, reading=False)
-
-
 def init_bare(path: Path, branch: str) -> None:
     """A new, empty bare repository whose HEAD names ``branch``: the anonymized history's home,
     separate from the raw one so that no object of the raw repository can reach it."""
@@ -131,6 +123,15 @@ def init_bare(path: Path, branch: str) -> None:
     proc = _git(path, "init", "--quiet", "--bare", f"--initial-branch={branch}", timeout=120)
     if proc.returncode != 0:
         raise OSError(f"git init failed: {_stderr(proc)[:500]}")
+
+
+def update_refs(repo: Path, refs: dict[str, str]) -> None:
+    """Create (or move) ``refs`` (name -> object id) in ``repo`` in one `git update-ref --stdin`
+    (one transaction: all or none)."""
+    lines = "".join(f"update {name} {oid}\n" for name, oid in refs.items())
+    proc = _git(repo, "update-ref", "--stdin", stdin=lines.encode("utf-8", "surrogateescape"), timeout=600)
+    if proc.returncode != 0:
+        raise OSError(f"git update-ref failed: {_stderr(proc)[:500]}")
 
 
 def rev_list(repo: Path, revs: list[str]) -> list[str]:
