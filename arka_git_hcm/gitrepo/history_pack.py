@@ -95,11 +95,14 @@ class PackWriter:
                 delta = make_delta(base_data, data)
                 if len(delta) * 4 < len(data):
                     distance = self._offset - self._entries[position][2]
-                    parts = [_entry_header(_OFS_DELTA, len(delta)) + _negative_offset(distance)]
-                    parts += _entry_stream(delta)
+                    header = _entry_header(_OFS_DELTA, len(delta)) + _negative_offset(distance)
+                    parts = [header, zlib.compress(delta, 1)]
                     depth = self._depths[position] + 1
         if not parts:
-            parts = [_entry_header(kind, len(data)), *_entry_stream(data, compress=kind != OBJ_TREE)]
+            if kind == OBJ_TREE:  # a wide tree's ids do not compress: stored blocks (packs.py)
+                parts = [_entry_header(kind, len(data)), *_entry_stream(data, compress=False)]
+            else:  # one call: a compressor object per object cost more than the deflate
+                parts = [_entry_header(kind, len(data)), zlib.compress(data, 1)]
         crc = 0
         start = self._offset
         for part in parts:
