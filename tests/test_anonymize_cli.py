@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,11 @@ from arka_git_hcm.admin.snapshots import create_snapshot
 from arka_git_hcm.anonymize import AnonymizeOptions, anonymize_hcm
 from arka_git_hcm.cli import main
 from arka_git_hcm.config import ANONYMIZE_KEY_FILE, CONFIG_FILE_NAME, load_settings
+from arka_git_hcm.custody.remotes import add_remote
 from arka_git_hcm.errors import ConfigError
 
 from .conftest import ADMIN, git, new_hcm, ok, open_store
+from .git_servers import bare_repo, http_backend
 
 
 @pytest.fixture
@@ -125,12 +128,76 @@ def test_no_hcm_here(tmp_path: Path) -> None:
 def test_push_sends_the_anonymized_branch_and_tags(client: Path, tmp_path: Path) -> None:
     remote = tmp_path / "internal.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
+    add_remote(load_settings(client=client), "internal", str(remote))
     settings = load_settings(client=client)
-    report = anonymize_hcm(settings, AnonymizeOptions(out=tmp_path / "b.bundle", push_url=str(remote)))
+    report = anonymize_hcm(settings, AnonymizeOptions(out=tmp_path / "b.bundle", push_remote="internal"))
     assert report.bundle is not None and report.pushed == str(remote)
     assert git(remote, "rev-parse", "refs/heads/main").strip() == report.bundle["tip"]
     assert git(remote, "tag", "--list").split() == ["snapshot/first"]
     assert "amelie" not in git(remote, "log", "--all", "-p", "--format=%an %ae %B").lower()
+
+
+def test_push_through_a_named_remote_over_file_url_then_fast_forward(client: Path, tmp_path: Path) -> None:
+    """`--push NAME` uses the remote of `arka-hcm remote add`; a later run (same key) continues
+    the history, so the push is a fast-forward; a remote holding other history is refused, never
+    forced, and no bundle is left."""
+    remote = bare_repo(tmp_path / "support.git")
+    added = CliRunner().invoke(
+        main, ["--client", str(client), "remote", "add", "support", f"file://{remote}"]
+    )
+    assert added.exit_code == 0, added.output
+    first = run(client, "--out", str(tmp_path / "one.bundle"), "--push", "support", "--json")
+    assert first.exit_code == 0, first.output
+    tip = json.loads(first.output)["bundle"]["tip"]
+    assert json.loads(first.output)["pushed"] == f"file://{remote}"
+    assert git(remote, "rev-parse", "main").strip() == tip
+    with open_store(load_settings(client=client)) as store:
+        ok(
+            store,
+            "HCM_CREATE_MISSION",
+            {"mission_id": "m2", "meta": {"title": "Amélie 2", "mission_type": "audit"}},
+        )
+    second = run(client, "--out", str(tmp_path / "two.bundle"), "--push", "support", "--json")
+    assert second.exit_code == 0, second.output
+    new_tip = json.loads(second.output)["bundle"]["tip"]
+    assert new_tip != tip and git(remote, "rev-parse", "main").strip() == new_tip
+    assert git(remote, "merge-base", "--is-ancestor", tip, new_tip) == ""
+    log = git(remote, "log", "--all", "-p", "--format=%an %ae %B").lower()
+    assert "amelie" not in log and "montmartre" not in log and "poulain" not in log
+
+    raw = bare_repo(tmp_path / "raw.git")  # the raw HCM's own remote: other history
+    git(client / "hcm", "push", "-q", str(raw), "main")
+    CliRunner().invoke(main, ["--client", str(client), "remote", "add", "raw", str(raw)])
+    refused = run(client, "--out", str(tmp_path / "three.bundle"), "--push", "raw")
+    assert refused.exit_code == 7, refused.output
+    assert "never force-pushes" in refused.output and "anonymized history" in refused.output
+    assert git(raw, "rev-parse", "main").strip() == git(client / "hcm", "rev-parse", "main").strip()
+    assert not (tmp_path / "three.bundle").exists()
+    unknown = run(client, "--out", str(tmp_path / "four.bundle"), "--push", "nowhere")
+    assert unknown.exit_code == 6 and "remote add" in unknown.output
+
+
+def test_push_over_smart_http_with_the_stored_credentials(
+    client: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "srv"
+    bare_repo(root / "support.git")
+    git(root / "support.git", "config", "http.receivepack", "true")
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    with http_backend(root, "hcm-bot", "s3cret-token") as (base, seen):
+        url = f"{base}/support.git"
+        add_remote(load_settings(client=client), "support", url, username="hcm-bot", password="s3cret-token")
+        result = run(client, "--out", str(tmp_path / "b.bundle"), "--push", "support", "--json")
+        assert result.exit_code == 0, result.output
+        assert seen and all(header.startswith("Basic ") for header in seen)
+    assert "s3cret" not in result.output
+    assert list(private_tmp.iterdir()) == []  # the 0600 credential config is gone
+    report = json.loads(result.output)
+    assert report["pushed"] == url
+    assert git(root / "support.git", "rev-parse", "main").strip() == report["bundle"]["tip"]
+    assert git(root / "support.git", "tag", "--list").split() == ["snapshot/first"]
 
 
 def test_the_config_section_is_validated(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ Modules, one concept each: normalize (folding), detectors (fields and patterns),
 (keyed shapes), dictionary (the values and their matcher), stream (git's fast-export format),
 analysis (pass 1), rewriter (one file, path, message), replay (pass 2), leakscan (the proof),
 report, key, service (the whole run). Git itself is driven from gitrepo/plumbing_replay.py
-(fast-export/fast-import, bundles, every object, push).
+(fast-export, refs, bundles, every object); the new history's objects are written by
+gitrepo/history_pack.py; the push goes through custody's remotes.
 """
 
 from .key import AnonymizeKey, load_key

@@ -34,6 +34,10 @@ class Analyser:
         self.detector = detector
         self.service = service_idents
         self.commits = 0
+        # marks of commits a later commit starts from, other than the next one: the rewrite
+        # pass keeps their trees (replay.py)
+        self.branch_points: set[str] = set()
+        self._previous = ""
         self._pending: dict[str, bytes] = {}
         self._done_marks: set[str] = set()
         self._journal: dict[str, bytes] = {}
@@ -55,6 +59,9 @@ class Analyser:
 
     # --- commands --------------------------------------------------------------------------
     def commit(self, commit: Commit) -> None:
+        if commit.parent and commit.parent != self._previous:
+            self.branch_points.add(commit.parent)
+        self._previous = commit.mark
         for ident in (commit.author, commit.committer):
             if ident is not None:
                 self._ident(ident)

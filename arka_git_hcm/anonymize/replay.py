@@ -1,62 +1,65 @@
-"""The rewrite pass: a fast-export stream in, a fast-import stream out, commit by commit.
+"""The rewrite pass: a fast-export stream in, the new history's objects out, commit by commit.
 
 Every commit of the chosen history becomes one commit of the new history, with the same tree
 shape: its files rewritten (:class:`~.rewriter.Rewriter`), its paths, author, committer and
 message too; dates in UTC. Snapshot tags follow their commits with pseudonymous names and
-messages. All commits go to one branch; each has its parents by mark, and a parentless one
-starts afresh (``reset``), so the new history is the old one's shape exactly.
+messages. All commits go to one branch; each has its parents, and a parentless one starts from
+an empty tree, so the new history is the old one's shape exactly.
 
-Nothing in the output depends on anything but the input and the key (no clock, no randomness,
-marks only number things), so the same history gives the same commit ids, run after run.
+The objects are written by :class:`~..gitrepo.history_pack.HistoryWriter` (the ones `git
+fast-import` made from the equivalent stream, written at a fraction of its cost). A commit that
+a later one starts from, other than the next (a branch point), must be known beforehand: the
+analysis pass reads the same stream and names them (:attr:`.analysis.Analyser.branch_points`).
+
+Nothing in the output depends on anything but the input and the key (no clock, no randomness),
+so the same history gives the same commit ids, run after run.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
+from ..gitrepo.history_pack import HistoryWriter
 from .rewriter import Rewriter
-from .stream import Blob, Commit, Reset, Tag, format_ident, quote_path
+from .stream import Blob, Commit, Reset, Tag, format_ident
 
-__all__ = ["Replayer", "Sink"]
-
-
-class Sink(Protocol):
-    """Where the fast-import stream goes: git fast-import's stdin, or a dry run's scanner."""
-
-    def write(self, data: bytes, /) -> object: ...
+__all__ = ["Replayer"]
 
 
 def _kind(path: str) -> str:
     return "jsonl" if path.endswith(".jsonl") else "json" if path.endswith(".json") else "text"
 
 
+def _path(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
+
+
 class Replayer:
-    def __init__(self, rewriter: Rewriter, out: Sink, branch_ref: str) -> None:
+    def __init__(
+        self, rewriter: Rewriter, writer: HistoryWriter, branch_ref: str, branch_points: set[str]
+    ) -> None:
         self.rewriter = rewriter
-        self.out = out
-        self.branch_ref = branch_ref.encode()
+        self.writer = writer
+        self.branch_ref = branch_ref
+        self.branch_points = branch_points
         self.commits = 0
         self.tags = 0
         self.files_written = 0
         self.tag_refs: list[str] = []
-        self._next = 0
+        self.refs: dict[str, str] = {}  # what the new repository's refs must name, at the end
         self._pending: dict[str, bytes] = {}
-        self._blobs: dict[tuple[str, str], str] = {}  # (old mark, kind) -> new mark
-        self._commits: dict[str, str] = {}  # old mark -> new mark
-        self._by_original: dict[str, str] = {}  # original commit id -> new mark
+        self._blobs: dict[tuple[str, str], bytes] = {}  # (old mark, kind) -> new blob id
+        self._versions: dict[bytes, tuple[bytes, bytes]] = {}  # new path -> its last (id, bytes)
+        self._commits: dict[str, bytes] = {}  # old mark -> new commit id
+        self._by_original: dict[str, bytes] = {}  # original commit id -> new commit id
+        self._last: bytes | None = None
         self.category_counts: Counter[str] = Counter()
         self.file_counts: dict[str, Counter[str]] = {}  # pseudonymous path -> replacements
-
-    def _mark(self) -> str:
-        self._next += 1
-        return f":{self._next}"
 
     def run(
         self, events: Iterable[Blob | Commit | Tag | Reset], on_commit: Callable[[int], None] | None = None
     ) -> None:
-        self.out.write(b"feature done\n")
         for event in events:
             if isinstance(event, Blob):
                 self._pending[event.mark] = event.data
@@ -69,63 +72,54 @@ class Replayer:
             elif isinstance(event, Reset):
                 self.reset(event)
 
-    def finish(self, tip: str) -> None:
-        """Point the branch at the original tip's new commit, and end the stream."""
-        mark = self._by_original.get(tip)
-        if mark is not None:
-            self.out.write(b"reset " + self.branch_ref + b"\nfrom " + mark.encode() + b"\n\n")
-        self.out.write(b"done\n")
+    def finish(self, tip: str) -> dict[str, str]:
+        """The refs of the new repository: the branch at the original tip's new commit, and
+        the tags (name -> object id)."""
+        head = self._by_original.get(tip, self._last)
+        if head is not None:
+            self.refs[self.branch_ref] = head.hex()
+        return self.refs
 
     # --- commands --------------------------------------------------------------------------
     def commit(self, commit: Commit) -> None:
         rewriter = self.rewriter
+        writer = self.writer
         counts: Counter[str] = Counter()
-        chunks: list[bytes] = []
-        ops: list[bytes] = []
+        parent = self._commits.get(commit.parent) if commit.parent else None
+        writer.start(parent)  # a root (no parent): an empty tree, never the last commit's
         for op in commit.ops:
             if op.kind == "deleteall":
-                ops.append(b"deleteall\n")
+                writer.delete_all()
                 continue
             path = rewriter.path(op.path)
             if op.kind == "D":
-                ops.append(b"D " + quote_path(path) + b"\n")
+                writer.delete(_path(path))
                 continue
-            ref = op.ref
-            if ref.startswith(":"):
-                ref = self._blob(op.path, path, ref, chunks)
-            ops.append(f"M {op.mode} {ref} ".encode() + quote_path(path) + b"\n")
+            # an object named by id (a submodule's commit) is kept as it is
+            oid = self._blob(op.path, path, op.ref) if op.ref.startswith(":") else bytes.fromhex(op.ref)
+            writer.put(_path(path), op.mode.encode(), oid)
         self._pending.clear()
-        mark = self._mark()
-        self._commits[commit.mark] = mark
-        if commit.original:
-            self._by_original[commit.original] = mark
-        head: list[bytes] = []
-        parent = self._commits.get(commit.parent) if commit.parent else None
-        if parent is None:
-            head.append(b"reset " + self.branch_ref + b"\n")  # a root: never the child of the last one
-        head.append(b"commit " + self.branch_ref + b"\nmark " + mark.encode() + b"\n")
-        for word, ident in ((b"author ", commit.author), (b"committer ", commit.committer)):
-            if ident is not None:
-                head.append(word + format_ident(rewriter.ident(ident, counts)) + b"\n")
+        idents = []
+        for ident in (commit.author or commit.committer, commit.committer):
+            idents.append(b"" if ident is None else format_ident(rewriter.ident(ident, counts)))
         message = rewriter.message(commit.message.decode("utf-8", "surrogateescape"), counts)
-        data = message.encode("utf-8", "surrogateescape")
-        head.append(f"data {len(data)}\n".encode() + data)
-        if not data.endswith(b"\n"):
-            head.append(b"\n")
-        if parent is not None:
-            head.append(b"from " + parent.encode() + b"\n")
-        for merge in commit.merges:
-            merged = self._commits.get(merge)
-            if merged is not None:
-                head.append(b"merge " + merged.encode() + b"\n")
-        chunks.extend(head)
-        chunks.extend(ops)
-        chunks.append(b"\n")
-        self.out.write(b"".join(chunks))
+        parents = [] if parent is None else [parent]
+        parents += [self._commits[merge] for merge in commit.merges if merge in self._commits]
+        new = writer.commit(
+            parents,
+            idents[0],
+            idents[1],
+            message.encode("utf-8", "surrogateescape"),
+            keep=commit.mark in self.branch_points,
+        )
+        self._commits[commit.mark] = new
+        self._last = new
+        if commit.original:
+            self._by_original[commit.original] = new
         self.category_counts.update(counts)
         self.commits += 1
 
-    def _blob(self, old_path: str, new_path: str, old_mark: str, chunks: list[bytes]) -> str:
+    def _blob(self, old_path: str, new_path: str, old_mark: str) -> bytes:
         key = (old_mark, _kind(old_path))
         known = self._blobs.get(key)
         if known is not None:
@@ -138,11 +132,13 @@ class Replayer:
         if counts:
             self.file_counts.setdefault(new_path, Counter()).update(counts)
             self.category_counts.update(counts)
-        mark = self._mark()
-        self._blobs[key] = mark
-        chunks.append(b"blob\nmark " + mark.encode() + f"\ndata {len(out)}\n".encode() + out + b"\n")
+        path = _path(new_path)
+        # the previous version of the same file: a journal that grew is a few bytes of delta
+        oid = self.writer.blob(out, self._versions.get(path))
+        self._versions[path] = (oid, out)
+        self._blobs[key] = oid
         self.files_written += 1
-        return mark
+        return oid
 
     def tag(self, tag: Tag) -> None:
         target = self._commits.get(tag.target)
@@ -151,13 +147,10 @@ class Replayer:
         counts: Counter[str] = Counter()
         name = self.rewriter.path(tag.name)
         message = self.rewriter.message(tag.message.decode("utf-8", "surrogateescape"), counts)
-        data = message.encode("utf-8", "surrogateescape")
-        chunks = [b"tag " + name.encode("utf-8", "surrogateescape") + b"\nfrom " + target.encode() + b"\n"]
-        if tag.tagger is not None:
-            chunks.append(b"tagger " + format_ident(self.rewriter.ident(tag.tagger, counts)) + b"\n")
-        chunks.append(f"data {len(data)}\n".encode() + data + b"\n")
-        self.out.write(b"".join(chunks))
+        tagger = None if tag.tagger is None else format_ident(self.rewriter.ident(tag.tagger, counts))
+        oid = self.writer.tag(_path(name), target, tagger, message.encode("utf-8", "surrogateescape"))
         self.category_counts.update(counts)
+        self.refs[f"refs/tags/{name}"] = oid.hex()
         self.tag_refs.append(f"refs/tags/{name}")
         self.tags += 1
 
@@ -166,5 +159,5 @@ class Replayer:
         if target is None or not reset.ref.startswith("refs/tags/"):
             return  # branches: the one output branch is set by finish()
         name = self.rewriter.path(reset.ref[len("refs/tags/") :])
-        self.out.write(f"reset refs/tags/{name}\nfrom {target}\n\n".encode("utf-8", "surrogateescape"))
+        self.refs[f"refs/tags/{name}"] = target.hex()
         self.tag_refs.append(f"refs/tags/{name}")

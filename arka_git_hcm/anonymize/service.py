@@ -2,11 +2,13 @@
 
     analyse   fast-export of the chosen history -> every sensitive value (analysis.py)
     freeze    values -> one matcher and keyed pseudonyms (dictionary.py, pseudonyms.py)
-    replay    fast-export again -> rewrite -> fast-import into a NEW bare repository (replay.py)
+    replay    fast-export again -> rewrite -> one pack of a NEW bare repository (replay.py,
+              gitrepo/history_pack.py: the objects `git fast-import` would make)
     bundle    git bundle create (incremental on --since-bundle's tip when asked)
     prove     clone the bundle as support would, read every object, search every value
               (leakscan.py): one hit and the bundle is deleted
-    deliver   rename the bundle into place; push the branch (--push)
+    deliver   push the branch and snapshot tags (--push: a custody remote, never forced);
+              rename the bundle into place
 
 The anonymized repository is new (never a ref of the raw one: objects are shared between refs,
 and a hidden ref is not private) and lives only in a scratch folder inside the raw repository's
@@ -32,16 +34,17 @@ from typing import IO, Literal
 from .. import __version__
 from ..clock import parse_iso
 from ..config import Settings
+from ..custody.remotes import find_remote, push_repository
 from ..errors import ConflictingUpdate, InvalidPayload, IoError, NotFound
 from ..gitrepo import plumbing_replay as git
-from ..gitrepo.plumbing_replay import Credentials
+from ..gitrepo.history_pack import HistoryWriter, PackWriter
 from .analysis import Analyser
 from .detectors import PatternDetector
 from .dictionary import SensitiveSet
-from .key import AnonymizeKey, load_key
+from .key import load_key
 from .leakscan import ScanResult, scan_objects, scan_repository
 from .pseudonyms import Pseudonyms
-from .replay import Replayer, Sink
+from .replay import Replayer
 from .report import AnonymizeReport
 from .rewriter import PathCollision, Rewriter
 from .stream import parse_stream
@@ -63,8 +66,7 @@ class AnonymizeOptions:
     coarsen_timestamps: bool | None = None  # None: the config's anonymize.coarsen_timestamps
     dry_run: bool = False
     force: bool = False
-    push_url: str | None = None
-    credentials: Credentials | None = None
+    push_remote: str | None = None  # a remote of `arka-hcm remote add` (its URL and credentials)
 
 
 @dataclass
@@ -82,6 +84,8 @@ def anonymize_hcm(
     LeakFound (nothing left behind) when the proof fails."""
     hcm = Path(settings.hcm_path)
     _check_options(hcm, options)
+    if options.push_remote is not None:
+        find_remote(settings, options.push_remote)  # an unknown remote fails before any work
     key = load_key(settings.config_path, create=not options.dry_run)
     config = settings.file.anonymize
     coarsen = config.coarsen_timestamps if options.coarsen_timestamps is None else options.coarsen_timestamps
@@ -99,7 +103,7 @@ def anonymize_hcm(
     )
     clock = time.perf_counter
     started = clock()
-    sensitive = _analyse(settings, hcm, chosen, progress)
+    sensitive, branch_points = _analyse_history(settings, hcm, chosen, progress)
     sensitive.freeze(Pseudonyms(key.secret))
     report.distinct_values.update(sensitive.distinct())
     report.seconds["analyse"] = clock() - started
@@ -107,7 +111,8 @@ def anonymize_hcm(
     if options.dry_run:
         started = clock()
         sink = _ScanningSink(sensitive)
-        replayer = _replay(hcm, chosen, rewriter, sink, branch_ref, progress)
+        writer = HistoryWriter(PackWriter(None, observe=sink))
+        replayer = _replay(hcm, chosen, rewriter, writer, branch_ref, branch_points, progress)
         report.seconds["replay"] = clock() - started
         _fill(report, replayer)
         report.scan = sink.result()
@@ -116,7 +121,9 @@ def anonymize_hcm(
     assert options.out is not None
     partial = options.out.with_name(f".{options.out.name}.tmp-{os.getpid()}")
     try:
-        _deliver(settings, options, chosen, rewriter, sensitive, key, work, partial, report, progress)
+        _deliver(
+            settings, options, chosen, rewriter, sensitive, branch_points, work, partial, report, progress
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
@@ -171,6 +178,8 @@ def _check_options(hcm: Path, options: AnonymizeOptions) -> None:
             )
         if not options.out.parent.is_dir():
             raise NotFound(f"the folder of {options.out} does not exist")
+    if options.push_remote is not None and options.dry_run:
+        raise InvalidPayload("--dry-run writes nothing: drop --push")
     if options.since_bundle is not None and not options.since_bundle.is_file():
         raise NotFound(f"the previous bundle {options.since_bundle} does not exist")
 
@@ -203,6 +212,14 @@ def _export(hcm: Path, chosen: _Range) -> git.GitStream:
 
 
 def _analyse(settings: Settings, hcm: Path, chosen: _Range, progress: Progress | None) -> SensitiveSet:
+    return _analyse_history(settings, hcm, chosen, progress)[0]
+
+
+def _analyse_history(
+    settings: Settings, hcm: Path, chosen: _Range, progress: Progress | None
+) -> tuple[SensitiveSet, set[str]]:
+    """Every sensitive value of the chosen history, and the marks of its branch points (the
+    commits the rewrite pass must keep the trees of: replay.py)."""
     config = settings.file.anonymize
     sensitive = SensitiveSet()
     if settings.file.tenant_id:
@@ -217,7 +234,7 @@ def _analyse(settings: Settings, hcm: Path, chosen: _Range, progress: Progress |
     )
     with _stream(_export(hcm, chosen)) as out:
         analyser.run(parse_stream(out), _ticker(progress, "analyse", chosen.commits))
-    return sensitive
+    return sensitive, analyser.branch_points
 
 
 @contextlib.contextmanager
@@ -243,9 +260,15 @@ def _ticker(progress: Progress | None, stage: str, total: int) -> Callable[[int]
 
 
 def _replay(
-    hcm: Path, chosen: _Range, rewriter: Rewriter, sink: Sink, branch_ref: str, progress: Progress | None
+    hcm: Path,
+    chosen: _Range,
+    rewriter: Rewriter,
+    writer: HistoryWriter,
+    branch_ref: str,
+    branch_points: set[str],
+    progress: Progress | None,
 ) -> Replayer:
-    replayer = Replayer(rewriter, sink, branch_ref)
+    replayer = Replayer(rewriter, writer, branch_ref, branch_points)
     try:
         with _stream(_export(hcm, chosen)) as out:
             replayer.run(parse_stream(out), _ticker(progress, "replay", chosen.commits))
@@ -269,7 +292,7 @@ def _deliver(
     chosen: _Range,
     rewriter: Rewriter,
     sensitive: SensitiveSet,
-    key: AnonymizeKey,
+    branch_points: set[str],
     work: Path,
     partial: Path,
     report: AnonymizeReport,
@@ -281,16 +304,15 @@ def _deliver(
     history = work / "history.git"
     git.init_bare(history, settings.file.store.branch)
     started = clock()
-    importer = git.start_fast_import(history)
+    pack = PackWriter(history)
     try:
-        replayer = _replay(hcm, chosen, rewriter, importer.stdin, branch_ref, progress)
-    except BaseException:
-        importer.kill()
-        raise
-    try:
-        importer.finish()
+        replayer = _replay(hcm, chosen, rewriter, HistoryWriter(pack), branch_ref, branch_points, progress)
+        pack.finish()
+        git.update_refs(history, replayer.refs)
     except OSError as exc:
-        raise IoError(f"git fast-import refused the anonymized stream: {exc}") from None
+        raise IoError(f"writing the anonymized history failed: {exc}") from None
+    finally:
+        pack.abort()  # a no-op once finished
     report.seconds["replay"] = clock() - started
     _fill(report, replayer)
     started = clock()
@@ -320,15 +342,11 @@ def _deliver(
     report.seconds["scan"] = clock() - started
     report.scan = scan.to_json()
     assert options.out is not None
-    if options.push_url:
-        git.push_refs(
-            history,
-            options.push_url,
-            [f"+{branch_ref}:{branch_ref}", *(f"+{ref}:{ref}" for ref in replayer.tag_refs)],
-            credentials=options.credentials,
-            scratch=work,
-        )
-        report.pushed = _redacted_url(options.push_url)
+    if options.push_remote:
+        # never forced (custody's rule): a remote whose branch is not an ancestor of this
+        # history (the raw HCM's own remote, or a history made with another key) is refused
+        push_repository(settings, history, options.push_remote, what="this anonymized history")
+        report.pushed = _redacted_url(find_remote(settings, options.push_remote).url)
     os.replace(partial, options.out)
     report.bundle = {
         "path": str(options.out),
@@ -369,8 +387,8 @@ def _redacted_url(url: str) -> str:
 
 
 class _ScanningSink:
-    """Where a dry run's stream goes: nothing is written, but every chunk is searched as the
-    bundle would be, so the dry run tells whether the real run's scan would pass."""
+    """Where a dry run's objects go: nothing is written, but every object is searched as the
+    bundle's would be, so the dry run tells whether the real run's scan would pass."""
 
     def __init__(self, sensitive: SensitiveSet) -> None:
         self._sensitive = sensitive
@@ -379,14 +397,13 @@ class _ScanningSink:
         self.bytes = 0
         self.hit: str | None = None
 
-    def write(self, data: bytes) -> int:
+    def __call__(self, kind: str, oid: bytes, data: bytes) -> None:
         self.chunks += 1
         self.bytes += len(data)
         if self.hit is None:
-            _, _, hit = scan_objects([("", "stream", data)], self._sensitive)
+            _, _, hit = scan_objects([(oid.hex(), kind, data)], self._sensitive)
             if hit is not None:
                 self.hit = hit[0]
-        return len(data)
 
     def result(self) -> dict[str, object]:
         if self.hit is not None:
@@ -399,4 +416,4 @@ class _ScanningSink:
         result = ScanResult(
             self.chunks, self.bytes, self._sensitive.size, time.perf_counter() - self._started
         )
-        return result.to_json() | {"status": "would pass (stream searched; nothing written)"}
+        return result.to_json() | {"status": "would pass (every object searched; nothing written)"}

@@ -65,7 +65,13 @@ class _Bars:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Write only what is new since this earlier anonymized bundle (support fetches it on top).",
 )
-@click.option("--push", "push_url", metavar="REMOTE", help="Also push the anonymized branch to this git URL.")
+@click.option(
+    "--push",
+    "push_remote",
+    metavar="REMOTE",
+    help="Also push the anonymized branch and snapshot tags to REMOTE (see `arka-hcm remote add`; "
+    "never forced).",
+)
 @click.option(
     "--coarsen-timestamps/--keep-timestamps",
     default=None,
@@ -85,7 +91,7 @@ def anonymize(
     since: str | None,
     snapshot: str | None,
     since_bundle: Path | None,
-    push_url: str | None,
+    push_remote: str | None,
     coarsen_timestamps: bool | None,
     dry_run: bool,
     force: bool,
@@ -106,13 +112,16 @@ def anonymize(
       arka-hcm --client ./arka-client anonymize --out acme-support.bundle --report report.json
       arka-hcm --client ./arka-client anonymize --out last-week.bundle --since 2026-11-01
       arka-hcm --client ./arka-client anonymize --out update.bundle --since-bundle acme-support.bundle
+      arka-hcm --client ./arka-client remote add support-git https://git.acme.internal/it/hcm-support.git \\
+          --username hcm-bot --password-stdin
+      arka-hcm --client ./arka-client anonymize --out acme-support.bundle --push support-git
     Support side:
       git clone acme-support.bundle acme-hcm && arka-hcm --hcm acme-hcm verify
       git -C acme-hcm pull ../update.bundle main
     """
     from ..anonymize import AnonymizeOptions, anonymize_hcm  # loaded by this command only (~0.1 s)
 
-    if dry_run and (out or report_file or push_url):
+    if dry_run and (out or report_file or push_remote):
         raise click.UsageError("--dry-run writes nothing: drop --out, --report and --push (use --json)")
     if not dry_run and out is None:
         raise click.UsageError("--out FILE is required (or --dry-run to see the report first)")
@@ -129,7 +138,7 @@ def anonymize(
         coarsen_timestamps=coarsen_timestamps,
         dry_run=dry_run,
         force=force,
-        push_url=push_url,
+        push_remote=push_remote,
     )
     bars = _Bars(enabled=not as_json and sys.stderr.isatty())
     try:

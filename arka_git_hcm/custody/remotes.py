@@ -28,6 +28,7 @@ __all__ = [
     "credentials_for",
     "find_remote",
     "list_remotes",
+    "push_repository",
     "push_to_remote",
     "remote_status",
     "remove_remote",
@@ -131,26 +132,37 @@ def credentials_for(settings: Settings, name: str) -> Credentials | None:
 
 
 def _tip(settings: Settings) -> str | None:
-    proc = run_git(
-        Path(settings.hcm_path),
-        "rev-parse",
-        "--verify",
-        "-q",
-        f"refs/heads/{settings.file.store.branch}",
-        check=False,
-    )
+    return _tip_of(Path(settings.hcm_path), settings.file.store.branch)
+
+
+def _tip_of(repo: Path, branch: str) -> str | None:
+    proc = run_git(repo, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False)
     return proc.stdout.decode().strip() or None
 
 
 def push_to_remote(
     settings: Settings, name: str | None = None, *, on_progress: Progress | None = None
 ) -> dict[str, Any]:
+    return push_repository(settings, Path(settings.hcm_path), name, on_progress=on_progress)
+
+
+def push_repository(
+    settings: Settings,
+    repo: Path,
+    name: str | None = None,
+    *,
+    what: str = "this HCM",
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Push ``repo``'s branch and snapshot tags to remote ``name`` with its stored credentials,
+    never forced: the HCM itself, or another repository of the same shape (the anonymized
+    history of `arka-hcm anonymize --push`). ``what`` names ``repo`` in the errors."""
     remote = find_remote(settings, name)
     branch = settings.file.store.branch
     started = time.monotonic()
     try:
         result = push(
-            Path(settings.hcm_path),
+            repo,
             remote.url,
             credentials_for(settings, remote.name),
             branch,
@@ -158,7 +170,7 @@ def push_to_remote(
         )
     except RemoteDiverged as exc:
         raise ConflictingUpdate(
-            f"the remote {remote.name} has history this HCM does not have: {exc.what}. The HCM never "
+            f"the remote {remote.name} has history {what} does not have: {exc.what}. The HCM never "
             f"force-pushes. Look at what is there (git fetch {remote.url} {branch}); if those commits "
             "are not wanted, move them aside on the remote (rename its branch or tag) or point the "
             "remote at a new empty repository, then push again",
@@ -170,7 +182,7 @@ def push_to_remote(
         raise IoError(f"push to {remote.name} failed: {exc.stderr[:600]}", {"remote": remote.name}) from None
     return {
         "remote": remote.name,
-        "revision": _tip(settings),
+        "revision": _tip_of(repo, branch),
         "updated": result.updated,
         "up_to_date": result.up_to_date,
         "seconds": round(time.monotonic() - started, 3),

@@ -114,6 +114,9 @@ def _size_varint(size: int) -> bytes:
 
 
 def _common_prefix(a: bytes, b: bytes, limit: int) -> int:
+    # a file that grew (a journal: its previous version is its head): one memcmp, no copy
+    if (len(a) == limit and b.startswith(a)) or (len(b) == limit and a.startswith(b)):
+        return limit
     lo, hi = 0, limit
     while lo < hi:  # binary search on slice equality: memcmp in C, no Python loop per byte
         mid = (lo + hi + 1) // 2

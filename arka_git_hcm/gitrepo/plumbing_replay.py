@@ -1,20 +1,19 @@
-"""What rewriting a history into a separate repository asks of the git binary: fast-export and
-fast-import streams, bundles, a bare repository of its own, every object of a repository, a push.
+"""What rewriting a history into a separate repository asks of the git binary: a fast-export
+stream, refs, bundles, a bare repository of its own, every object of a repository (the new
+history's objects themselves are written by :mod:`.history_pack`).
 
-Only git itself is used here (no libgit2): fast-export / fast-import are git's own streaming
-format for whole histories (git-filter-repo is built on them), and a bundle, a clone of a bundle
-or a push must be exactly what the client's and support's git will read. Every child runs with
-the hermetic environment of :mod:`.gitbin` (no user or system config, no ``GIT_*`` from the
-caller's shell), so a client's ``~/.gitconfig`` cannot change what is written or sent.
+Only git itself is used here (no libgit2): fast-export is git's own streaming format for whole
+histories (git-filter-repo is built on it), and a bundle or a clone of a bundle must be exactly
+what the client's and support's git will read. Every child runs with the hermetic environment
+of :mod:`.gitbin` (no user or system config, no ``GIT_*`` from the caller's shell), so a
+client's ``~/.gitconfig`` cannot change what is written or sent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import stat
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -35,12 +34,11 @@ __all__ = [
     "last_commit_before",
     "list_refs",
     "object_paths",
-    "push_refs",
     "rev_count",
     "rev_list",
     "rev_parse",
     "start_fast_export",
-    "start_fast_import",
+    "update_refs",
 ]
 
 # Long operations on 100k-commit histories: generous, but never unbounded.
@@ -118,15 +116,6 @@ def start_fast_export(repo: Path, revs: list[str]) -> GitStream:
     return GitStream("fast-export", args, reading=True)
 
 
-def start_fast_import(repo: Path, marks_out: Path | None = None) -> GitStream:
-    """`git fast-import` into ``repo`` (a bare repository made by :func:`init_bare`).
-    ``--done``: a stream cut short (our process killed) is refused, never half-imported."""
-    args = ["-C", str(repo), "fast-import", "--quiet", "--done", "--date-format=raw"]
-    if marks_out is not None:
-        args.append(f"--export-marks={marks_out}")
-    return GitStream("fast-import", args, reading=False)
-
-
 def init_bare(path: Path, branch: str) -> None:
     """A new, empty bare repository whose HEAD names ``branch``: the anonymized history's home,
     separate from the raw one so that no object of the raw repository can reach it."""
@@ -134,6 +123,15 @@ def init_bare(path: Path, branch: str) -> None:
     proc = _git(path, "init", "--quiet", "--bare", f"--initial-branch={branch}", timeout=120)
     if proc.returncode != 0:
         raise OSError(f"git init failed: {_stderr(proc)[:500]}")
+
+
+def update_refs(repo: Path, refs: dict[str, str]) -> None:
+    """Create (or move) ``refs`` (name -> object id) in ``repo`` in one `git update-ref --stdin`
+    (one transaction: all or none)."""
+    lines = "".join(f"update {name} {oid}\n" for name, oid in refs.items())
+    proc = _git(repo, "update-ref", "--stdin", stdin=lines.encode("utf-8", "surrogateescape"), timeout=600)
+    if proc.returncode != 0:
+        raise OSError(f"git update-ref failed: {_stderr(proc)[:500]}")
 
 
 def rev_list(repo: Path, revs: list[str]) -> list[str]:
@@ -282,51 +280,3 @@ def object_paths(repo: Path) -> dict[str, str]:
         if path:
             found.setdefault(oid, path)
     return found
-
-
-Credentials = Callable[[str], tuple[str, str] | None]
-
-
-def push_refs(
-    repo: Path,
-    url: str,
-    refspecs: list[str],
-    *,
-    credentials: Credentials | None = None,
-    scratch: Path,
-    timeout: float = 3600.0,
-) -> None:
-    """`git push url refspecs` from ``repo``. ``credentials(url)`` answers (username, password)
-    for an HTTP remote; they reach git through a one-shot GIT_ASKPASS script in ``scratch``
-    (mode 0700) that reads them from the child's environment, never through the command line
-    (visible to every user in `ps`) nor a file on disk."""
-    env = hermetic_git_env()
-    if credentials is not None:
-        answer = credentials(url)
-        if answer is not None:
-            script = scratch / "askpass.sh"
-            script.write_text(
-                "#!/bin/sh\n"
-                'case "$1" in\n'
-                '  Username*) printf "%s\\n" "$ARKA_HCM_PUSH_USERNAME" ;;\n'
-                '  *) printf "%s\\n" "$ARKA_HCM_PUSH_PASSWORD" ;;\n'
-                "esac\n"
-            )
-            script.chmod(stat.S_IRWXU)
-            env["GIT_ASKPASS"] = str(script)
-            env["ARKA_HCM_PUSH_USERNAME"], env["ARKA_HCM_PUSH_PASSWORD"] = answer
-    git = git_binary()
-    if git is None:
-        raise FileNotFoundError("git")
-    proc = subprocess.run(
-        [git, "-c", "safe.directory=*", "-C", str(repo), "push", "--quiet", "--porcelain", url, *refspecs],
-        capture_output=True,
-        env=env,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        # git prints the URL; a URL may embed credentials, so only the last lines, redacted.
-        message = _stderr(proc).replace(url, "<remote>")
-        raise OSError(f"git push failed: {message[-500:]}")
-    if os.path.exists(scratch / "askpass.sh"):
-        os.unlink(scratch / "askpass.sh")
