@@ -602,3 +602,38 @@ def test_a_branch_lock_left_by_a_killed_git_is_named_in_the_refusal(store: HcmSt
     assert "main.lock" in answer["error"]["message"], answer["error"]
     lock.unlink()
     journal(store, "once the lock is gone")
+
+
+def test_a_truncated_loose_object_is_moved_aside_instead_of_hanging_the_store(store: HcmStore) -> None:
+    """Found by the corruption campaign: a loose object cut short (written by a hand-run git)
+    made libgit2 spin forever in Repository.get: every command and the server's start hung.
+    The store checks loose objects at open, moves a damaged one aside, and the history that
+    needs it reads as damaged: READ_ONLY with the reason, never a hang."""
+    settings = store.settings
+    create_mission(store)
+    store.close()
+    hcm = settings.hcm_path
+    (hcm / "hand.txt").write_text("by hand\n")
+    git(hcm, "add", "hand.txt")
+    git(hcm, "-c", "user.name=x", "-c", "user.email=x@y.z", "commit", "-qm", "by hand")
+    tip = git(hcm, "rev-parse", "HEAD").strip()
+    loose = hcm / ".git" / "objects" / tip[:2] / tip[2:]
+    loose.chmod(0o644)
+    cut = loose.read_bytes()[:20]
+    loose.write_bytes(cut)
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def open_it() -> None:
+        try:
+            with HcmStore.open(settings) as reopened:
+                outcome["ready"] = reopened.health()["ready"]
+        except Exception as exc:  # a refusal that says why is as good as READ_ONLY
+            outcome["error"] = exc
+        done.set()
+
+    threading.Thread(target=open_it, daemon=True).start()
+    assert done.wait(120), "opening the store hung on the damaged loose object"
+    assert outcome.get("ready") is False or isinstance(outcome.get("error"), IoError), outcome
+    assert (hcm / ".git/arka-hcm/damaged-objects" / tip).read_bytes() == cut  # kept for an admin
+    assert not loose.exists()

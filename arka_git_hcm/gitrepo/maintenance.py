@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ..durable import write_atomic
 from ..errors import IoError, from_os_error
-from . import gitbin, packs
+from . import gitbin, loose, packs
 from .history_reads import HistoryReads
 
 __all__ = ["PackMaintenance"]
@@ -96,6 +96,21 @@ class PackMaintenance(HistoryReads):
             if reason is not None:
                 packs.move_pack(self.pack_dir, name, self.state_dir / "damaged-packs")
                 moved.append({"name": name, "reason": reason})
+        if moved:
+            self._reopen()
+        return moved
+
+    def move_damaged_loose_objects(self) -> list[dict[str, str]]:
+        """Loose objects that cannot be read (see loose.py: libgit2 would hang on one cut
+        short), moved to ``.git/arka-hcm/damaged-objects/`` for an admin; the history that needs
+        one then reads as damaged (writes refused, with the reason). Returns ``{id, reason}``
+        each (before anything reads history; safe beside other processes: git writes a loose
+        object whole under a temp name, so a damaged one stays damaged)."""
+        objects_dir = self.git_dir / "objects"
+        moved = []
+        for object_id, reason in loose.damaged_loose_objects(objects_dir):
+            loose.move_loose_object(objects_dir, object_id, self.state_dir / "damaged-objects")
+            moved.append({"id": object_id, "reason": reason})
         if moved:
             self._reopen()
         return moved

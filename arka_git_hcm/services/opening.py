@@ -3,6 +3,7 @@ whether its volume takes writes; and how to create one that is missing."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
@@ -13,7 +14,9 @@ from ..config import Settings
 from ..errors import AccessDenied, IoError
 from ..gitrepo import GitRepo
 
-__all__ = ["init_hint", "probe_writable", "read_branch", "refuse_other_owner"]
+__all__ = ["init_hint", "move_damaged_loose_objects", "probe_writable", "read_branch", "refuse_other_owner"]
+
+log = logging.getLogger("arka_git_hcm.store")
 
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 
@@ -35,6 +38,21 @@ def refuse_other_owner(git_dir: Path) -> None:
         f"on the host `sudo -u '#{info.st_uid}' arka-hcm ...`",
         {"owner_uid": info.st_uid, "uid": uid},
     )
+
+
+def move_damaged_loose_objects(repo: GitRepo) -> list[dict[str, str]]:
+    """Loose objects libgit2 would hang on (cut short by a crash of the git that wrote them),
+    moved aside before anything reads history; a history that needs one then reads as damaged."""
+    moved = repo.move_damaged_loose_objects()
+    for item in moved:
+        log.warning(
+            "moved the unreadable loose object %s to .git/arka-hcm/damaged-objects (%s); restore it "
+            "from a clone or a backup (`git cat-file -p %s` there shows it)",
+            item["id"],
+            item["reason"],
+            item["id"],
+        )
+    return moved
 
 
 def read_branch(repo: GitRepo, settings: Settings) -> str | None:

@@ -42,7 +42,7 @@ from ..writepath.engine import CommitEngine
 from ..writepath.guard import install_hooks
 from ..writepath.hand_edits import problems_of
 from ..writepath.requests import WriteRequest, WriteResult, payload_digest
-from .opening import init_hint, probe_writable, read_branch, refuse_other_owner
+from .opening import init_hint, move_damaged_loose_objects, probe_writable, read_branch, refuse_other_owner
 from .oplog import JsonLinesLog
 from .responses import error_response, ok_response
 from .revisions import Revisions
@@ -121,6 +121,7 @@ class HcmStore:
             )
         refuse_other_owner(git_dir)
         repo = GitRepo(settings.hcm_path)
+        damaged_objects = move_damaged_loose_objects(repo)  # before anything reads history
         head = read_branch(repo, settings)
         if head is not None and repo.entry_id(repo.commit_tree(head), "meta.json") is None:
             # Some other git repository: never install hooks or state in it.
@@ -141,6 +142,7 @@ class HcmStore:
             log.warning(
                 "a pre-commit hook that arka-hcm did not write exists; the index guard is not installed"
             )
+        store.open_report["damaged_objects"] = damaged_objects
         store.open_report["recovery"] = store.engine.recover()
         store.open_report["damaged_packs"] = store.open_report["recovery"].pop("damaged_packs", [])
         store.open_report["stray_asides"] = store.engine.check_stray_asides()
