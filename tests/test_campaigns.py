@@ -33,7 +33,6 @@ TIMEOUT_S = 900  # the quick versions take well under a minute each; a busy 2-co
 # loudly in the output, not counted as failures. Any other broken promise fails the test.
 KNOWN_DEFECTS = (
     "unchecked after a graceful stop",  # handedits: asides left by the live server
-    "after `remount,rw`",  # readonly --fs: a server started on a read-only volume stays READ_ONLY
 )
 
 

@@ -637,3 +637,33 @@ def test_a_truncated_loose_object_is_moved_aside_instead_of_hanging_the_store(st
     assert outcome.get("ready") is False or isinstance(outcome.get("error"), IoError), outcome
     assert (hcm / ".git/arka-hcm/damaged-objects" / tip).read_bytes() == cut  # kept for an admin
     assert not loose.exists()
+
+
+def test_a_file_moved_aside_that_cannot_be_checked_yet_is_retried_and_drops_no_other(
+    store: HcmStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the hand-edits campaign: a live server piled up files in .git/arka-hcm/asides
+    (408 in a minute) that it never checked. One check that failed dropped every other file due
+    in the same round, and itself, for the life of the process."""
+    create_mission(store, "m1")
+    create_mission(store, "m2")
+    late = store.engine.late_edits
+    real = late.check
+    failures: list[str] = []
+
+    def flaky(aside: Any, also_expected: tuple[str | None, ...] = ()) -> None:
+        if "/m1/" in aside.path and not failures:
+            failures.append(aside.path)
+            raise OSError(errno.EIO, "Input/output error")
+        real(aside, also_expected)
+
+    monkeypatch.setattr(late, "check", flaky)
+    journal(store, "one", "m1")
+    journal(store, "two", "m2")
+    asides = store.settings.hcm_path / ".git" / "arka-hcm" / "asides"
+    deadline = time.monotonic() + 60
+    while (not failures or any(asides.iterdir())) and time.monotonic() < deadline:
+        late.wait_idle(1.0)
+        time.sleep(0.05)
+    assert failures, "the check never ran"
+    assert sorted(p.name for p in asides.iterdir()) == []

@@ -153,8 +153,17 @@ class LateEdits(BackgroundWorker):
             for aside in self._pending:
                 (due if self.closing or now - aside.moved_at >= LATE_CHECK_S else keep).append(aside)
             self._pending = keep
-        for aside in due:
-            self.check(aside)
+        failed: list[Aside] = []
+        for aside in due:  # one that cannot be checked now must not drop the others
+            try:
+                self.check(aside)
+            except Exception:
+                log.warning("checking %s, moved aside, failed; it is retried", aside.path, exc_info=True)
+                failed.append(aside)
+        if failed:
+            with self._lock:
+                self._pending[:0] = failed  # oldest first, as added
+            raise RuntimeError(f"{len(failed)} file(s) moved aside could not be checked yet")
 
     def check(self, aside: Aside, also_expected: tuple[str | None, ...] = ()) -> None:
         """Remove the aside if it holds what the store expected (or one of ``also_expected``:

@@ -23,7 +23,7 @@ from .hand_edits import LateEdits
 from .index_keeper import IndexKeeper
 from .request_index import RequestIndex
 from .requests import WriteRequest
-from .worktree import Staged, WorkTree, stat_key
+from .worktree import Aside, Staged, WorkTree, stat_key
 
 __all__ = ["Landing"]
 
@@ -157,12 +157,15 @@ class Landing:
         try:
             while waiting:
                 item = waiting.pop(0)
-                info, asides = self.worktree.install(item, self.disk.trusted_stat(item.path))
+                asides: list[Aside] = []
+                try:
+                    info = self.worktree.install(item, self.disk.trusted_stat(item.path), asides)
+                finally:  # a file moved aside is checked even when the install failed after it
+                    self.late_edits.add(asides)
                 if info is None:
                     self.disk.forget(item.path)
                 else:
                     self.disk.remember(item.path, stat_key(info))
-                self.late_edits.add(asides)
         except HcmError as exc:
             for rest in waiting:
                 self.worktree.discard(rest)
@@ -199,11 +202,14 @@ class Landing:
         for path in paths:
             versions = (self.repo.entry_id(tree, path), self.repo.entry_id(old_tree, path))
             staged = self.worktree.stage(path, self.repo.read_blob(tree, path), versions[0])
-            info, asides = self.worktree.install(staged, None)
+            asides: list[Aside] = []
+            try:
+                info = self.worktree.install(staged, None, asides)
+            finally:
+                self.late_edits.add(asides)
             self.disk.forget(path)
             if info is not None:
                 self.disk.remember(path, stat_key(info))
-            self.late_edits.add(asides)
         if self.durable:
             try:
                 sync_filesystem(self.hcm_path)

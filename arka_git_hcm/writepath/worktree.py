@@ -172,19 +172,19 @@ class WorkTree:
                 os.unlink(staged.temp, dir_fd=staged.folder)
         os.close(staged.folder)
 
-    def install(self, staged: Staged, known: StatKey | None) -> tuple[os.stat_result | None, list[Aside]]:
+    def install(self, staged: Staged, known: StatKey | None, asides: list[Aside]) -> os.stat_result | None:
         """Put a staged change in place: the current file is moved aside (never overwritten),
         then the new one is linked in with no-replace semantics, so a file an editor creates at
         that name in between is moved aside too instead of being lost. ``known``: the stat of the
         file when the store last wrote or checked it. Returns the new file's stat (None when the
-        file may have been written by someone else since the link: it is hashed next time) and
-        the asides."""
-        asides: list[Aside] = []
+        file may have been written by someone else since the link: it is hashed next time). Each
+        file moved aside is appended to ``asides`` as it is moved, so the caller has them even
+        when a later step fails."""
         fd, name = staged.folder, staged.name
         folder = staged.path.rpartition("/")[0]
         try:
             if not name:
-                return None, asides
+                return None
             for _attempt in range(8):
                 aside = self._move_aside(fd, name, staged, folder, known)
                 if aside is not None:
@@ -192,7 +192,7 @@ class WorkTree:
                     known = None  # a second one (created in between) was never seen
                 if staged.temp is None:
                     self._drop_empty_folders(staged.path)
-                    return None, asides
+                    return None
                 try:
                     os.link(staged.temp, name, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
                 except FileExistsError:
@@ -208,7 +208,7 @@ class WorkTree:
                 info = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 # an editor may have written it between the link and this stat: then its stat is
                 # not the one of what the store wrote, and must not vouch for the content
-                return (info if _content_key(info) == staged.written else None), asides
+                return info if _content_key(info) == staged.written else None
             raise OSError(errno.EBUSY, f"{staged.path} kept being recreated while the store replaced it")
         except OSError as exc:
             raise from_os_error(exc, f"replacing {staged.path}") from None
