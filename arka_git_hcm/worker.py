@@ -9,8 +9,9 @@ the lifecycle rules live in one place:
   wakes that arrive while ``work()`` runs are not lost: one more round follows;
 - ``work()`` failing never kills the thread: the failure is logged and retried after a back-off
   that doubles up to ``max_backoff_s`` (a remote that is down, a full disk);
-- ``close()`` stops the thread after its current round and, unless told otherwise, runs one last
-  round so that nothing woken for is left undone when a store closes;
+- ``close()`` stops the thread after its current round and, unless told otherwise, runs last
+  rounds (while ``has_pending()``, at most LAST_ROUNDS) so that nothing woken for is left
+  undone when a store closes;
 - the thread is started lazily, by the first ``wake()`` (or ``start()``), so a CLI run that
   never needs a worker never starts one.
 """
@@ -22,6 +23,8 @@ import threading
 import time
 
 __all__ = ["BackgroundWorker"]
+
+LAST_ROUNDS = 8  # rounds at most at close, while work is pending
 
 
 class BackgroundWorker:
@@ -131,7 +134,7 @@ class BackgroundWorker:
         return float(min(self.max_backoff_s, 0.1 * 2 ** min(self._failures, 20)))
 
     def close(self, *, final_round: bool = True, timeout: float = 30.0) -> None:
-        """Stop the thread; then run one last round here (``final_round``) so a store that
+        """Stop the thread; then run last rounds here (``final_round``) so a store that
         closes leaves nothing it was woken for undone."""
         with self._cond:
             self._closing = True
@@ -139,12 +142,19 @@ class BackgroundWorker:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        if final_round and (self._woken or self.has_pending()):
+        if not final_round:
+            return
+        # A last round may leave work of its own (a hand edit adopted at close is a write, which
+        # moves a file aside to check): a few more rounds, while there is some.
+        for _round in range(LAST_ROUNDS):
+            if not (self._woken or self.has_pending()):
+                return
             self._woken = False
             try:
                 self.work()
             except Exception:
                 self.log.warning("%s: the last round at close failed", self.name, exc_info=True)
+                return
 
     @property
     def closing(self) -> bool:

@@ -667,3 +667,43 @@ def test_a_file_moved_aside_that_cannot_be_checked_yet_is_retried_and_drops_no_o
         time.sleep(0.05)
     assert failures, "the check never ran"
     assert sorted(p.name for p in asides.iterdir()) == []
+
+
+def test_a_store_closing_under_hand_edits_leaves_no_file_aside_unchecked(store: HcmStore) -> None:
+    """Found by the hand-edits campaign: a server stopped gracefully after a run of writes and
+    `>>` appends left hundreds of files in .git/arka-hcm/asides. Checking a file at close may
+    adopt a hand edit, a write that moves the journal aside again: those were never checked.
+    Close now runs rounds while files wait."""
+    create_mission(store)
+    path = store.settings.hcm_path / JOURNAL
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            journal(store, f"w{i}")
+            i += 1
+
+    def editor() -> None:
+        j = 0
+        while not stop.is_set():
+            with open(path, "a") as f:
+                f.write(
+                    '{"timestamp":"2026-12-07T10:00:00Z","author_type":"human","author_id":"bob",'
+                    f'"entry_type":"note","message":"hand {j}"}}\n'
+                )
+            j += 1
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=writer) for _ in range(3)] + [threading.Thread(target=editor)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)  # how long the load runs, not a wait for an outcome
+    stop.set()
+    for thread in threads:
+        thread.join()
+    store.close()
+    asides = store.settings.hcm_path / ".git" / "arka-hcm" / "asides"
+    assert sorted(p.name for p in asides.iterdir()) == []
+    hand = [line for line in path.read_text().splitlines() if '"hand ' in line]
+    assert hand, "no hand edit was adopted"
