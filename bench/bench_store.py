@@ -186,7 +186,8 @@ BREAKDOWN_TARGETS = [
     ("      stage work-tree files (temp names)", "arka_git_hcm.writepath.worktree", "WorkTree.stage", ""),
     ("      write intent", "arka_git_hcm.writepath.worktree", "WorkTree.write_intent", ""),
     ("      syncfs (x2 when full)", "arka_git_hcm.writepath.landing", "sync_filesystem", ""),
-    ("      compare-and-swap ref + reflog", "arka_git_hcm.gitrepo.repo", "GitRepo.compare_and_swap_ref", ""),
+    ("      prepare the branch's lock", "arka_git_hcm.gitrepo.repo", "GitRepo.prepare_ref_update", ""),
+    ("      move the branch (reflog, rename)", "arka_git_hcm.gitrepo.repo", "GitRepo.finish_ref_update", ""),
     ("      install work-tree files (rename)", "arka_git_hcm.writepath.worktree", "WorkTree.install", ""),
     ("    settle (sync, clear intent, ack)", "arka_git_hcm.writepath.landing", "Landing.settle", ""),
     ("      clear intent", "arka_git_hcm.writepath.worktree", "WorkTree.clear_intent", ""),
@@ -230,7 +231,13 @@ class Breakdown:
             for part in parts[:-1]:
                 owner = getattr(owner, part)
             name = parts[-1]
-            original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+            if isinstance(owner, type):
+                # the class that defines it (GitRepo's methods live in its layers' base classes);
+                # patched there, so every subclass sees the timed one
+                owner = next(klass for klass in owner.__mro__ if name in klass.__dict__)
+                original = owner.__dict__[name]
+            else:
+                original = getattr(owner, name)
             self._undo.append((owner, name, original))
             setattr(owner, name, self._wrap(label, original))
 

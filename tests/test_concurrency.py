@@ -120,23 +120,23 @@ def test_chained_batches_acknowledge_a_write_only_after_a_sync_that_follows_its_
     events: list[tuple[str, Any]] = []
     lock = threading.Lock()
     real_sync = sync_filesystem
-    real_cas = store.repo.compare_and_swap_ref
+    real_finish = store.repo.finish_ref_update
 
     def sync(path: Path) -> None:
         real_sync(path)
         with lock:
             events.append(("sync", None))
 
-    def cas(ref: str, old: str | None, new: str, **kw: Any) -> bool:
-        moved = real_cas(ref, old, new, **kw)
+    def cas(prepared: Any, old: str | None, **kw: Any) -> bool:
+        moved = real_finish(prepared, old, **kw)
         if moved:
-            landed = {info.id for info in store.repo.walk(new, old)}
+            landed = {info.id for info in store.repo.walk(prepared.new, old)}
             with lock:
                 events.append(("cas", landed))
         return moved
 
     monkeypatch.setattr(landing_module, "sync_filesystem", sync)  # every sync of the write path
-    monkeypatch.setattr(store.repo, "compare_and_swap_ref", cas)
+    monkeypatch.setattr(store.repo, "finish_ref_update", cas)  # the branch move of each batch
 
     def work(t: int) -> None:
         for i in range(10):

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import durable
 
 __all__ = [
     "ZERO_OID",
+    "PreparedRef",
+    "abort_ref_update",
     "append_reflog",
     "compare_and_swap_ref",
+    "finish_ref_update",
+    "prepare_ref_update",
     "delete_loose_ref",
     "head_ref_name",
     "last_reflog_entry",
@@ -70,14 +75,10 @@ def compare_and_swap_ref(
     durable_sync: bool,
     *,
     reflog: bool = True,
-    sync_file: bool = False,
 ) -> bool:
     """Move ``ref`` from ``old`` to ``new`` only if it still points at ``old``. Returns False when
     it moved meanwhile (the caller rebuilds on the new tip) or its lock is held (contention).
-    ``durable_sync``: fsync the new ref before the rename and its folder after. ``sync_file``:
-    only the new ref's bytes before the rename (the caller syncs the filesystem afterwards): a
-    crash then leaves the old id or the new one there, never a renamed file whose bytes were
-    never written (zeros, on a filesystem that does not order data before a rename).
+    ``durable_sync``: fsync the new ref before the rename and its folder after.
 
     The ref's folder is reached without following a link and the lock is created there with
     O_EXCL | O_NOFOLLOW, then renamed over the ref within that folder: a link planted at
@@ -94,7 +95,7 @@ def compare_and_swap_ref(
                 moved = read_ref(git_dir, ref) != old
                 if not moved:
                     durable.write_all(fd, f"{new}\n".encode("ascii"))
-                    if durable_sync or sync_file:
+                    if durable_sync:
                         os.fsync(fd)
             finally:
                 os.close(fd)  # exactly once: a second close could hit another thread's file
@@ -114,6 +115,69 @@ def compare_and_swap_ref(
 
 
 _LOCK_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class PreparedRef:
+    """``<ref>.lock`` created and holding the new id, not yet renamed over the ref."""
+
+    git_dir: Path
+    ref: str
+    new: str
+
+
+def prepare_ref_update(git_dir: Path, ref: str, new: str) -> PreparedRef | None:
+    """The first half of a compare-and-swap, for a caller that syncs the filesystem before the
+    second: ``<ref>.lock`` is created (O_EXCL | O_NOFOLLOW, in a folder reached without links)
+    holding ``new``, so the sync writes its bytes, and the rename in :func:`finish_ref_update`
+    can never leave a ref whose bytes never reached the disk (zeros, after a power cut or an
+    aborted journal) without an fsync of its own. None when the lock is held (contention)."""
+    parts = ref.split("/")
+    with durable.folder(git_dir, parts[:-1], create=True) as dir_fd:
+        lock = parts[-1] + ".lock"
+        try:
+            fd = os.open(lock, _LOCK_FLAGS, 0o644, dir_fd=dir_fd)
+        except FileExistsError:
+            return None
+        try:
+            durable.write_all(fd, f"{new}\n".encode("ascii"))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock, dir_fd=dir_fd)
+            raise
+        finally:
+            os.close(fd)  # exactly once
+    return PreparedRef(git_dir, ref, new)
+
+
+def finish_ref_update(
+    prepared: PreparedRef, old: str | None, identity: str, message: str, *, reflog: bool = True
+) -> bool:
+    """Rename the prepared lock over the ref if the ref still points at ``old`` (True); else
+    remove the lock (False: the ref moved meanwhile)."""
+    git_dir, ref = prepared.git_dir, prepared.ref
+    parts = ref.split("/")
+    with durable.folder(git_dir, parts[:-1]) as dir_fd:
+        name, lock = parts[-1], parts[-1] + ".lock"
+        try:
+            if read_ref(git_dir, ref) != old:
+                os.unlink(lock, dir_fd=dir_fd)
+                return False
+            if reflog:
+                _append_reflog(git_dir, ref, old or ZERO_OID, prepared.new, identity, message)
+            os.replace(lock, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock, dir_fd=dir_fd)
+            raise
+    return True
+
+
+def abort_ref_update(prepared: PreparedRef) -> None:
+    """Remove a prepared lock (the write failed before the branch moved)."""
+    parts = prepared.ref.split("/")
+    with contextlib.suppress(FileNotFoundError), durable.folder(prepared.git_dir, parts[:-1]) as dir_fd:
+        os.unlink(parts[-1] + ".lock", dir_fd=dir_fd)
 
 
 def last_reflog_entry(git_dir: Path, ref: str) -> tuple[str, str, str] | None:

@@ -67,12 +67,23 @@ class GitRepo(IndexAndWorkTree):
         who: Signature,
         message: str,
         durable: bool,
-        sync_file: bool = False,
     ) -> bool:
         self.flush_objects()  # no ref may name an object that is not on disk
-        return refs.compare_and_swap_ref(
-            self.git_dir, ref, old, new, who.reflog_identity(), message, durable, sync_file=sync_file
-        )
+        return refs.compare_and_swap_ref(self.git_dir, ref, old, new, who.reflog_identity(), message, durable)
+
+    def prepare_ref_update(self, ref: str, new: str) -> refs.PreparedRef | None:
+        """``<ref>.lock`` holding ``new``, for a caller that syncs before :meth:`finish_ref_update`
+        (None: the lock is held). See refs.prepare_ref_update."""
+        self.flush_objects()  # no ref may name an object that is not on disk
+        return refs.prepare_ref_update(self.git_dir, ref, new)
+
+    def finish_ref_update(
+        self, prepared: refs.PreparedRef, old: str | None, *, who: Signature, message: str
+    ) -> bool:
+        return refs.finish_ref_update(prepared, old, who.reflog_identity(), message)
+
+    def abort_ref_update(self, prepared: refs.PreparedRef) -> None:
+        refs.abort_ref_update(prepared)
 
     def remove_stale_lock(self, ref: str) -> bool:
         return refs.remove_stale_lock(self.git_dir, ref)

@@ -75,6 +75,7 @@ class Landing:
         self.repo.flush_objects()  # the batch's objects, as one pack, covered by the sync below
         staged: list[Staged] = []
         created: list[str] = []
+        prepared = None
         try:
             for path in paths:
                 if path in chain.expected and chain.expected[path] == chain.final_ids[path]:
@@ -87,25 +88,30 @@ class Landing:
                     raise ConflictingUpdate(f"{ref} exists already; the snapshot was not taken", {"tag": ref})
                 created.append(ref)
             self.worktree.write_intent(self.ref, chain.tip, chain.parent, recorded, created)
+            # the branch's lock, holding the new tip, is written before the sync too: renamed
+            # over the branch after it, the branch is the old tip or the new one after a crash,
+            # never a file whose bytes never reached the disk (and no fsync of its own)
+            prepared = self.repo.prepare_ref_update(self.ref, chain.parent)
             if self.durable:
                 sync_filesystem(self.repo.git_dir)
         except BaseException:
+            if prepared is not None:
+                self.repo.abort_ref_update(prepared)
             self._undo_staging(staged, created)
             raise
         if unsettled is not None:
             acknowledge(unsettled.requests())
+        if prepared is None:  # the branch's lock is held: a git command, or another writer
+            self._undo_staging(staged, created)
+            self.worktree.clear_intent()
+            return False
         first = chain.planned[0]
         try:
-            moved = self.repo.compare_and_swap_ref(
-                self.ref,
+            moved = self.repo.finish_ref_update(
+                prepared,
                 chain.tip,
-                chain.parent,
                 who=self.planner.signature(),
                 message=f"{first.request.op} {first.outcome.target}",
-                durable=False,
-                # the ref is the one file written after the sync above that is not a rename: its
-                # bytes are synced before it is renamed into place (never a zero-filled branch)
-                sync_file=self.durable,
             )
         except BaseException:
             self._undo_staging(staged, created)
