@@ -94,8 +94,6 @@ class Filesystem:
         self.image.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.image.unlink()
-        with contextlib.suppress(OSError):
-            self.image.parent.rmdir()  # if empty
         sh("truncate", "-s", f"{self.size_gb}G", str(self.image))
         if self.kind == "ext4j":
             # default features (has_journal, data=ordered); the inode tables and the journal are
