@@ -327,7 +327,14 @@ def test_a_fold_waits_for_no_one_and_deletes_nothing_while_fsck_reads(settings: 
             assert fd is not None
             assert store.repo.fold_own_packs() == 0
             assert packs.pack_names(store.repo.pack_dir) == before
-        assert store.repo.fold_own_packs() == 3
+        # once fsck is done the fold goes ahead (a background git child of the store may hold
+        # the lock a moment longer on a loaded host: the fold then skips its turn, as designed)
+        deadline = time.monotonic() + 60
+        folded = store.repo.fold_own_packs()
+        while folded == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            folded = store.repo.fold_own_packs()
+        assert folded == 3
     assert git(settings.hcm_path, "fsck", "--strict", "--no-dangling").strip() == ""
 
 
