@@ -21,7 +21,7 @@ from arka_git_hcm.gitrepo.gitbin import maintenance_lock
 from arka_git_hcm.services.store import HcmStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = REPO_ROOT / "tests" / "fixtures"  # copied in: a clone has no ../shared
+FIXTURES = REPO_ROOT / "tests" / "fixtures"  # copied into the repository: a clone has nothing beside it
 FIXTURE_HCM = FIXTURES / "arka-hcm-v1" / "hcm"
 
 
