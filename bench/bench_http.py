@@ -74,6 +74,20 @@ def arka_hcm() -> list[str]:
     raise SystemExit("arka-hcm is not installed in this environment (pip install -e .)")
 
 
+def writer_token(client: Path, env: dict[str, str]) -> str:
+    """A new agent token with the writer role (id "bench") for the benchmark's HTTP clients."""
+    proc = subprocess.run(
+        [*arka_hcm(), "--client", str(client), "token", "create", "--id", "bench", "--type", "agent"]
+        + ["--roles", "writer", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"arka-hcm token create failed: {proc.stderr}")
+    return str(json.loads(proc.stdout)["token"])
+
+
 def branch_moves(hcm: Path) -> int:
     """Reflog lines of the branch: one per branch move, i.e. per group-commit batch."""
     try:
@@ -108,28 +122,7 @@ def prepare_client(
     if proc.returncode != 0:
         raise RuntimeError(f"arka-hcm init failed: {proc.stderr}")
     init_s = timer()
-    proc = subprocess.run(
-        [
-            *arka_hcm(),
-            "--client",
-            str(client),
-            "token",
-            "create",
-            "--id",
-            "bench",
-            "--type",
-            "agent",
-            "--roles",
-            "writer",
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"arka-hcm token create failed: {proc.stderr}")
-    token = json.loads(proc.stdout)["token"]
+    token = writer_token(client, env)
     config = json.loads((client / "config" / "arka-os.config.json").read_text())
     durability = config["store"]["durability"]
     log(

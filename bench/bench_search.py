@@ -56,7 +56,7 @@ from _common import (  # noqa: E402
     remove_tree,
     write_json,
 )
-from bench_http import Server, arka_hcm, run_phase, run_phase_wrk  # noqa: E402
+from bench_http import Server, run_phase, run_phase_wrk, writer_token  # noqa: E402
 
 from arka_git_hcm.config import load_settings  # noqa: E402
 from arka_git_hcm.search import attach_search  # noqa: E402
@@ -223,13 +223,7 @@ def grep_scan(client: Path, missions: list[str], args: argparse.Namespace) -> li
 def over_http(
     root: Path, client: Path, missions: list[str], env: dict[str, str], args: argparse.Namespace, log: Any
 ) -> dict[str, Any]:
-    token = json.loads(
-        subprocess.run(
-            [*arka_hcm(), "--client", str(client), "token", "create", "--id", "bench", "--type", "agent",
-             "--roles", "writer", "--json"],
-            env=env, capture_output=True, text=True, check=True,
-        ).stdout
-    )["token"]  # fmt: skip
+    token = writer_token(client, env)
     server = Server(client, 1, env, root / "server-search.log")
     try:
         server.wait_ready()
@@ -329,13 +323,7 @@ def http_ab(root: Path, env: dict[str, str], args: argparse.Namespace, log: Any)
 
     pristine = root / "ab-client"
     shape = build_client_fast(pristine, args.ab_files, env, durability="full")
-    token = json.loads(
-        subprocess.run(
-            [*arka_hcm(), "--client", str(pristine), "token", "create", "--id", "bench", "--type", "agent",
-             "--roles", "writer", "--json"],
-            env=env, capture_output=True, text=True, check=True,
-        ).stdout
-    )["token"]  # fmt: skip
+    token = writer_token(pristine, env)
     commands = {"search": None, "baseline": shlex.split(args.ab_baseline)}
     rates: dict[str, dict[int, list[float]]] = {name: {1: [], 8: []} for name in commands}
     for n in range(args.ab_rounds):

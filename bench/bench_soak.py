@@ -16,7 +16,6 @@ Writes/s should stay flat (not fall), descriptors and packs bounded.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import random
@@ -42,6 +41,7 @@ from _common import (  # noqa: E402
     remove_tree,
     write_json,
 )
+from bench_http import writer_token  # noqa: E402
 
 from arka_git_hcm.config import load_settings  # noqa: E402
 from arka_git_hcm.services.store import HcmStore  # noqa: E402
@@ -168,28 +168,7 @@ def soak_http(
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    token = json.loads(
-        subprocess.run(
-            [
-                str(bin_dir / "arka-hcm"),
-                "--client",
-                str(client),
-                "token",
-                "create",
-                "--id",
-                "bench",
-                "--type",
-                "agent",
-                "--roles",
-                "writer",
-                "--json",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )["token"]
+    token = writer_token(client, env)
     for _ in range(300):
         try:
             if httpx.get(f"{url}/ready", timeout=1).status_code == 200:

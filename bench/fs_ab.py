@@ -311,7 +311,7 @@ def quiesce(client: Path, limit_s: float = 60.0) -> None:
 
 def bench_fs(fs: Filesystem, versions: dict[str, Path], args: argparse.Namespace, log: Any) -> dict[str, Any]:
     from _common import build_client_fast, hermetic_env
-    from bench_http import arka_hcm
+    from bench_http import writer_token
 
     home = fs.root / "home"
     home.mkdir(parents=True, exist_ok=True)
@@ -323,31 +323,11 @@ def bench_fs(fs: Filesystem, versions: dict[str, Path], args: argparse.Namespace
         shape = build_client_fast(client, size, env, mission_files=5)
         missions_file = fs.root / f"missions-{size}.json"
         missions_file.write_text(json.dumps(shape.missions))
-        proc = subprocess.run(
-            [
-                *arka_hcm(),
-                "--client",
-                str(client),
-                "token",
-                "create",
-                "--id",
-                "bench",
-                "--type",
-                "agent",
-                "--roles",
-                "writer",
-                "--json",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
         clients[size] = {
             "client": client,
             "missions_file": str(missions_file),
             "missions": shape.missions,
-            "token": json.loads(proc.stdout)["token"],
+            "token": writer_token(client, env),
         }
         log(
             f"[{fs.kind}] built {size} files ({len(shape.missions)} missions) "

@@ -41,8 +41,6 @@ __all__ = [
 ]
 
 TOKEN_PREFIX = "arka_"
-_CALLER_TYPES: tuple[str, ...] = CALLER_TYPES
-_ROLES: tuple[str, ...] = ROLES
 _MAX_LABEL = 200
 # A real token is ~48 characters; hashing megabytes of header per request is a cheap DoS.
 _MAX_PRESENTED = 1024
@@ -112,13 +110,13 @@ def ensure_config(settings: Settings) -> None:
 
 def _validate(id: str, type: str, roles: Sequence[str], label: str) -> list[Role]:
     validate_id(id, "token id")
-    if type not in _CALLER_TYPES:
+    if type not in CALLER_TYPES:
         raise InvalidPayload(f"token type {type!r} is invalid: use agent, human or system", {"field": "type"})
     if isinstance(roles, str) or not roles:
         raise InvalidPayload(
             "a token needs at least one role among reader, writer, admin", {"field": "roles"}
         )
-    bad = [role for role in roles if role not in _ROLES]
+    bad = [role for role in roles if role not in ROLES]
     if bad:
         raise InvalidPayload(f"unknown role(s) {bad}: use reader, writer or admin", {"field": "roles"})
     # The label lands in the config file and in `token list` output: one printable line.

@@ -21,7 +21,6 @@ from .base import OpSpec
 __all__ = ["META_RULES", "authorize", "parse_role_grants"]
 
 META_RULES = "hindex/meta_rules.json"
-_ROLES = ROLES
 
 
 def parse_role_grants(raw: bytes | None) -> dict[str, list[str]]:
@@ -39,7 +38,7 @@ def parse_role_grants(raw: bytes | None) -> dict[str, list[str]]:
     result: dict[str, list[str]] = {}
     for label, roles in grants.items():
         if isinstance(label, str) and isinstance(roles, list):
-            result[label] = [r for r in roles if r in _ROLES]
+            result[label] = [r for r in roles if r in ROLES]
     return result
 
 
