@@ -52,7 +52,7 @@ def test_disk_errors_during_a_write_map_to_codes_and_leave_no_trace(
     create_mission(store, "m1")
     head, digest = git(hcm, "rev-parse", "HEAD"), tree_digest(hcm)
 
-    def failing(data: bytes) -> str:
+    def failing(data: bytes, previous: str | None = None) -> str:
         raise OSError(err, "simulated")
 
     monkeypatch.setattr(store.repo, "write_blob", failing)
@@ -80,7 +80,7 @@ def test_a_pack_the_disk_refuses_fails_the_write_and_its_objects_are_dropped(
     def refused(*args: Any, **kwargs: Any) -> str:
         raise OSError(err, "simulated")
 
-    monkeypatch.setattr(packs, "write_pack", refused)
+    monkeypatch.setattr(packs, "write_held", refused)
     response = store.execute(envelope("HCM_APPEND_JOURNAL", {"mission_id": "m1", "entry": ENTRY}, AGENT))
     assert response["status"] == "error" and response["error"]["code"] == code
     assert git(hcm, "rev-parse", "HEAD") == head and tree_digest(hcm) == digest

@@ -298,13 +298,15 @@ def test_own_packs_are_folded_from_memory_into_one_synced_pack_of_deltas(
         for i in range(150):  # a state/missions tree wider at each write, over 4 KiB at the end
             create_mission(store, f"m{i:03d}")
         before = set(packs.pack_names(hcm / ".git" / "objects" / "pack"))
-        own = [name for name, _held in store.repo._own_packs]
+        own = [pack.name for pack in store.repo._own_packs]
         assert len(own) == 150 and set(own) <= before
         pack_bytes = sum((hcm / ".git" / "objects" / "pack" / f"{n}.pack").stat().st_size for n in own)
         assert store.repo.fold_own_packs() == 150
         after = set(packs.pack_names(hcm / ".git" / "objects" / "pack"))
         assert after == (before - set(own)) | set(synced) and len(synced) == 1
-        assert store.repo._own_packs == [] and store.repo._own_bytes == 0
+        # the fold is held in their place (the next folds copy its compressed objects)
+        assert [pack.name for pack in store.repo._own_packs] == synced
+        assert store.repo._own_bytes == store.repo._own_packs[0].weight() > 0
         folded = hcm / ".git" / "objects" / "pack" / f"{synced[0]}.pack"
         assert folded.stat().st_size < pack_bytes  # one pack header, and deltas of the wide trees
         assert (hcm / ".git" / "arka-hcm" / "packs-rolled-up").exists()  # other processes reopen
@@ -316,6 +318,63 @@ def test_own_packs_are_folded_from_memory_into_one_synced_pack_of_deltas(
     verify = git(hcm, "verify-pack", "-v", str(folded.with_suffix(".idx")))
     assert "chain length = 1:" in verify  # the missions trees are deltas of their previous versions
     assert_clean(hcm)
+
+
+def test_journal_versions_written_by_separate_batches_become_deltas_when_folded(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes spread over missions put each version of a journal in a different batch's pack,
+    whole; the fold stores each as a delta of the previous one, copying the rest as compressed
+    (no deflate again, no read back), so a long run's packs grow by what the appends add."""
+    monkeypatch.setattr(pack_folding, "PACKS_BEFORE_REPACK", 10_000)  # folds only when asked
+    hcm = settings.hcm_path
+    pack_dir = hcm / ".git" / "objects" / "pack"
+    missions = [f"m{i}" for i in range(4)]
+    with open_store(settings) as store:
+        for mission in missions:
+            create_mission(store, mission)
+        store.repo.fold_own_packs()
+        rng = random.Random(5)
+        for round_ in range(30):  # journals over DELTA_MIN (4 KiB) after a few rounds
+            for mission in missions:  # one batch each: the previous version is in another pack
+                journal(store, f"round {round_} {rng.randbytes(300).hex()}", mission)
+        store.repo.flush_objects()
+        journal_ids = {
+            git(hcm, "rev-parse", f"HEAD:state/missions/{m}/journal.jsonl").strip() for m in missions
+        }
+        unfolded = sum(p.stat().st_size for p in pack_dir.glob("*.pack"))
+        read_back = store.repo.objects_read_back
+        assert store.repo.fold_own_packs() == 121
+        assert store.repo.objects_read_back == read_back  # every whole object copied as held
+        (folded,) = [pack.name for pack in store.repo._own_packs]
+        report = git(hcm, "verify-pack", "-v", str(pack_dir / f"{folded}.idx"))
+        blob_deltas = [line for line in report.splitlines() if " blob " in line and len(line.split()) == 7]
+        assert len(blob_deltas) >= 4 * 20  # (oid, type, size, packed size, offset, depth, base)
+        assert all(oid in report for oid in journal_ids)
+        assert (pack_dir / f"{folded}.pack").stat().st_size * 3 < unfolded
+        for mission in missions:  # every version reads back whole, through libgit2 and git
+            entries = ok(
+                store,
+                "HCM_GET_MISSION_CONTEXT",
+                {"mission_id": mission, "options": {"include_last_entries": 500}},
+            )
+            assert len(entries["data"]["last_journal_entries"]) == 30
+    assert git(hcm, "fsck", "--strict", "--no-dangling").strip() == ""
+    for n in range(1, 30):
+        assert f"round {n - 1} " in git(hcm, "show", f"HEAD~{4 * (30 - n)}:state/missions/m0/journal.jsonl")
+    assert_clean(hcm)
+
+
+def test_folds_form_a_geometric_series() -> None:
+    def own(*sizes: int) -> list[packs.OwnPack]:
+        return [packs.OwnPack(f"pack-{i}", [], size) for i, size in enumerate(sizes)]
+
+    run = GitRepo._geometric_run
+    assert [p.size for p in run(own(800, 300, 100, 10, 10, 10, 10))] == [10, 10, 10, 10]
+    assert [p.size for p in run(own(800, 300, 70, 10, 10, 10, 10))] == [70, 10, 10, 10, 10]
+    assert [p.size for p in run(own(800, 300, 100, 40, 40, 40))] == [800, 300, 100, 40, 40, 40]
+    assert [p.size for p in run(own(50, 10))] == [10]  # nothing to fold: one pack
+    assert run(own()) == []
 
 
 def test_a_fold_waits_for_no_one_and_deletes_nothing_while_fsck_reads(settings: Settings) -> None:

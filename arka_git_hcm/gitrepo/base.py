@@ -15,12 +15,14 @@ from pygit2.enums import ObjectType
 
 from ..errors import IoError
 from . import packs
-from .rawtree import RawTreeCache
+from .lru import ObjectCache
+from .rawtree import raw_tree_cache
 
 __all__ = ["CommitInfo", "RepoBase", "Signature", "configure_library", "damaged"]
 _configured = False
 log = logging.getLogger("arka_git_hcm.git")
 MWINDOW_FILE_LIMIT = 128  # pack files libgit2 keeps open at most
+BLOB_CACHE_BYTES = 32 * 1024 * 1024  # recently written or read blobs kept in memory
 
 
 def configure_library() -> None:
@@ -108,8 +110,12 @@ class RepoBase:
         self._seen_rollup = self._stamp()
         self._packs_seen = set(packs.pack_names(self.pack_dir))  # as libgit2 opened them
         self._packs_checked_at = time.monotonic()
-        self._trees = RawTreeCache()
-        self._pending: dict[bytes, tuple[int, bytes, bytes | None]] = {}  # id -> (type, data, base)
+        self._trees = raw_tree_cache()
+        # recently written or read blobs: an append reads the journal it appends to, mostly the
+        # version the previous write made (no inflating it again, and its delta is made from it)
+        self._blobs: ObjectCache[bytes] = ObjectCache(BLOB_CACHE_BYTES, len)
+        # id -> (type, data, base id, delta from base): see ObjectStore._put
+        self._pending: dict[bytes, tuple[int, bytes, bytes | None, bytes | None]] = {}
         self._pending_bytes = 0
         self._pack_lock = threading.RLock()
         self._signatures: dict[tuple[str, str], bytes] = {}
@@ -117,9 +123,10 @@ class RepoBase:
         # which libgit2 finds only after listing the pack folder again: remember trees instead.
         self._commit_trees: dict[str, str] = {}
         self.packs_written = 0
-        # The objects of each pack this process wrote and has not folded yet (see fold_own_packs)
-        self._own_packs: list[tuple[str, list[tuple[bytes, int, bytes, bytes | None]]]] = []
+        # The packs this process wrote whose objects it still holds, oldest first (see fold_own_packs)
+        self._own_packs: list[packs.OwnPack] = []
         self._own_bytes = 0
+        self.objects_read_back = 0  # by folds that needed an object whole (see _whole_again)
         self._closed = False
 
     def _open_libgit2(self) -> pygit2.Repository:

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from .packs import _entry_header, _entry_stream, _index_bytes, _negative_offset, make_delta, object_id
+from .packs import _entry_header, _index_bytes, _negative_offset, make_delta, object_id
+from .rawtree import stored_zlib_stream
 
 __all__ = ["OBJ_BLOB", "OBJ_COMMIT", "OBJ_TAG", "OBJ_TREE", "HistoryWriter", "Observer", "PackWriter"]
 
@@ -100,7 +101,7 @@ class PackWriter:
                     depth = self._depths[position] + 1
         if not parts:
             if kind == OBJ_TREE:  # a wide tree's ids do not compress: stored blocks (packs.py)
-                parts = [_entry_header(kind, len(data)), *_entry_stream(data, compress=False)]
+                parts = [_entry_header(kind, len(data)), *stored_zlib_stream(b"", data)]
             else:  # one call: a compressor object per object cost more than the deflate
                 parts = [_entry_header(kind, len(data)), zlib.compress(data, 1)]
         crc = 0

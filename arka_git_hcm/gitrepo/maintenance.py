@@ -7,55 +7,107 @@ import subprocess
 import time
 from collections.abc import Callable
 
+import pygit2
+
 from ..durable import write_atomic
 from ..errors import IoError, from_os_error
 from . import gitbin, loose, packs
 from .history_reads import HistoryReads
+from .objects import HELD_STREAM_MAX, OWN_PACK_BYTES_KEPT
 
 __all__ = ["PackMaintenance"]
 PACK_LIST_CHECK_S = 1.0  # how often notice_rollups lists the pack folder
+FOLD_FACTOR = 2  # an older own pack joins a fold while smaller than this times the packs taken
 
 
 class PackMaintenance(HistoryReads):
     def fold_own_packs(self) -> int:
-        """Fold the packs this process wrote (one per batch) into one, from the objects it
-        still holds in memory: no git process, no pack read back, and each wide tree stored
-        as a delta of its previous version (the successive batches' missions trees differ by
-        one entry). The new pack is synced before the folded ones are deleted, whatever the
-        durability: they may hold history acknowledged long ago. Returns how many packs were
-        folded (0 when fewer than two, or while git repacks, gc runs or fsck reads packs)."""
+        """Fold the newest packs this process wrote into one, from the objects it still holds
+        in memory: no git process, no pack read back. The folds form a geometric series, as
+        `git repack --geometric=2` does: the packs written since the last fold, plus each older
+        fold less than FOLD_FACTOR times the size of what is folded already. So an object is
+        copied about log2(n) times over n writes, as the compressed bytes its batch wrote (not
+        deflated again), and each new version of a journal or a wide tree becomes a delta of
+        the previous one as soon as both are in one pack: an append then costs the pack what
+        it added, even when writes spread over hundreds of missions.
+
+        The new pack is synced before the folded ones are deleted, whatever the durability:
+        they may hold history acknowledged long ago. Returns how many packs were folded (0 when
+        fewer than two, or while git repacks, gc runs or fsck reads packs)."""
         with self._pack_lock:
-            folding = list(self._own_packs)
+            folding = self._geometric_run(list(self._own_packs))
         if len(folding) < 2:
             return 0
         seen: set[bytes] = set()
         objects = []
-        for _name, held in folding:  # in writing order: a delta base always comes first
-            for entry in held:
-                if entry[0] not in seen:
-                    seen.add(entry[0])
-                    objects.append(entry)
+        for pack in folding:  # oldest first: a delta base always comes before its object
+            for item in pack.objects:
+                if item.oid not in seen:
+                    seen.add(item.oid)
+                    objects.append(item)
         with gitbin.maintenance_lock(self.workdir, exclusive=True, wait=False) as fd:
             if fd is None:
                 return 0
             try:
-                name = packs.write_pack(self.pack_dir, objects)
-                packs.sync_pack(self.pack_dir, name)
-                for old, _held in folding:
-                    if old != name:
-                        packs.remove_pack(self.pack_dir, old)
+                written = packs.write_held(self.pack_dir, objects, self._whole_again)
+                packs.sync_pack(self.pack_dir, written.name)
+                for old in folding:
+                    if old.name != written.name:
+                        packs.remove_pack(self.pack_dir, old.name)
             except OSError as exc:
                 raise from_os_error(exc, "folding small packs") from None
-        folded = {old for old, _held in folding}
-        self._keep_own_packs(lambda name: name not in folded)
+        for item, as_delta in zip(objects, written.as_delta, strict=True):
+            if as_delta:
+                item.stream = None  # a delta now, and stays one in the next folds (its base comes along)
+        self._replace_own_packs(folding, packs.OwnPack(written.name, objects, written.size))
         self.announce_repack()
         return len(folding)
 
-    def _keep_own_packs(self, keep: Callable[[str], bool]) -> None:
-        """Forget the objects of own packs no longer to fold (folded, or gone in a git repack)."""
+    @staticmethod
+    def _geometric_run(own: list[packs.OwnPack]) -> list[packs.OwnPack]:
+        """The newest own packs to fold: going back from the newest, each older pack joins
+        while it is smaller than FOLD_FACTOR times the packs taken so far."""
+        start, total = len(own), 0
+        while start > 0 and (total == 0 or own[start - 1].size < FOLD_FACTOR * total):
+            start -= 1
+            total += own[start].size
+        return own[start:]
+
+    def _replace_own_packs(self, folded: list[packs.OwnPack], new: packs.OwnPack) -> None:
+        """Put ``new`` where the run of ``folded`` packs was (packs written meanwhile stay after
+        it), then let go of the oldest packs' objects beyond OWN_PACK_BYTES_KEPT: they stay on
+        disk, and git's repack folds them when packs pile up."""
+        names = {pack.name for pack in folded}
         with self._pack_lock:
-            self._own_packs = [item for item in self._own_packs if keep(item[0])]
-            self._own_bytes = sum(len(e[2]) for _n, held in self._own_packs for e in held)
+            own = self._own_packs
+            at = next((i for i, pack in enumerate(own) if pack.name in names), len(own))
+            own = [pack for pack in own[:at] if pack.name not in names] + [new]
+            own += [pack for pack in self._own_packs[at:] if pack.name not in names]
+            weights = [pack.weight() for pack in own]
+            while len(own) > 1 and sum(weights) > OWN_PACK_BYTES_KEPT:
+                own.pop(0)
+                weights.pop(0)
+            self._own_packs = own
+            self._own_bytes = sum(weights)
+
+    def _whole_again(self, item: packs.Held) -> list[bytes | memoryview]:
+        """An object a fold must write whole though it did not keep its whole stream (its base
+        is not in this fold, or its delta chain grew too long): read back and compressed."""
+        self.objects_read_back += 1
+        try:
+            _kind, data = self._repo.odb.read(item.oid.hex())
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise OSError(f"object {item.oid.hex()} to fold cannot be read: {exc}") from None
+        stream = packs.whole_stream(item.code, data)
+        if len(stream) == 1 and len(stream[0]) <= HELD_STREAM_MAX:
+            item.stream = bytes(stream[0])
+        return stream
+
+    def _keep_own_packs(self, keep: Callable[[str], bool]) -> None:
+        """Forget the objects of own packs no longer on disk (gone in a git repack)."""
+        with self._pack_lock:
+            self._own_packs = [pack for pack in self._own_packs if keep(pack.name)]
+            self._own_bytes = sum(pack.weight() for pack in self._own_packs)
 
     def repack(self) -> None:
         """Fold the small packs (and any loose objects) with `git repack --geometric=2 -d`, then

@@ -17,22 +17,31 @@ _BLOB = packs.KIND_CODES[b"blob"]
 _COMMIT = packs.KIND_CODES[b"commit"]
 _TAG = packs.KIND_CODES[b"tag"]
 PENDING_LIMIT = 32 * 1024 * 1024  # pending object bytes that force a pack out mid-batch
-OWN_PACK_BYTES_KEPT = 64 * 1024 * 1024  # objects of unfolded own packs kept in memory, at most
+OWN_PACK_BYTES_KEPT = 64 * 1024 * 1024  # compressed objects of own packs held for the folds, at most
+HELD_STREAM_MAX = 256 * 1024  # larger whole objects are not held (a fold reads them back)
 COMMIT_TREES_KEPT = 4096  # commit -> tree ids remembered (a commit's tree never changes)
 
 
 class ObjectStore(RepoBase):
     def _put(
-        self, code: int, kind: bytes, data: bytes, base: bytes | None = None, oid: bytes | None = None
+        self,
+        code: int,
+        kind: bytes,
+        data: bytes,
+        base: bytes | None = None,
+        oid: bytes | None = None,
+        base_data: bytes | bytearray | None = None,
     ) -> bytes:
-        """Keep a new object pending (written by the next flush); returns its id. ``base``: an
-        object it differs little from (stored as a delta of it if both go in the same pack).
-        ``oid``: the object's id when the caller has hashed it already."""
+        """Keep a new object pending (written by the next flush); returns its id. ``base``: its
+        previous version, whose bytes ``base_data`` are (the delta from it is made now, while
+        both are in memory; a pack stores the object as that delta when the base is in the
+        same pack: the batch's, or a fold's). ``oid``: the id when the caller has hashed it."""
         if oid is None:
             oid = packs.object_id(kind, data)
+        delta = packs.delta_of(base_data, data) if base is not None else None
         with self._pack_lock:  # a reader thread may be flushing (see _visible)
             if oid not in self._pending:
-                self._pending[oid] = (code, data, base)
+                self._pending[oid] = (code, data, base, delta)
                 self._pending_bytes += len(data)
             full = self._pending_bytes > PENDING_LIMIT
         if full:
@@ -40,30 +49,44 @@ class ObjectStore(RepoBase):
         return oid
 
     def flush_objects(self) -> str | None:
-        """Write every pending object as one pack (no fsync: the caller syncs); its name."""
+        """Write every pending object as one pack (no fsync: the caller syncs); its name. The
+        pack's objects stay held, compressed, for the folds (within OWN_PACK_BYTES_KEPT)."""
         if not self._pending:
             return None
         with self._pack_lock:  # _put takes it too: every pending object goes in this pack
-            objects = [(oid, *entry) for oid, entry in self._pending.items()]
-            if not objects:
+            pending = self._pending
+            if not pending:
                 return None
+            held = [
+                packs.Held.new(oid, code, len(data), base, delta)
+                for oid, (code, data, base, delta) in pending.items()
+            ]
+
+            def whole(item: packs.Held) -> list[bytes | memoryview]:
+                stream = packs.whole_stream(item.code, pending[item.oid][1])
+                if len(stream) == 1 and len(stream[0]) <= HELD_STREAM_MAX:
+                    item.stream = bytes(stream[0])  # kept for the folds
+                return stream
+
             try:
-                name = packs.write_pack(self.pack_dir, objects)
+                written = packs.write_held(self.pack_dir, held, whole)
             except OSError as exc:
                 raise from_os_error(exc, "writing a pack of new objects") from None
-            size, self._pending_bytes = self._pending_bytes, 0
-            self._pending.clear()
+            self._pending = {}
+            self._pending_bytes = 0
             self.packs_written += 1
-            if self._own_bytes + size <= OWN_PACK_BYTES_KEPT:
-                self._own_packs.append((name, objects))
-                self._own_bytes += size
-            return name
+            own = packs.OwnPack(written.name, held, written.size)
+            weight = own.weight()
+            if self._own_bytes + weight <= OWN_PACK_BYTES_KEPT:
+                self._own_packs.append(own)
+                self._own_bytes += weight
+            return written.name
 
     def discard_pending(self) -> None:
         """Forget the pending objects. Only for the thread that wrote them, once the commit that
         needed them failed before its ref moved (nothing else may name them)."""
         with self._pack_lock:
-            self._pending.clear()
+            self._pending = {}
             self._pending_bytes = 0
         self._commit_trees.clear()  # it may name the dropped commits
 
@@ -74,8 +97,23 @@ class ObjectStore(RepoBase):
             if raw in self._pending:
                 self.flush_objects()
 
-    def write_blob(self, data: bytes) -> str:
-        return self._put(_BLOB, b"blob", bytes(data)).hex()
+    def write_blob(self, data: bytes, previous: str | None = None) -> str:
+        """A new blob (pending); ``previous``: the id of the version it replaces (a journal
+        before this append), stored as its delta base when that is much smaller."""
+        data = bytes(data)
+        base = bytes.fromhex(previous) if previous else None
+        base_data = self.recent_blob(base) if base is not None else None
+        oid = self._put(_BLOB, b"blob", data, base if base_data is not None else None, base_data=base_data)
+        self._blobs.put(oid, data)
+        return oid.hex()
+
+    def recent_blob(self, oid: bytes) -> bytes | None:
+        """The bytes of blob ``oid`` if they are in memory (pending, or recently written or
+        read), without reading the object database."""
+        pending = self._pending.get(oid)
+        if pending is not None:
+            return pending[1]
+        return self._blobs.get(oid)
 
     def hash_file(self, path: Path) -> str:
         return str(pygit2.hashfile(str(path)))
@@ -113,12 +151,15 @@ class ObjectStore(RepoBase):
         return obj
 
     def blob_data(self, blob_id: str) -> bytes:
-        pending = self._pending.get(bytes.fromhex(blob_id))
-        if pending is not None:
-            return pending[1]
+        oid = bytes.fromhex(blob_id)
+        data = self.recent_blob(oid)
+        if data is not None:
+            return data
         blob = self._object(blob_id)
         assert isinstance(blob, pygit2.Blob)
-        return blob.data
+        data = blob.data
+        self._blobs.put(oid, data)
+        return data
 
     def committed_reader(self) -> Callable[[str], bytes]:
         """A reader of committed objects by hex id, for reading many in a row (a search index

@@ -5,18 +5,21 @@ that is six files created, written and renamed per write, the largest cost of a 
 under load (measured ~0.84 ms a write at 10k files, against ~0.12 ms for the same bytes as one
 pack per batch of four). So the store keeps a batch's new objects in memory and writes them here
 as one pack. Objects are deflated at level 1, except wide trees: stored blocks (their 20-byte ids
-do not compress), or a delta of the tree's previous version when that is in the same pack (a
-wide tree changed by one entry: a few dozen bytes instead of 680 KB). The format is git's pack
-v2 with a v2 index (byte-identical to what `git index-pack` computes, tested), so git, libgit2
-and any git tool read them like any other pack; `git fsck --strict` checks them in the tests.
+do not compress). A new version of a file or tree carries a delta from the version it replaces
+(made while both are in memory: an appended journal line, a wide tree's one changed entry), and a
+pack stores the delta (OFS_DELTA) whenever that base is earlier in the same pack. The format is
+git's pack v2 with a v2 index (byte-identical to what `git index-pack` computes, tested), so git,
+libgit2 and any git tool read them like any other pack; `git fsck --strict` checks them in the
+tests.
 
 The pack is renamed into place before its index, as git does: readers look packs up by their
 index, so they never see a pack that is not complete. No fsync here; the engine orders
 durability with its filesystem syncs.
 
-Small packs pile up: the store folds the packs it wrote from the objects it still holds
-(GitRepo.fold_own_packs, wide trees as deltas of their previous version), and has
-`git repack --geometric=2` fold the rest (gitbin.repack_geometric).
+Small packs pile up: the store folds the packs it wrote from the objects it still holds,
+compressed (:class:`Held`; GitRepo.fold_own_packs, a geometric series in which each version
+becomes a delta of the previous one), and has `git repack --geometric=2` fold the rest
+(gitbin.repack_geometric).
 """
 
 from __future__ import annotations
@@ -27,13 +30,22 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import durable
 from .rawtree import stored_zlib_stream
 
 __all__ = [
+    "Held",
+    "OwnPack",
+    "Written",
+    "compressed",
+    "delta_of",
+    "whole_stream",
+    "write_held",
     "KIND_CODES",
     "blob_id",
     "move_pack",
@@ -80,15 +92,6 @@ def _entry_header(code: int, size: int) -> bytes:
     return bytes(out)
 
 
-def _entry_stream(data: bytes | bytearray, compress: bool = True) -> list[bytes | memoryview]:
-    """The zlib stream of an entry: deflated at level 1, or for a wide tree (``compress`` False:
-    20-byte ids do not compress, and git would keep the bytes as they are) stored blocks."""
-    if compress or len(data) < _SMALL:
-        compressor = zlib.compressobj(1)
-        return [compressor.compress(data) + compressor.flush()]
-    return stored_zlib_stream(b"", data)
-
-
 def _negative_offset(distance: int) -> bytes:
     """git's encoding of an OFS_DELTA base distance (big-endian 7-bit groups, each but the last
     with the high bit set, and one added to every group but the last)."""
@@ -117,10 +120,11 @@ def _common_prefix(a: bytes, b: bytes, limit: int) -> int:
     # a file that grew (a journal: its previous version is its head): one memcmp, no copy
     if (len(a) == limit and b.startswith(a)) or (len(b) == limit and a.startswith(b)):
         return limit
+    view = memoryview(b)
     lo, hi = 0, limit
-    while lo < hi:  # binary search on slice equality: memcmp in C, no Python loop per byte
+    while lo < hi:  # binary search on slice equality: memcmp in C, no copy, no loop per byte
         mid = (lo + hi + 1) // 2
-        if a[lo:mid] == b[lo:mid]:
+        if a.startswith(view[lo:mid], lo):
             lo = mid
         else:
             hi = mid - 1
@@ -128,10 +132,11 @@ def _common_prefix(a: bytes, b: bytes, limit: int) -> int:
 
 
 def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    view = memoryview(b)
     lo, hi = 0, limit
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if a[len(a) - mid : len(a) - lo] == b[len(b) - mid : len(b) - lo]:
+        if a.endswith(view[len(b) - mid : len(b) - lo], 0, len(a) - lo):
             lo = mid
         else:
             hi = mid - 1
@@ -176,41 +181,123 @@ def _copy(out: bytearray, offset: int, size: int) -> None:
         size -= step
 
 
+@dataclass(slots=True)
+class Held:
+    """An object as a pack holds it, kept in memory by the process that wrote it so that a
+    fold copies its compressed bytes instead of deflating it again (see fold_own_packs).
+
+    ``stream`` is its zlib stream whole (None when not kept: too large, or never made because
+    the object went out as a delta); ``delta`` the zlib stream of a delta from ``base``, its
+    previous version, when that is much smaller (an appended journal, a wide tree changed by
+    one entry). A pack stores it as that delta whenever the base is earlier in the same pack."""
+
+    oid: bytes
+    code: int
+    size: int
+    stream: bytes | None
+    base: bytes | None = None
+    delta: bytes | None = None
+    delta_size: int = 0
+
+    @classmethod
+    def new(cls, oid: bytes, code: int, size: int, base: bytes | None, delta: bytes | None) -> Held:
+        """A new object of ``size`` bytes, with its delta from ``base`` if one was made."""
+        if delta is None:
+            return cls(oid, code, size, None, base)
+        return cls(oid, code, size, None, base, compressed(delta), len(delta))
+
+    def weight(self) -> int:
+        """Bytes it keeps in memory."""
+        return len(self.stream or b"") + len(self.delta or b"") + 96
+
+
+class Written(NamedTuple):
+    name: str
+    as_delta: list[bool]  # per object, in order: whether it went out as a delta
+    size: int  # bytes of the pack
+
+
+@dataclass(slots=True)
+class OwnPack:
+    """A pack this process wrote and still holds the objects of (see fold_own_packs)."""
+
+    name: str
+    objects: list[Held]
+    size: int
+
+    def weight(self) -> int:
+        return sum(item.weight() for item in self.objects)
+
+
+def compressed(data: bytes | bytearray) -> bytes:
+    return zlib.compress(data, 1)  # one call: a compressor object per object cost more than the deflate
+
+
+def whole_stream(code: int, data: bytes | bytearray) -> list[bytes | memoryview]:
+    """The zlib stream of an object stored whole: deflated at level 1, or for a wide tree
+    stored blocks (20-byte ids do not compress, and git would keep the bytes as they are)."""
+    if code != _TREE or len(data) < _SMALL:
+        return [compressed(data)]
+    return stored_zlib_stream(b"", data)
+
+
+def delta_of(base: bytes | bytearray | None, data: bytes | bytearray) -> bytes | None:
+    """A delta turning ``base`` into ``data`` when that is worth storing (much smaller than
+    ``data``), else None."""
+    if base is None or len(data) < DELTA_MIN:
+        return None
+    delta = make_delta(bytes(base), bytes(data))
+    return delta if len(delta) * 4 < len(data) else None
+
+
 def write_pack(pack_dir: Path, objects: Sequence[tuple[bytes, int, bytes, bytes | None]]) -> str:
     """Write ``(oid, type code, data, delta base id or None)`` objects (distinct ids) as one
     pack; returns its name. An object whose base comes earlier in the same pack is stored as a
     delta of it (OFS_DELTA) when that is much smaller: a wide tree changed by one entry."""
+    data_of = {oid: data for oid, _code, data, _base in objects}
+    held = []
+    for oid, code, data, base in objects:
+        delta = delta_of(data_of.get(base) if base is not None else None, data)
+        held.append(Held.new(oid, code, len(data), base, delta))
+    return write_held(pack_dir, held, lambda item: whole_stream(item.code, data_of[item.oid])).name
+
+
+def write_held(
+    pack_dir: Path, objects: Sequence[Held], whole: Callable[[Held], list[bytes | memoryview]]
+) -> Written:
+    """Write ``objects`` (distinct ids) as one pack: each as its delta when its base comes
+    earlier in the pack and the chain stays under MAX_DELTA_DEPTH, else whole (its kept
+    ``stream``, or what ``whole`` makes)."""
     entries: list[tuple[bytes, int, int]] = []  # (oid, crc32, offset)
-    placed: dict[bytes, tuple[int, bytes, int]] = {}  # oid -> (offset, data, depth): delta bases
+    placed: dict[bytes, tuple[int, int]] = {}  # oid -> (offset, delta depth)
+    as_delta: list[bool] = []
     parts: list[bytes | memoryview] = []
     head = b"PACK" + struct.pack(">II", 2, len(objects))
     parts.append(head)
     offset = len(head)
     digest = hashlib.sha1(head)
-    for oid, code, data, base in objects:
-        start, crc = offset, 0
-        chunk: tuple[bytes | memoryview, ...] = ()
-        depth = 0
-        if base is not None and base in placed and placed[base][2] < MAX_DELTA_DEPTH:
-            base_offset, base_data, base_depth = placed[base]
-            delta = make_delta(base_data, data)
-            if len(delta) * 4 < len(data):
-                header = _entry_header(_OFS_DELTA, len(delta)) + _negative_offset(start - base_offset)
-                chunk = (header, *_entry_stream(delta))
-                depth = base_depth + 1
-        if not chunk:
-            chunk = (_entry_header(code, len(data)), *_entry_stream(data, compress=code != _TREE))
-        if len(data) >= DELTA_MIN:
-            placed[oid] = (start, data, depth)
+    for item in objects:
+        start, crc, depth = offset, 0, 0
+        chunk: tuple[bytes | memoryview, ...] | list[bytes | memoryview]
+        base = placed.get(item.base) if item.base is not None and item.delta is not None else None
+        if base is not None and base[1] < MAX_DELTA_DEPTH:
+            assert item.delta is not None
+            header = _entry_header(_OFS_DELTA, item.delta_size) + _negative_offset(start - base[0])
+            chunk, depth = (header, item.delta), base[1] + 1
+        else:
+            stream = [item.stream] if item.stream is not None else whole(item)
+            chunk = (_entry_header(item.code, item.size), *stream)
+        as_delta.append(depth > 0)
+        placed[item.oid] = (start, depth)
         for part in chunk:
             crc = zlib.crc32(part, crc)
             digest.update(part)
             parts.append(part)
             offset += len(part)
-        entries.append((oid, crc, start))
+        entries.append((item.oid, crc, start))
     pack_sha = digest.digest()
     parts.append(pack_sha)
-    return _install(pack_dir, parts, entries, pack_sha)
+    return Written(_install(pack_dir, parts, entries, pack_sha), as_delta, offset + len(pack_sha))
 
 
 def _install(

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import threading
 import zlib
-from collections import OrderedDict
+
+from .lru import ObjectCache
 
 __all__ = [
     "EMPTY_TREE",
     "MODE_BLOB",
     "MODE_TREE",
     "RawTree",
-    "RawTreeCache",
+    "raw_tree_cache",
     "stored_blocks",
     "stored_zlib_stream",
 ]
@@ -139,31 +139,9 @@ class RawTree:
 EMPTY_TREE = RawTree(b"", [], [])
 
 
-class RawTreeCache:
+def raw_tree_cache(max_bytes: int = 64 * 1024 * 1024) -> ObjectCache[RawTree]:
     """Recently used trees by id, bounded by total bytes (superseded wide trees fall out)."""
-
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[bytes, RawTree] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, oid: bytes) -> RawTree | None:
-        with self._lock:
-            tree = self._items.get(oid)
-            if tree is not None:
-                self._items.move_to_end(oid)
-            return tree
-
-    def put(self, oid: bytes, tree: RawTree) -> None:
-        with self._lock:
-            if oid in self._items:
-                return
-            self._items[oid] = tree
-            self._bytes += len(tree.data) + 64
-            while self._bytes > self.max_bytes and len(self._items) > 1:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= len(old.data) + 64
+    return ObjectCache(max_bytes, lambda tree: len(tree.data))
 
 
 def stored_blocks(data: bytes | bytearray, header: bytes = b"") -> list[tuple[bytes, bytes | memoryview]]:

@@ -23,7 +23,7 @@ from ..errors import ConflictingUpdate, from_os_error
 from . import refs
 from .base import CommitInfo, Signature, configure_library
 from .gitindex import IndexAndWorkTree
-from .rawtree import RawTreeCache
+from .rawtree import raw_tree_cache
 
 __all__ = ["CommitInfo", "GitRepo", "Signature", "configure_library", "sync_filesystem"]
 
@@ -127,4 +127,4 @@ class GitRepo(IndexAndWorkTree):
         self.flush_objects()
         self._closed = True
         self._repo.free()
-        self._trees = RawTreeCache()
+        self._trees = raw_tree_cache()

@@ -40,13 +40,15 @@ class TreeStore(ObjectStore):
         found = self._lookup(tree_id, path)
         if found is None or found[0] == MODE_TREE:
             return None
-        pending = self._pending.get(found[1])
-        if pending is not None:
-            return pending[1]
+        data = self.recent_blob(found[1])
+        if data is not None:
+            return data
         blob = self._object(found[1].hex())
         if not isinstance(blob, pygit2.Blob):
             return None
-        return blob.data
+        data = blob.data
+        self._blobs.put(found[1], data)
+        return data
 
     def entry_id(self, tree_id: str | None, path: str) -> str | None:
         if tree_id is None:
@@ -173,7 +175,8 @@ class TreeStore(ObjectStore):
             return None
         unchanged = new_tree is tree and tree_oid is not None  # nothing to hash: its id is known
         known = tree_oid if unchanged else new_tree.object_id()
-        oid = self._put(_TREE, b"tree", bytes(new_tree.data), tree_oid, known)
+        base_data = tree.data if tree_oid is not None else None
+        oid = self._put(_TREE, b"tree", bytes(new_tree.data), tree_oid, known, base_data)
         self._trees.put(oid, new_tree)
         return oid
 

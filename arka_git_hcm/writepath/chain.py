@@ -138,7 +138,10 @@ class Planner:
         self._append(chain, request, draft, outcome)
 
     def _append(self, chain: Chain, request: WriteRequest, draft: Draft, outcome: WriteOutcome) -> None:
-        blobs = {p: (None if d is None else self.repo.write_blob(d)) for p, d in draft.changes.items()}
+        blobs = {  # each new version stored as a delta of the one it replaces where that pays
+            p: (None if d is None else self.repo.write_blob(d, self.repo.entry_id(chain.tree, p)))
+            for p, d in draft.changes.items()
+        }
         tree = self.repo.build_tree(chain.tree, blobs)
         trailers = OperationTrailers(
             op=request.op,

@@ -1,13 +1,14 @@
 """Keeping the pack folder small while writes go on.
 
 Each batch writes one pack. Every PACKS_BEFORE_REPACK of them, a background worker folds this
-process's packs into one from the objects still in memory (GitRepo.fold_own_packs), and when
-more than GIT_REPACK_ABOVE packs pile up (these folds, other processes' packs) it has git fold
-them (`git repack --geometric`, see GitRepo.repack). Writers go on meanwhile: every write of
-those batches is acknowledged already. When folding falls behind (a busy CPU: a long run once
-reached 673 packs and ran out of descriptors), the writer waits for it once PACKS_BACKPRESSURE
-packs are waiting, so packs stay bounded. At close, more than PACKS_AT_CLOSE packs (CLI runs write
-one each) are folded.
+process's newest packs into one from the objects it still holds, compressed (GitRepo.
+fold_own_packs: a geometric series, each version of a journal a delta of the previous one), and
+when more than GIT_REPACK_ABOVE packs pile up (other processes' packs, folds this process let go
+of) it has git fold them (`git repack --geometric`, see GitRepo.repack). Writers go on
+meanwhile: every write of those batches is acknowledged already. When folding falls behind (a
+busy CPU: a long run once reached 673 packs and ran out of descriptors), the writer waits for it
+once PACKS_BACKPRESSURE packs are waiting, so packs stay bounded. At close, more than
+PACKS_AT_CLOSE packs (CLI runs write one each) are folded.
 """
 
 from __future__ import annotations
