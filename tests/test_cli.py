@@ -305,7 +305,10 @@ def test_token_create_list_revoke(client: Path) -> None:
 
 def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
     found = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # (the root group loads each command's module)
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         found.append((f"{prefix}{name}", command))
         if isinstance(command, click.Group):
             found += _commands(command, f"{prefix}{name} ")
@@ -350,3 +353,30 @@ def test_another_git_repository_is_not_taken_for_an_hcm(tmp_path: Path) -> None:
         assert result.exit_code == 6 and "not an HCM" in result.output
     assert not (project / ".git" / "arka-hcm").exists()
     assert not (project / ".git" / "hooks" / "pre-commit").exists()
+
+
+LAZY_PROBE = """
+import sys
+import click
+from arka_git_hcm.cli import COMMAND_MODULES, main
+loaded = lambda: sorted(m for m in sys.modules if m.startswith("arka_git_hcm.cli."))
+assert loaded() == [], loaded()  # nothing but the root group at start
+ctx = click.Context(main)
+assert main.get_command(ctx, "log").name == "log"
+assert "arka_git_hcm.cli.custody_cmds" not in sys.modules and "arka_git_hcm.anonymize" not in sys.modules
+for name, module in COMMAND_MODULES.items():
+    assert main.get_command(ctx, name).callback.__module__ == f"arka_git_hcm.cli.{module}", name
+assert set(main.commands) == set(COMMAND_MODULES), set(main.commands) ^ set(COMMAND_MODULES)
+print("ok")
+"""
+
+
+def test_commands_are_loaded_when_asked_for_and_the_map_names_every_one() -> None:
+    """A command imports its own module only (a new command missing from COMMAND_MODULES, or
+    listed under the wrong module, fails here)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", LAZY_PROBE], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert "log" in run("--help").output and "anonymize" in run("--help").output

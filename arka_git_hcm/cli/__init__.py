@@ -6,6 +6,7 @@ error codes (see arka_git_hcm.errors: INVALID_PAYLOAD 3 ... INTERNAL_ERROR 14).
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from typing import Any
@@ -28,8 +29,50 @@ Examples:
 """
 
 
+# Each command's module, imported only when the command runs (or --help lists them all): a
+# command does not pay for the others' imports (`log` once spent most of its 1.5 s importing
+# backup, anonymize and search code). tests/test_cli.py checks this map against the modules.
+COMMAND_MODULES = {
+    "accept-rewind": "store_cmds",
+    "adopt": "store_cmds",
+    "anonymize": "anonymize_cmds",
+    "audit": "guard_cmds",
+    "backup": "custody_cmds",
+    "diff": "history_cmds",
+    "exec": "store_cmds",
+    "gc": "history_cmds",
+    "history": "guard_cmds",
+    "hooks": "guard_cmds",
+    "index": "search_cmds",
+    "init": "store_cmds",
+    "log": "history_cmds",
+    "missions": "store_cmds",
+    "push": "custody_cmds",
+    "remote": "custody_cmds",
+    "restore": "custody_cmds",
+    "rollback": "history_cmds",
+    "search": "search_cmds",
+    "serve": "service_cmds",
+    "snapshot": "history_cmds",
+    "status": "store_cmds",
+    "token": "service_cmds",
+    "validate": "guard_cmds",
+    "verify": "store_cmds",
+}
+
+
 class HcmGroup(click.Group):
-    """Translates HcmError once: a clear message on stderr and the error's exit code."""
+    """Loads a command's module when it is asked for, and translates HcmError once: a clear
+    message on stderr and the error's exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            importlib.import_module(f"{__name__}.{module}")  # its decorators register it on main
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -111,15 +154,3 @@ def main(
     Every write operation is exactly one git commit in the HCM folder.
     """
     ctx.obj = Context(client, hcm, config, logs, as_)
-
-
-# Importing the command modules registers their commands on `main`.
-from . import (  # noqa: E402,F401
-    anonymize_cmds,
-    custody_cmds,
-    guard_cmds,
-    history_cmds,
-    search_cmds,
-    service_cmds,
-    store_cmds,
-)
