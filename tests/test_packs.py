@@ -306,7 +306,7 @@ def test_own_packs_are_folded_from_memory_into_one_synced_pack_of_deltas(
         assert after == (before - set(own)) | set(synced) and len(synced) == 1
         # the fold is held in their place (the next folds copy its compressed objects)
         assert [pack.name for pack in store.repo._own_packs] == synced
-        assert store.repo._own_bytes == store.repo._own_packs[0].weight() > 0
+        assert store.repo._own_bytes == store.repo._own_packs[0].weight > 0
         folded = hcm / ".git" / "objects" / "pack" / f"{synced[0]}.pack"
         assert folded.stat().st_size < pack_bytes  # one pack header, and deltas of the wide trees
         assert (hcm / ".git" / "arka-hcm" / "packs-rolled-up").exists()  # other processes reopen
@@ -366,15 +366,18 @@ def test_journal_versions_written_by_separate_batches_become_deltas_when_folded(
 
 
 def test_folds_form_a_geometric_series() -> None:
-    def own(*sizes: int) -> list[packs.OwnPack]:
-        return [packs.OwnPack(f"pack-{i}", [], size) for i, size in enumerate(sizes)]
+    def own(*counts: int) -> list[packs.OwnPack]:
+        held = packs.Held(b"", 3, 0, b"")
+        return [packs.OwnPack.of(f"pack-{i}", [held] * count, 1000) for i, count in enumerate(counts)]
 
-    run = GitRepo._geometric_run
-    assert [p.size for p in run(own(800, 300, 100, 10, 10, 10, 10))] == [10, 10, 10, 10]
-    assert [p.size for p in run(own(800, 300, 70, 10, 10, 10, 10))] == [70, 10, 10, 10, 10]
-    assert [p.size for p in run(own(800, 300, 100, 40, 40, 40))] == [800, 300, 100, 40, 40, 40]
-    assert [p.size for p in run(own(50, 10))] == [10]  # nothing to fold: one pack
-    assert run(own()) == []
+    def run(*counts: int) -> list[int]:
+        return [len(pack.objects) for pack in GitRepo._geometric_run(own(*counts))]
+
+    assert run(800, 300, 100, 10, 10, 10, 10) == [10, 10, 10, 10]
+    assert run(800, 300, 70, 10, 10, 10, 10) == [70, 10, 10, 10, 10]
+    assert run(800, 300, 100, 40, 40, 40) == [800, 300, 100, 40, 40, 40]
+    assert run(50, 10) == [10]  # nothing to fold: one pack
+    assert run() == []
 
 
 def test_a_fold_waits_for_no_one_and_deletes_nothing_while_fsck_reads(settings: Settings) -> None:

@@ -56,21 +56,26 @@ class PackMaintenance(HistoryReads):
                         packs.remove_pack(self.pack_dir, old.name)
             except OSError as exc:
                 raise from_os_error(exc, "folding small packs") from None
+        weight = 0
         for item, as_delta in zip(objects, written.as_delta, strict=True):
             if as_delta:
                 item.stream = None  # a delta now, and stays one in the next folds (its base comes along)
-        self._replace_own_packs(folding, packs.OwnPack(written.name, objects, written.size))
+            weight += item.weight()
+        self._replace_own_packs(folding, packs.OwnPack(written.name, objects, written.size, weight))
         self.announce_repack()
         return len(folding)
 
     @staticmethod
     def _geometric_run(own: list[packs.OwnPack]) -> list[packs.OwnPack]:
         """The newest own packs to fold: going back from the newest, each older pack joins
-        while it is smaller than FOLD_FACTOR times the packs taken so far."""
+        while it holds fewer than FOLD_FACTOR times the objects taken so far. (Counted in
+        objects, not bytes: a fold shrinks what it folds, deltas replacing whole versions, so
+        by bytes the new packs always looked large next to older folds, and every fold
+        rewrote most of them: 77 ms a fold at 20,000 writes, measured.)"""
         start, total = len(own), 0
-        while start > 0 and (total == 0 or own[start - 1].size < FOLD_FACTOR * total):
+        while start > 0 and (total == 0 or len(own[start - 1].objects) < FOLD_FACTOR * total):
             start -= 1
-            total += own[start].size
+            total += len(own[start].objects)
         return own[start:]
 
     def _replace_own_packs(self, folded: list[packs.OwnPack], new: packs.OwnPack) -> None:
@@ -83,7 +88,7 @@ class PackMaintenance(HistoryReads):
             at = next((i for i, pack in enumerate(own) if pack.name in names), len(own))
             own = [pack for pack in own[:at] if pack.name not in names] + [new]
             own += [pack for pack in self._own_packs[at:] if pack.name not in names]
-            weights = [pack.weight() for pack in own]
+            weights = [pack.weight for pack in own]
             while len(own) > 1 and sum(weights) > OWN_PACK_BYTES_KEPT:
                 own.pop(0)
                 weights.pop(0)
@@ -107,7 +112,7 @@ class PackMaintenance(HistoryReads):
         """Forget the objects of own packs no longer on disk (gone in a git repack)."""
         with self._pack_lock:
             self._own_packs = [pack for pack in self._own_packs if keep(pack.name)]
-            self._own_bytes = sum(pack.weight() for pack in self._own_packs)
+            self._own_bytes = sum(pack.weight for pack in self._own_packs)
 
     def repack(self) -> None:
         """Fold the small packs (and any loose objects) with `git repack --geometric=2 -d`, then

@@ -75,8 +75,8 @@ class ObjectStore(RepoBase):
             self._pending = {}
             self._pending_bytes = 0
             self.packs_written += 1
-            own = packs.OwnPack(written.name, held, written.size)
-            weight = own.weight()
+            own = packs.OwnPack.of(written.name, held, written.size)
+            weight = own.weight
             if self._own_bytes + weight <= OWN_PACK_BYTES_KEPT:
                 self._own_packs.append(own)
                 self._own_bytes += weight

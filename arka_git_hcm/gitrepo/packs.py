@@ -223,10 +223,12 @@ class OwnPack:
 
     name: str
     objects: list[Held]
-    size: int
+    size: int  # bytes of the pack
+    weight: int  # bytes its objects keep in memory (kept: a fold reads it for every pack)
 
-    def weight(self) -> int:
-        return sum(item.weight() for item in self.objects)
+    @classmethod
+    def of(cls, name: str, objects: list[Held], size: int) -> OwnPack:
+        return cls(name, objects, size, sum(item.weight() for item in objects))
 
 
 def compressed(data: bytes | bytearray) -> bytes:
@@ -269,32 +271,35 @@ def write_held(
     earlier in the pack and the chain stays under MAX_DELTA_DEPTH, else whole (its kept
     ``stream``, or what ``whole`` makes)."""
     entries: list[tuple[bytes, int, int]] = []  # (oid, crc32, offset)
-    placed: dict[bytes, tuple[int, int]] = {}  # oid -> (offset, delta depth)
+    placed: dict[bytes | None, tuple[int, int]] = {}  # oid -> (offset, delta depth)
     as_delta: list[bool] = []
-    parts: list[bytes | memoryview] = []
     head = b"PACK" + struct.pack(">II", 2, len(objects))
-    parts.append(head)
+    parts: list[bytes | memoryview] = [head]
     offset = len(head)
-    digest = hashlib.sha1(head)
-    for item in objects:
-        start, crc, depth = offset, 0, 0
-        chunk: tuple[bytes | memoryview, ...] | list[bytes | memoryview]
-        base = placed.get(item.base) if item.base is not None and item.delta is not None else None
-        if base is not None and base[1] < MAX_DELTA_DEPTH:
-            assert item.delta is not None
+    for item in objects:  # a fold copies a hundred thousand objects: keep this loop lean
+        start, depth = offset, 0
+        delta = item.delta
+        base = placed.get(item.base) if delta is not None else None
+        body: Sequence[bytes | memoryview]
+        if base is not None and delta is not None and base[1] < MAX_DELTA_DEPTH:
             header = _entry_header(_OFS_DELTA, item.delta_size) + _negative_offset(start - base[0])
-            chunk, depth = (header, item.delta), base[1] + 1
+            body, depth = (delta,), base[1] + 1
         else:
-            stream = [item.stream] if item.stream is not None else whole(item)
-            chunk = (_entry_header(item.code, item.size), *stream)
-        as_delta.append(depth > 0)
-        placed[item.oid] = (start, depth)
-        for part in chunk:
+            header = _entry_header(item.code, item.size)
+            body = (item.stream,) if item.stream is not None else whole(item)
+        crc = zlib.crc32(header)
+        parts.append(header)
+        offset += len(header)
+        for part in body:
             crc = zlib.crc32(part, crc)
-            digest.update(part)
             parts.append(part)
             offset += len(part)
+        placed[item.oid] = (start, depth)
+        as_delta.append(depth > 0)
         entries.append((item.oid, crc, start))
+    digest = hashlib.sha1()
+    for part in parts:
+        digest.update(part)
     pack_sha = digest.digest()
     parts.append(pack_sha)
     return Written(_install(pack_dir, parts, entries, pack_sha), as_delta, offset + len(pack_sha))
