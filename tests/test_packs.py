@@ -365,6 +365,34 @@ def test_journal_versions_written_by_separate_batches_become_deltas_when_folded(
     assert_clean(hcm)
 
 
+def test_held_objects_stay_bounded_and_packs_let_go_of_stay_readable(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arka_git_hcm.gitrepo import maintenance, objects
+
+    monkeypatch.setattr(objects, "OWN_OBJECTS_KEPT", 120)
+    monkeypatch.setattr(maintenance, "OWN_OBJECTS_KEPT", 120)
+    monkeypatch.setattr(pack_folding, "PACKS_BEFORE_REPACK", 10_000)  # folds only when asked
+    hcm = settings.hcm_path
+    with open_store(settings) as store:
+        create_mission(store, "m1")
+        most = 0
+        for i in range(120):
+            journal(store, f"entry {i} " + "x" * 300)
+            if i % 8 == 7:
+                store.repo.fold_own_packs()
+            held = sum(len(pack.objects) for pack in store.repo._own_packs)
+            most = max(most, held)
+        assert most <= 120
+        released = set(packs.pack_names(store.repo.pack_dir)) - {p.name for p in store.repo._own_packs}
+        assert released  # folds let go of stay on disk, for git's repack
+        entries = ok(
+            store, "HCM_GET_MISSION_CONTEXT", {"mission_id": "m1", "options": {"include_last_entries": 500}}
+        )
+        assert len(entries["data"]["last_journal_entries"]) == 120
+    assert_clean(hcm)
+
+
 def test_folds_form_a_geometric_series() -> None:
     def own(*counts: int) -> list[packs.OwnPack]:
         held = packs.Held(b"", 3, 0, b"")

@@ -146,9 +146,14 @@ def count_objects(workdir: Path) -> dict[str, int]:
 
 
 def repack_geometric(workdir: Path, *, timeout: float = 600) -> bool:
-    """`git repack --geometric=2 -d`: the smallest packs (one per batch of writes) and loose
-    objects are folded into one, delta-compressed, so that each pack left is at least twice
-    the size of all smaller ones together; large packs are left alone. Objects of the folded
+    """`git repack --geometric=2 -d`: the smallest packs (folds the store let go of, other
+    processes' packs) and loose objects are folded into one, so that each pack left is at least
+    twice the size of all smaller ones together; large packs are left alone. The deltas in
+    those packs are kept, and no new ones are searched (`pack.window=0`): the store's folds
+    already store each version of a journal or wide tree as a delta of the previous one, and
+    git's search (which cannot tell one mission's `journal.jsonl` from another's) tried again
+    on every whole object at every repack, most of the cost of a long run's background work.
+    `arka-hcm gc` searches deltas over the whole history. Objects of the folded
     packs are all kept, reachable or not (a writer's objects may not be named by a ref yet).
     The new pack is always fsynced before the folded ones are deleted, whatever the store's
     durability: they may hold history acknowledged long ago.
@@ -158,7 +163,8 @@ def repack_geometric(workdir: Path, *, timeout: float = 600) -> bool:
             return False
         proc = _git(
             workdir,
-            *("-c", "core.fsync=pack,pack-metadata", "repack", "-d", "-q", "--geometric=2"),
+            *("-c", "core.fsync=pack,pack-metadata", "-c", "pack.window=0"),
+            *("repack", "-d", "-q", "--geometric=2"),
             timeout=timeout,
             keep_fd=fd,
         )

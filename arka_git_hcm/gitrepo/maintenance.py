@@ -13,7 +13,7 @@ from ..durable import write_atomic
 from ..errors import IoError, from_os_error
 from . import gitbin, loose, packs
 from .history_reads import HistoryReads
-from .objects import HELD_STREAM_MAX, OWN_PACK_BYTES_KEPT
+from .objects import HELD_STREAM_MAX, OWN_OBJECTS_KEPT, OWN_PACK_BYTES_KEPT
 
 __all__ = ["PackMaintenance"]
 PACK_LIST_CHECK_S = 1.0  # how often notice_rollups lists the pack folder
@@ -80,20 +80,23 @@ class PackMaintenance(HistoryReads):
 
     def _replace_own_packs(self, folded: list[packs.OwnPack], new: packs.OwnPack) -> None:
         """Put ``new`` where the run of ``folded`` packs was (packs written meanwhile stay after
-        it), then let go of the oldest packs' objects beyond OWN_PACK_BYTES_KEPT: they stay on
-        disk, and git's repack folds them when packs pile up."""
+        it), then let go of the oldest packs' objects beyond OWN_PACK_BYTES_KEPT or
+        OWN_OBJECTS_KEPT: they stay on disk, and git's repack folds them when packs pile up.
+        (The object bound keeps each fold short: the largest fold rewrites about as many
+        objects as are held, and the writer waits for folds that fall far behind.)"""
         names = {pack.name for pack in folded}
         with self._pack_lock:
             own = self._own_packs
             at = next((i for i, pack in enumerate(own) if pack.name in names), len(own))
             own = [pack for pack in own[:at] if pack.name not in names] + [new]
             own += [pack for pack in self._own_packs[at:] if pack.name not in names]
-            weights = [pack.weight for pack in own]
-            while len(own) > 1 and sum(weights) > OWN_PACK_BYTES_KEPT:
+            while len(own) > 1 and (
+                sum(pack.weight for pack in own) > OWN_PACK_BYTES_KEPT
+                or sum(len(pack.objects) for pack in own) > OWN_OBJECTS_KEPT
+            ):
                 own.pop(0)
-                weights.pop(0)
             self._own_packs = own
-            self._own_bytes = sum(weights)
+            self._own_bytes = sum(pack.weight for pack in own)
 
     def _whole_again(self, item: packs.Held) -> list[bytes | memoryview]:
         """An object a fold must write whole though it did not keep its whole stream (its base

@@ -18,6 +18,7 @@ _COMMIT = packs.KIND_CODES[b"commit"]
 _TAG = packs.KIND_CODES[b"tag"]
 PENDING_LIMIT = 32 * 1024 * 1024  # pending object bytes that force a pack out mid-batch
 OWN_PACK_BYTES_KEPT = 64 * 1024 * 1024  # compressed objects of own packs held for the folds, at most
+OWN_OBJECTS_KEPT = 32768  # objects of own packs held for the folds, at most (~5,000 writes)
 HELD_STREAM_MAX = 256 * 1024  # larger whole objects are not held (a fold reads them back)
 COMMIT_TREES_KEPT = 4096  # commit -> tree ids remembered (a commit's tree never changes)
 
@@ -77,7 +78,8 @@ class ObjectStore(RepoBase):
             self.packs_written += 1
             own = packs.OwnPack.of(written.name, held, written.size)
             weight = own.weight
-            if self._own_bytes + weight <= OWN_PACK_BYTES_KEPT:
+            held_objects = sum(len(pack.objects) for pack in self._own_packs) + len(held)
+            if self._own_bytes + weight <= OWN_PACK_BYTES_KEPT and held_objects <= OWN_OBJECTS_KEPT:
                 self._own_packs.append(own)
                 self._own_bytes += weight
             return written.name

@@ -66,6 +66,7 @@ _TREE = KIND_CODES[b"tree"]
 DELTA_MIN = 4096  # smaller objects are not worth a delta
 MAX_DELTA_DEPTH = 16  # a reader applies at most this many deltas to rebuild an object
 _LARGE = 0x80000000
+HELD_OVERHEAD = 200  # bytes a Held costs beyond its streams (the instance, two bytes objects, refs)
 PACK_TEMP, IDX_TEMP = "tmp_pack_arka_", "tmp_idx_arka_"  # temp names: these + random hex
 
 
@@ -208,7 +209,7 @@ class Held:
 
     def weight(self) -> int:
         """Bytes it keeps in memory."""
-        return len(self.stream or b"") + len(self.delta or b"") + 96
+        return len(self.stream or b"") + len(self.delta or b"") + HELD_OVERHEAD
 
 
 class Written(NamedTuple):
