@@ -45,6 +45,3 @@ class ObjectCache(Generic[V]):
             while self._bytes > self.max_bytes and len(self._items) > 1:
                 _, old = self._items.popitem(last=False)
                 self._bytes -= self._size_of(old) + ENTRY_OVERHEAD
-
-    def __len__(self) -> int:
-        return len(self._items)

@@ -13,7 +13,7 @@ from ..durable import write_atomic
 from ..errors import IoError, from_os_error
 from . import gitbin, loose, packs
 from .history_reads import HistoryReads
-from .objects import HELD_STREAM_MAX, OWN_OBJECTS_KEPT, OWN_PACK_BYTES_KEPT
+from .objects import OWN_OBJECTS_KEPT, OWN_PACK_BYTES_KEPT
 
 __all__ = ["PackMaintenance"]
 PACK_LIST_CHECK_S = 1.0  # how often notice_rollups lists the pack folder
@@ -25,7 +25,7 @@ class PackMaintenance(HistoryReads):
         """Fold the newest packs this process wrote into one, from the objects it still holds
         in memory: no git process, no pack read back. The folds form a geometric series, as
         `git repack --geometric=2` does: the packs written since the last fold, plus each older
-        fold less than FOLD_FACTOR times the size of what is folded already. So an object is
+        fold holding fewer than FOLD_FACTOR times the objects folded already. So an object is
         copied about log2(n) times over n writes, as the compressed bytes its batch wrote (not
         deflated again), and each new version of a journal or a wide tree becomes a delta of
         the previous one as soon as both are in one pack: an append then costs the pack what
@@ -106,10 +106,7 @@ class PackMaintenance(HistoryReads):
             _kind, data = self._repo.odb.read(item.oid.hex())
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise OSError(f"object {item.oid.hex()} to fold cannot be read: {exc}") from None
-        stream = packs.whole_stream(item.code, data)
-        if len(stream) == 1 and len(stream[0]) <= HELD_STREAM_MAX:
-            item.stream = bytes(stream[0])
-        return stream
+        return item.whole_from(data)
 
     def _keep_own_packs(self, keep: Callable[[str], bool]) -> None:
         """Forget the objects of own packs no longer on disk (gone in a git repack)."""

@@ -19,7 +19,6 @@ _TAG = packs.KIND_CODES[b"tag"]
 PENDING_LIMIT = 32 * 1024 * 1024  # pending object bytes that force a pack out mid-batch
 OWN_PACK_BYTES_KEPT = 64 * 1024 * 1024  # compressed objects of own packs held for the folds, at most
 OWN_OBJECTS_KEPT = 32768  # objects of own packs held for the folds, at most (~5,000 writes)
-HELD_STREAM_MAX = 256 * 1024  # larger whole objects are not held (a fold reads them back)
 COMMIT_TREES_KEPT = 4096  # commit -> tree ids remembered (a commit's tree never changes)
 
 
@@ -62,15 +61,10 @@ class ObjectStore(RepoBase):
                 packs.Held.new(oid, code, len(data), base, delta)
                 for oid, (code, data, base, delta) in pending.items()
             ]
-
-            def whole(item: packs.Held) -> list[bytes | memoryview]:
-                stream = packs.whole_stream(item.code, pending[item.oid][1])
-                if len(stream) == 1 and len(stream[0]) <= HELD_STREAM_MAX:
-                    item.stream = bytes(stream[0])  # kept for the folds
-                return stream
-
             try:
-                written = packs.write_held(self.pack_dir, held, whole)
+                written = packs.write_held(
+                    self.pack_dir, held, lambda item: item.whole_from(pending[item.oid][1])
+                )
             except OSError as exc:
                 raise from_os_error(exc, "writing a pack of new objects") from None
             self._pending = {}
@@ -104,7 +98,8 @@ class ObjectStore(RepoBase):
         before this append), stored as its delta base when that is much smaller."""
         data = bytes(data)
         base = bytes.fromhex(previous) if previous else None
-        base_data = self.recent_blob(base) if base is not None else None
+        small = len(data) < packs.DELTA_MIN  # no delta pays below that: no base looked up
+        base_data = self.recent_blob(base) if base is not None and not small else None
         oid = self._put(_BLOB, b"blob", data, base if base_data is not None else None, base_data=base_data)
         self._blobs.put(oid, data)
         return oid.hex()
@@ -153,12 +148,19 @@ class ObjectStore(RepoBase):
         return obj
 
     def blob_data(self, blob_id: str) -> bytes:
-        oid = bytes.fromhex(blob_id)
+        data = self._blob_bytes(bytes.fromhex(blob_id))
+        assert data is not None, f"{blob_id} is not a blob"
+        return data
+
+    def _blob_bytes(self, oid: bytes) -> bytes | None:
+        """Blob ``oid``'s bytes, from memory when recent, else read and kept; None when the
+        object is not a blob."""
         data = self.recent_blob(oid)
         if data is not None:
             return data
-        blob = self._object(blob_id)
-        assert isinstance(blob, pygit2.Blob)
+        blob = self._object(oid.hex())
+        if not isinstance(blob, pygit2.Blob):
+            return None
         data = blob.data
         self._blobs.put(oid, data)
         return data

@@ -66,6 +66,7 @@ _TREE = KIND_CODES[b"tree"]
 DELTA_MIN = 4096  # smaller objects are not worth a delta
 MAX_DELTA_DEPTH = 16  # a reader applies at most this many deltas to rebuild an object
 _LARGE = 0x80000000
+HELD_STREAM_MAX = 256 * 1024  # larger whole streams are not held (a fold reads the object back)
 HELD_OVERHEAD = 200  # bytes a Held costs beyond its streams (the instance, two bytes objects, refs)
 PACK_TEMP, IDX_TEMP = "tmp_pack_arka_", "tmp_idx_arka_"  # temp names: these + random hex
 
@@ -206,6 +207,14 @@ class Held:
         if delta is None:
             return cls(oid, code, size, None, base)
         return cls(oid, code, size, None, base, compressed(delta), len(delta))
+
+    def whole_from(self, data: bytes | bytearray) -> list[bytes | memoryview]:
+        """Its whole stream made from its bytes ``data``, and kept when small enough (a fold
+        then copies it instead of making it again)."""
+        stream = whole_stream(self.code, data)
+        if len(stream) == 1 and len(stream[0]) <= HELD_STREAM_MAX:
+            self.stream = bytes(stream[0])
+        return stream
 
     def weight(self) -> int:
         """Bytes it keeps in memory."""

@@ -40,15 +40,7 @@ class TreeStore(ObjectStore):
         found = self._lookup(tree_id, path)
         if found is None or found[0] == MODE_TREE:
             return None
-        data = self.recent_blob(found[1])
-        if data is not None:
-            return data
-        blob = self._object(found[1].hex())
-        if not isinstance(blob, pygit2.Blob):
-            return None
-        data = blob.data
-        self._blobs.put(found[1], data)
-        return data
+        return self._blob_bytes(found[1])
 
     def entry_id(self, tree_id: str | None, path: str) -> str | None:
         if tree_id is None:
