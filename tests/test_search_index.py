@@ -296,6 +296,11 @@ def test_a_deleted_index_is_rebuilt(tmp_path: Path) -> None:
         shutil.rmtree(service.files.folder)  # by hand, while the service holds it open
         assert paths(search(store, "kanban", consistent=False)) == ["domain/org/a.json"]
         assert _generation(service).exists()
+        # the build's large FTS5 buffer is not left to the updates that follow it
+        conn = sqlite3.connect(_generation(service))
+        config = dict(conn.execute("SELECT k, v FROM fts_config").fetchall())
+        conn.close()
+        assert config.get("hashsize") == 1024 * 1024
 
 
 def test_a_corrupt_index_is_rebuilt(tmp_path: Path) -> None:
