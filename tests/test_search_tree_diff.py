@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arka_git_hcm.gitrepo import GitRepo
+from arka_git_hcm.errors import IoError
+from arka_git_hcm.gitrepo import GitRepo, tree_read
+from arka_git_hcm.gitrepo.gitcli import cat_objects
 from arka_git_hcm.gitrepo.tree_diff import changed_files
 from arka_git_hcm.gitrepo.tree_read import tree_files
 
@@ -63,7 +66,7 @@ def test_far_apart_changes_in_a_wide_folder_and_an_added_mission(tmp_path: Path)
     repo.close()
 
 
-def test_tree_files_reads_every_wanted_file(tmp_path: Path) -> None:
+def test_tree_files_reads_every_wanted_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = _repo(tmp_path)
     tree = repo.build_tree(
         None,
@@ -76,6 +79,32 @@ def test_tree_files_reads_every_wanted_file(tmp_path: Path) -> None:
     repo.flush_objects()
     found = sorted((p, d) for p, _, d in tree_files(repo, tree, lambda p: p.endswith(".json")))
     assert found == [("a/b.json", b"1"), ("d.json", b"3")]
+    # the same through libgit2 when there is no git binary
+    monkeypatch.setattr(tree_read, "git_binary", lambda: None)
+    found = sorted((p, d) for p, _, d in tree_files(repo, tree, lambda p: p.endswith(".json")))
+    assert found == [("a/b.json", b"1"), ("d.json", b"3")]
+    repo.close()
+
+
+def test_cat_objects_streams_in_order_and_reports_missing_objects(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    contents = [b"", b"x\n" * 70_000, bytes(range(256)) * 3, b"last"]  # one larger than a pipe
+    ids = [repo.write_blob(data) for data in contents]
+    repo.flush_objects()
+    absent = "0" * 40
+    got = list(cat_objects(repo.workdir, [ids[1], absent, *ids, ids[0]]))
+    assert got == [(ids[1], contents[1]), (absent, None), *zip(ids, contents, strict=True), (ids[0], b"")]
+    assert list(cat_objects(repo.workdir, [])) == []
+
+
+def test_a_blob_missing_from_a_tree_is_io_error(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    tree = repo.build_tree(None, {"a.json": repo.write_blob(b"1")})
+    repo.flush_objects()
+    tree = repo.build_tree(tree, {"gone.json": "1" * 40})  # an id no object has
+    repo.flush_objects()
+    with pytest.raises(IoError, match="repository is damaged"):
+        list(tree_files(repo, tree, lambda p: True))
     repo.close()
 
 

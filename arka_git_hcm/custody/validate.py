@@ -24,7 +24,7 @@ from pathlib import Path
 from ..admin.verify import check_file
 from ..domain.layout import LAYERS, META
 from ..errors import HcmError
-from ..gitrepo.gitcli import run_git
+from ..gitrepo.gitcli import cat_objects, run_git
 from ..paths import check_relative
 
 __all__ = ["Refusal", "validate_push", "validate_rev", "validate_staged"]
@@ -77,20 +77,7 @@ def _parse_raw(data: bytes) -> list[_Change]:
 
 
 def _blobs(repo: Path, oids: list[str]) -> dict[str, bytes]:
-    if not oids:
-        return {}
-    out = _git(repo, "cat-file", "--batch", stdin="".join(f"{o}\n" for o in oids).encode())
-    found, pos = {}, 0
-    for oid in oids:
-        end = out.index(b"\n", pos)
-        header = out[pos:end].decode().split(" ")
-        if len(header) < 3:  # "<oid> missing"
-            pos = end + 1
-            continue
-        size = int(header[2])
-        found[oid] = out[end + 1 : end + 1 + size]
-        pos = end + 1 + size + 1
-    return found
+    return {oid: data for oid, data in cat_objects(repo, oids, hook_env=True) if data is not None}
 
 
 def _check_changes(

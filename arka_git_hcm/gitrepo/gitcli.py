@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -29,6 +29,7 @@ __all__ = [
     "GitFailed",
     "HOOK_VARIABLES",
     "Progress",
+    "cat_objects",
     "git_binary",
     "git_stream",
     "hermetic_git_env",
@@ -177,15 +178,19 @@ def _run_with_progress(
 
 
 @contextlib.contextmanager
-def git_stream(cwd: Path, *args: str, hook_env: bool = False) -> Iterator[IO[bytes]]:
-    """git's standard output as a stream (a million-commit log is never held in memory).
-    GitFailed at the end when git failed (unless the reader stopped early)."""
+def git_stream(
+    cwd: Path, *args: str, hook_env: bool = False, stdin: bytes | None = None
+) -> Iterator[IO[bytes]]:
+    """git's standard output as a stream (a million-commit log is never held in memory), with
+    ``stdin`` fed to git from a thread meanwhile. GitFailed at the end when git failed (unless
+    the reader stopped early)."""
     proc = subprocess.Popen(
         _command(cwd, args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         env=_env(hook_env, None),
+        bufsize=65536,
     )
     assert proc.stdout is not None and proc.stderr is not None
     errors: list[bytes] = []
@@ -193,6 +198,8 @@ def git_stream(cwd: Path, *args: str, hook_env: bool = False) -> Iterator[IO[byt
         target=lambda: errors.append(proc.stderr.read() if proc.stderr else b""), daemon=True
     )
     drain.start()
+    if stdin is not None:
+        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
     early = True
     try:
         yield proc.stdout
@@ -208,3 +215,39 @@ def git_stream(cwd: Path, *args: str, hook_env: bool = False) -> Iterator[IO[byt
             proc.stdout.close()
     if not early and code != 0:
         raise GitFailed(args, code, _text(b"".join(errors)))
+
+
+def _feed(pipe: IO[bytes] | None, data: bytes) -> None:
+    if pipe is None:
+        return
+    with contextlib.suppress(BrokenPipeError, ValueError):  # git stopped reading: it says why
+        pipe.write(data)
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        pipe.close()
+
+
+def cat_objects(
+    cwd: Path, object_ids: Sequence[str], *, hook_env: bool = False
+) -> Iterator[tuple[str, bytes | None]]:
+    """(id, content) of each object, in the order asked, None for one git does not have: one
+    `git cat-file --batch` that finds and inflates objects on its own core while the caller
+    works on the ones already read (a full search-index build reads 100,000 blobs: half of
+    libgit2's CPU in this process, measured). OSError when git stops short."""
+    if not object_ids:
+        return
+    payload = "".join(f"{oid}\n" for oid in object_ids).encode()
+    with git_stream(cwd, "cat-file", "--batch", "--buffer", hook_env=hook_env, stdin=payload) as out:
+        readline, read = out.readline, out.read
+        for oid in object_ids:
+            header = readline()
+            fields = header.split()
+            if len(fields) != 3:
+                if not header.endswith(b"\n"):
+                    raise OSError(f"git cat-file stopped before object {oid}")
+                yield oid, None  # "<id> missing" (or "ambiguous")
+                continue
+            size = int(fields[2])
+            data = read(size)
+            if len(data) != size or read(1) != b"\n":
+                raise OSError(f"git cat-file stopped inside object {oid}")
+            yield oid, data
