@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import unicodedata
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from arka_git_hcm.anonymize.detectors import PatternDetector, field_values, identity_values
 from arka_git_hcm.anonymize.dictionary import SensitiveSet, layout_words
+from arka_git_hcm.anonymize.leakscan import scan_objects
 from arka_git_hcm.anonymize.normalize import fold, is_boundary, scan_form
 from arka_git_hcm.anonymize.pseudonyms import Pseudonyms, luhn_ok, nir_ok
 from arka_git_hcm.anonymize.rewriter import Rewriter
@@ -251,3 +253,90 @@ def test_json_files_keep_their_layout_and_stay_canonical() -> None:
     first = rewriter.content("j.jsonl", line.encode(), Counter())
     grown = rewriter.content("j.jsonl", (line + line).encode(), Counter())
     assert grown == first + first and b"Alice" not in grown
+
+
+# --- the leak scan, journal versions searched from their growth ---------------------------------
+def _blob(data: bytes) -> tuple[str, str, bytes]:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(), "blob", data
+
+
+def test_a_grown_journal_is_searched_from_its_growth_and_still_finds_every_leak() -> None:
+    sensitive = frozen(("person_name", "José Canari"))
+    path = "state/missions/m1/journal.jsonl"
+    v1 = _blob(b'{"message": "kickoff"}\n' * 200)
+    v2 = _blob(v1[2] + b'{"message": "met Jos\\u00e9 CANARI"}\n')  # escaped and in capitals
+    v3 = _blob(v2[2] + b'{"message": "done"}\n')
+    paths = {v[0]: path for v in (v1, v2, v3)}
+    scanned: list[int] = []
+    # the leak is in v2's growth: found, with only the growth of v2 searched
+    _, _, hit = scan_objects([v1, v2, v3], sensitive, paths, scanned)
+    assert hit == ("person_name", "blob", v2[0])
+    assert scanned[0] == len(v1[2]) + len(v2[2]) - len(v1[2])
+    # v3 alone holds the leak in its first part, never searched before: searched whole
+    scanned.clear()
+    _, _, hit = scan_objects([v3], sensitive, paths, scanned)
+    assert hit == ("person_name", "blob", v3[0]) and scanned == [len(v3[2])]
+    # a clean history: every version read, the later ones searched from their growth
+    clean1 = _blob(b'{"message": "kickoff"}\n' * 200)
+    clean2 = _blob(clean1[2] + b'{"message": "done"}\n')
+    scanned.clear()
+    count, size, hit = scan_objects([clean1, clean2], sensitive, {clean1[0]: path, clean2[0]: path}, scanned)
+    assert hit is None and count == 2 and size == len(clean1[2]) + len(clean2[2])
+    assert scanned == [len(clean2[2])]
+
+
+def test_a_version_that_does_not_extend_the_last_one_is_searched_whole() -> None:
+    sensitive = frozen(("person_name", "José Canari"))
+    path = "state/missions/m1/journal.jsonl"
+    scanned: list[int] = []
+    # rewritten below its first line (a rotation, a hand edit): not an extension
+    v1 = _blob(b'{"m": "a"}\n{"m": "b"}\n')
+    v2 = _blob(b'{"m": "a"}\n{"m": "x"}\n{"m": "more"}\n')
+    _, _, hit = scan_objects([v1, v2], sensitive, {v1[0]: path, v2[0]: path}, scanned)
+    assert hit is None and scanned == [len(v1[2]) + len(v2[2])]
+    # bytes that are not what the earlier version's id says are not taken as searched
+    honest = _blob(b'{"m": "a"}\n')
+    fake = (honest[0], "blob", b'{"m": "b"}\n')  # same length, other bytes, the id lies
+    grown = _blob(fake[2] + b'{"m": "c"}\n')
+    scanned.clear()
+    _, _, hit = scan_objects([fake, grown], sensitive, {fake[0]: path, grown[0]: path}, scanned)
+    assert hit is None and scanned == [len(fake[2]) + len(grown[2])]
+    # without paths (a caller that has none): every version whole
+    v3 = _blob(v1[2] + b'{"m": "c"}\n')
+    scanned.clear()
+    scan_objects([v1, v3], sensitive, None, scanned)
+    assert scanned == [len(v1[2]) + len(v3[2])]
+
+
+def test_a_value_holding_a_line_break_turns_the_growth_search_off() -> None:
+    sensitive = frozen(("person_name", "José Canari"), ("free_text", "line one\nline two"))
+    assert sensitive.spans_lines
+    path = "state/missions/m1/journal.jsonl"
+    v1 = _blob(b"line one\n")
+    v2 = _blob(v1[2] + b"line two\n")
+    scanned: list[int] = []
+    _, _, hit = scan_objects([v1, v2], sensitive, {v1[0]: path, v2[0]: path}, scanned)
+    assert hit is not None and hit[2] == v2[0]  # the value spans v1's end: found in v2 whole
+
+
+def _tree(*names: bytes) -> tuple[str, str, bytes]:
+    data = b"".join(b"100644 " + name + b"\0" + hashlib.sha1(name).digest() for name in sorted(names))
+    return hashlib.sha1(b"tree %d\0" % len(data) + data).hexdigest(), "tree", data
+
+
+def test_tree_names_are_searched_once_each_and_a_new_one_is_always_searched() -> None:
+    sensitive = frozen(("person_name", "José Canari"))
+    wide = [b"m-%04d" % n for n in range(500)]
+    first, second = _tree(*wide), _tree(*wide, b"m-0500")
+    named = _tree(*wide, b"m-0500", "jos\u00e9-canari.json".encode())  # a file named after a person
+    scanned: list[int] = []
+    count, _, hit = scan_objects([first, second], sensitive, None, scanned)
+    assert hit is None and count == 2
+    assert scanned == [len(b"\n".join(wide)) + len(b"m-0500")]  # the second tree: its new name only
+    scanned.clear()
+    _, _, hit = scan_objects([first, second, named], sensitive, None, scanned)
+    assert hit == ("person_name", "tree", named[0])
+    # bytes that are not a well-formed tree are searched whole
+    broken = ("0" * 40, "tree", named[2][:-3])
+    _, _, hit = scan_objects([named, broken], frozen(("person_name", "Zoé Lointaine")), None, scanned)
+    assert hit is None and scanned[-1] > len(named[2])

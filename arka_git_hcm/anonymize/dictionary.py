@@ -243,6 +243,11 @@ class SensitiveSet:
                 return category
         return None
 
+    @property
+    def spans_lines(self) -> bool:
+        """Whether some value holds a line break (then the scan searches every version whole)."""
+        return any("\n" in value for value in self._values)
+
     def has_hit(self, text: str) -> bool:
         return self.first_hit(fold(nfc(text))) is not None
 
