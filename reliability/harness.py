@@ -781,6 +781,7 @@ def tracebacks(text: str) -> list[str]:
 # a landed batch whose sync failed is answered with the error): not crashes
 HANDLED = (
     "failed (attempt",  # BackgroundWorker: index refresh, late edits (retried after a back-off)
+    "moved aside, failed; it is retried",  # late edits: one file's check (the others go on)
     "folding small packs failed; it will be retried",
     "syncing a landed batch failed",
     "the last round at close failed",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import logging
 import os
 import random
 import threading
@@ -23,7 +24,7 @@ from arka_git_hcm.admin.verify import verify_hcm
 from arka_git_hcm.cli import main
 from arka_git_hcm.config import Settings
 from arka_git_hcm.durable import files as durable_files
-from arka_git_hcm.errors import AccessDenied, IoError
+from arka_git_hcm.errors import AccessDenied, IoError, ReadOnly
 from arka_git_hcm.services.store import HcmStore
 
 from .conftest import (
@@ -645,7 +646,7 @@ def test_a_truncated_loose_object_is_moved_aside_instead_of_hanging_the_store(st
 
 
 def test_a_file_moved_aside_that_cannot_be_checked_yet_is_retried_and_drops_no_other(
-    store: HcmStore, monkeypatch: pytest.MonkeyPatch
+    store: HcmStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Found by the hand-edits campaign: a live server piled up files in .git/arka-hcm/asides
     (408 in a minute) that it never checked. One check that failed dropped every other file due
@@ -657,21 +658,28 @@ def test_a_file_moved_aside_that_cannot_be_checked_yet_is_retried_and_drops_no_o
     failures: list[str] = []
 
     def flaky(aside: Any, also_expected: tuple[str | None, ...] = ()) -> None:
-        if "/m1/" in aside.path and not failures:
+        if "/m1/" in aside.path and len(failures) < 2:
             failures.append(aside.path)
-            raise OSError(errno.EIO, "Input/output error")
+            if len(failures) == 1:
+                raise OSError(errno.EIO, "Input/output error")
+            raise ReadOnly("the HCM volume is read-only (opening the store's write lock); remount it")
         real(aside, also_expected)
 
     monkeypatch.setattr(late, "check", flaky)
+    caplog.set_level(logging.WARNING, logger="arka_git_hcm")
     journal(store, "one", "m1")
     journal(store, "two", "m2")
     asides = store.settings.hcm_path / ".git" / "arka-hcm" / "asides"
     deadline = time.monotonic() + 60
-    while (not failures or any(asides.iterdir())) and time.monotonic() < deadline:
+    while (len(failures) < 2 or any(asides.iterdir())) and time.monotonic() < deadline:
         late.wait_idle(1.0)
         time.sleep(0.05)
-    assert failures, "the check never ran"
+    assert len(failures) == 2, "the check never ran, or never again"
     assert sorted(p.name for p in asides.iterdir()) == []
+    said = [r for r in caplog.records if "moved aside, failed; it is retried" in r.getMessage()]
+    # an unexpected error keeps its stack; an error of the store says all in one line
+    assert [r.exc_info is not None for r in said] == [True, False]
+    assert said[1].getMessage().endswith("remount it")
 
 
 def test_a_store_closing_under_hand_edits_leaves_no_file_aside_unchecked(store: HcmStore) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from .. import durable
 from ..domain.checks import check_file
+from ..errors import HcmError
 from ..gitrepo import blob_id
 from ..jsonio import compact_dumps, parse_json
 from ..worker import BackgroundWorker
@@ -157,6 +158,9 @@ class LateEdits(BackgroundWorker):
         for aside in due:  # one that cannot be checked now must not drop the others
             try:
                 self.check(aside)
+            except HcmError as exc:  # said in full by its message (a read-only volume...)
+                log.warning("checking %s, moved aside, failed; it is retried: %s", aside.path, exc.message)
+                failed.append(aside)
             except Exception:
                 log.warning("checking %s, moved aside, failed; it is retried", aside.path, exc_info=True)
                 failed.append(aside)
