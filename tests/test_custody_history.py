@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from arka_git_hcm.config import Settings
+from arka_git_hcm.gitrepo import GitRepo
 from arka_git_hcm.history import query as history_query
 from arka_git_hcm.history.query import HistoryFilters, commit_at, find_request, history_page
 from arka_git_hcm.services.store import HcmStore
 
-from .conftest import ADMIN, AGENT, HUMAN, READER, git, new_hcm, ok
+from .conftest import ADMIN, AGENT, HUMAN, READER, envelope, git, new_hcm, ok
 
 START = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
 
@@ -335,3 +336,71 @@ def test_closing_during_a_build_leaves_a_whole_index_or_none(
         int(git(store.settings.hcm_path, "rev-list", "--count", "HEAD")),
     )
     assert store.history.stamp().id == store.tip()  # type: ignore[union-attr]
+
+
+def test_opening_reads_request_ids_from_the_index_not_the_whole_history(
+    long_store: tuple[HcmStore, SettableClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 1,000,000 commits every process open read every commit's trailers (51 s for one
+    `arka-hcm log`). With a history index, the open reads only the commits above it, and a retry
+    of a request the index holds is still answered with its first commit, never applied twice."""
+    store, clock = long_store
+    hcm = store.settings.hcm_path
+    store.history.catch_up(store.tip(), wait=True)  # indexed up to here
+    entry = {"author_type": "agent", "author_id": "arka-pmo-01", "entry_type": "note", "message": "x"}
+    old = ok(store, "HCM_APPEND_JOURNAL", {"mission_id": "m2", "entry": entry}, AGENT, request_id="old-req")
+    store.history.catch_up(store.tip(), wait=True)
+    above = ok(store, "HCM_APPEND_JOURNAL", {"mission_id": "m3", "entry": entry}, AGENT, request_id="new-req")
+    store.close()
+    walked: list[str] = []
+    real_walk = GitRepo.walk
+
+    def counting_walk(self: GitRepo, start: str, stop: str | None = None) -> Iterator[Any]:
+        for info in real_walk(self, start, stop):
+            walked.append(info.id)
+            yield info
+
+    monkeypatch.setattr(GitRepo, "walk", counting_walk)
+    counter = itertools.count(900)
+    reopened = HcmStore.open(store.settings, clock=clock, id_token=lambda: f"{next(counter):04d}")
+    try:
+        commits = int(git(hcm, "rev-list", "--count", "HEAD"))
+        assert commits > 60 and len(walked) <= 3  # the commit above the index, then its anchor
+        before = commits
+        for request_id, mission, first in (("old-req", "m2", old), ("new-req", "m3", above)):
+            again = reopened.execute(
+                envelope("HCM_APPEND_JOURNAL", {"mission_id": mission, "entry": entry}, AGENT, request_id)
+            )
+            assert again["status"] == "ok" and again["replayed"] is True, again
+            assert again["revision"] == first["revision"]
+        assert int(git(hcm, "rev-list", "--count", "HEAD")) == before  # nothing applied twice
+        fresh = ok(reopened, "HCM_APPEND_JOURNAL", {"mission_id": "m2", "entry": entry}, AGENT, "fresh")
+        assert fresh.get("replayed") is not True
+    finally:
+        reopened.close()
+
+
+def test_a_rewind_is_still_seen_when_the_index_knows_both_ends(
+    long_store: tuple[HcmStore, SettableClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, clock = long_store
+    hcm = store.settings.hcm_path
+    store.history.catch_up(store.tip(), wait=True)
+    older = git(hcm, "rev-parse", "HEAD~5").strip()
+    store.close()
+    git(hcm, "update-ref", "refs/heads/main", older)  # both ends are in the index
+    git(hcm, "reset", "-q", "--hard", older)
+
+    def no_git_walk(self: GitRepo, ancestor: str, descendant: str) -> bool:
+        raise AssertionError("the depths in the index answer this")
+
+    monkeypatch.setattr(GitRepo, "is_ancestor", no_git_walk)
+    reopened = HcmStore.open(store.settings, clock=clock)
+    try:
+        assert reopened.health()["ready"] is False
+        refused = reopened.execute(
+            envelope("HCM_UPDATE_STATUS", {"mission_id": "m1", "status": {"summary": "s"}}, HUMAN)
+        )
+        assert refused["error"]["code"] == "READ_ONLY" and "moved back by hand" in refused["error"]["message"]
+    finally:
+        reopened.close()

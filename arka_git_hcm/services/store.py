@@ -91,13 +91,14 @@ class HcmStore:
         self.repo = repo
         self.clock = clock
         self.id_token = id_token or (lambda: None)
-        self.engine = CommitEngine(settings, repo, clock)
+        # the history index, kept up to date off the write path (see history/index.py); the
+        # engine's request index reads the ids of the commits it holds from it
+        self.history = HistoryIndex(settings.hcm_path, repo.state_dir)
+        self.engine = CommitEngine(settings, repo, clock, self.history)
         log_cfg = settings.file.logging
         self.oplog = JsonLinesLog(settings.log_path / "operations.jsonl", log_cfg.max_bytes, log_cfg.backups)
         self.open_report: dict[str, Any] = {}
         self.search: SearchPort | None = None  # set by arka_git_hcm.search.attach_search
-        # the history index, kept up to date off the write path (see history_index.py)
-        self.history = HistoryIndex(settings.hcm_path, repo.state_dir)
         self.history_indexer = HistoryIndexer(self.history, self.tip)
         self.revisions = Revisions(repo, self.history, self.tip)
         self._grants: tuple[str | None, dict[str, list[str]]] = (None, {})

@@ -36,6 +36,7 @@ from ..config import Settings
 from ..durable import StoreLock
 from ..errors import Busy, ConflictingUpdate, HcmError, InternalError, IoError, ReadOnly, from_os_error
 from ..gitrepo import GitRepo, Signature
+from ..history.index import HistoryIndex
 from ..paths import PathResolver
 from .chain import Chain, Planner
 from .disk_check import STRAY_ASIDE_AGE_S, DiskCheck
@@ -58,7 +59,9 @@ MAX_CHAINED_BATCHES = 16
 
 
 class CommitEngine:
-    def __init__(self, settings: Settings, repo: GitRepo, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, repo: GitRepo, clock: Clock, history: HistoryIndex | None = None
+    ) -> None:
         self.settings = settings
         self.repo = repo
         store = settings.file.store
@@ -69,7 +72,7 @@ class CommitEngine:
         self.worktree = WorkTree(self.resolver, state_dir)
         self.lock = StoreLock(state_dir / "write.lock")
         self._repo_lock = threading.RLock()  # pygit2 objects (index) are not shared across threads
-        self.requests = RequestIndex(repo, self.ref, state_dir)
+        self.requests = RequestIndex(repo, self.ref, state_dir, history)
         # a reason the store refuses writes until an admin acts (the branch went backwards, the
         # history is damaged); a work tree left behind by a failed write is not one: the next
         # batch repairs it first (``repair_pending``)
