@@ -81,12 +81,15 @@ class RequestIndex:
         fresh: dict[str, str] = {}
         reached = False
         anchor: int | None = None
+        history = self.history if self.tip_seen is None else None
+        if history is not None and history.stamp() is None:
+            history = None  # no index (yet): not one look-up per commit for nothing
         for info in self.repo.walk(tip):
             if info.id == self.tip_seen:
                 reached = True
                 break
-            if self.tip_seen is None and self.history is not None:
-                anchor = self.history.seq_of(info.id)
+            if history is not None:
+                anchor = history.seq_of(info.id)
                 if anchor is not None:  # this commit and all below it: the history index's rows
                     break
             rid = parse_trailers(info.message).get("Hcm-Request-Id")
