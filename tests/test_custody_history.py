@@ -16,6 +16,7 @@ import pytest
 
 from arka_git_hcm.config import Settings
 from arka_git_hcm.gitrepo import GitRepo
+from arka_git_hcm.history import index as history_index
 from arka_git_hcm.history import query as history_query
 from arka_git_hcm.history.query import HistoryFilters, commit_at, find_request, history_page
 from arka_git_hcm.services.store import HcmStore
@@ -404,3 +405,22 @@ def test_a_rewind_is_still_seen_when_the_index_knows_both_ends(
         assert refused["error"]["code"] == "READ_ONLY" and "moved back by hand" in refused["error"]["message"]
     finally:
         reopened.close()
+
+
+def test_a_large_write_ahead_log_is_folded_back_after_indexing(
+    long_store: tuple[HcmStore, SettableClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first build left its whole index in the log (265 MB at 1,000,000 commits): every new
+    reader process then read it through before answering."""
+    store, _ = long_store
+    wal = Path(f"{store.history.path}-wal")
+    store.history.rebuild(store.tip())
+    assert store.history.stamp() is not None  # a reader stays open: the writer's close keeps the log
+    monkeypatch.setattr(history_index, "_WAL_SETTLE_BYTES", 1 << 40)
+    store.history.rebuild(store.tip())
+    assert wal.stat().st_size > 0  # left to SQLite: under the threshold
+    monkeypatch.setattr(history_index, "_WAL_SETTLE_BYTES", 0)
+    store.history.rebuild(store.tip())
+    assert wal.stat().st_size == 0
+    stamp = store.history.stamp()
+    assert stamp is not None and stamp.id == store.tip()  # the rows are in the database
