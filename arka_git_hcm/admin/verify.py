@@ -21,6 +21,7 @@ from ..durable import lock_is_held
 from ..errors import Busy, HcmError
 from ..gitrepo import GitRepo
 from ..gitrepo.gitbin import run_fsck
+from ..history.index import HistoryIndex
 from ..paths import PathResolver
 from ..writepath.hand_edits import SavedEdits
 from ..writepath.request_index import RequestIndex
@@ -118,7 +119,11 @@ def _store_state_findings(repo: GitRepo, head: str) -> list[Finding]:
     """What the store's own state says: a rewind nobody accepted, an interrupted write left to
     repair, hand edits kept out of history."""
     found = []
-    rewound = RequestIndex(repo, repo.head_ref_name(), repo.state_dir).unaccepted_rewind(head)
+    history = HistoryIndex(repo.workdir, repo.state_dir)  # depths instead of a walk of git's graph
+    try:
+        rewound = RequestIndex(repo, repo.head_ref_name(), repo.state_dir, history).unaccepted_rewind(head)
+    finally:
+        history.close_reader()
     if rewound is not None:
         found.append(Finding("error", ".git", rewound.message()))
     if (repo.state_dir / INTENT_FILE).exists() and not _lock_held(repo):
