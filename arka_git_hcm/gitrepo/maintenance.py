@@ -148,11 +148,13 @@ class PackMaintenance(HistoryReads):
         cannot be read (the store refuses writes and says so). Returns ``{name, reason}`` each
         (call under the store's write lock)."""
         moved = []
+        checked = packs.CheckedPacks(self.state_dir / "packs-checked", self.state_dir.parent)
         for name in packs.pack_names(self.pack_dir):
-            reason = packs.unreadable(self.pack_dir, name)
+            reason = checked.why_unreadable(self.pack_dir, name)
             if reason is not None:
                 packs.move_pack(self.pack_dir, name, self.state_dir / "damaged-packs")
                 moved.append({"name": name, "reason": reason})
+        checked.save()
         if moved:
             self._reopen()
         return moved

@@ -400,14 +400,23 @@ def pack_names(pack_dir: Path) -> list[str]:
 PACK_SUFFIXES = (".idx", ".pack", ".rev", ".bitmap", ".keep", ".promisor", ".mtimes")
 
 
-def unreadable(pack_dir: Path, name: str) -> str | None:
+def unreadable(pack_dir: Path, name: str, *, whole: bool = True) -> str | None:
     """Why the pack ``name`` cannot be read, or None when a cheap check finds nothing: its
     index against its own checksum, the pack's header, and the pack's trailing checksum against
     the one its index records (a pack is not hashed). A pack renamed into place whose bytes
     never reached the disk (a power cut, or a filesystem the kernel forced read-only, before the
-    batch's sync) reads as zeros with its name and size intact."""
+    batch's sync) reads as zeros with its name and size intact. ``whole=False`` (a pack checked
+    whole and synced before, see :class:`CheckedPacks`) reads the index's header and trailer
+    only, not its body (168 MB at 1,000,000 commits)."""
     try:
-        idx = (pack_dir / f"{name}.idx").read_bytes()
+        with open(pack_dir / f"{name}.idx", "rb") as index:
+            if whole:
+                idx = index.read()
+            else:
+                idx_size = os.fstat(index.fileno()).st_size
+                head_idx = index.read(8)
+                index.seek(max(0, idx_size - 40))
+                idx = head_idx + index.read(40)
         with open(pack_dir / f"{name}.pack", "rb") as pack:
             head = pack.read(12)
             size = os.fstat(pack.fileno()).st_size
@@ -415,13 +424,73 @@ def unreadable(pack_dir: Path, name: str) -> str | None:
             tail = pack.read(20)
     except FileNotFoundError:
         return None  # folded away meanwhile
-    if len(idx) < 256 * 4 + 40 or hashlib.sha1(idx[:-20]).digest() != idx[-20:]:
-        return "its index does not match its own checksum"
+    if whole:
+        if len(idx) < 256 * 4 + 40 or hashlib.sha1(idx[:-20]).digest() != idx[-20:]:
+            return "its index does not match its own checksum"
+    elif len(idx) < 48 or idx[:8] != _IDX_V2:
+        return "its index has no index header"
     if size < 32 or head[:4] != b"PACK":
         return "the pack has no pack header"
     if tail != idx[-40:-20]:
         return "the pack's checksum is not the one its index records"
     return None
+
+
+_IDX_V2 = b"\xfftOc\x00\x00\x00\x02"
+
+
+class CheckedPacks:
+    """Packs already checked whole and synced, by name and the identity of their two files
+    (size, mtime, inode): a pack never changes under its name, so one that was whole on disk
+    stays whole, and later opens check only its ends. Small packs are checked whole each time
+    (cheaper than keeping them). Kept in ``.git/arka-hcm/packs-checked``; a lost or stale
+    record costs one whole check, never a missed one."""
+
+    MIN_INDEX_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, path: Path, root: Path) -> None:
+        self.path = path
+        self.root = root
+        self._known: dict[str, str] = {}
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            for line in durable.read_file(path, root=root).decode().splitlines():
+                name, _, identity = line.partition(" ")
+                self._known[name] = identity
+        self._seen: dict[str, str] = {}
+
+    @staticmethod
+    def identity(pack_dir: Path, name: str) -> str | None:
+        try:
+            idx = os.stat(pack_dir / f"{name}.idx")
+            pack = os.stat(pack_dir / f"{name}.pack")
+        except FileNotFoundError:
+            return None
+        return f"{idx.st_size}:{idx.st_mtime_ns}:{idx.st_ino}:{pack.st_size}:{pack.st_mtime_ns}:{pack.st_ino}"
+
+    def why_unreadable(self, pack_dir: Path, name: str) -> str | None:
+        """:func:`unreadable`, whole unless this very pack was checked whole and synced."""
+        identity = self.identity(pack_dir, name)
+        if identity is not None and self._known.get(name) == identity:
+            reason = unreadable(pack_dir, name, whole=False)
+        else:
+            reason = unreadable(pack_dir, name)
+            size = int(identity.split(":", 1)[0]) if identity is not None else 0
+            if reason is None and size >= self.MIN_INDEX_BYTES:
+                sync_pack(pack_dir, name)  # what was just checked is on the disk from now on
+            else:
+                identity = None
+        if reason is None and identity is not None:
+            self._seen[name] = identity
+        return reason
+
+    def save(self) -> None:
+        """Keep the packs of this round (packs gone since are forgotten)."""
+        if self._seen == self._known:
+            return
+        text = "".join(f"{name} {identity}\n" for name, identity in sorted(self._seen.items()))
+        with contextlib.suppress(OSError):  # a read-only HCM: the next open checks them whole
+            durable.write_atomic(self.path, text.encode(), root=self.root)
+        self._known = dict(self._seen)
 
 
 def move_pack(pack_dir: Path, name: str, folder: Path) -> None:
