@@ -560,6 +560,16 @@ def test_a_large_pack_is_checked_whole_once_then_by_its_ends(
         assert [p["name"] for p in reopened.open_report["damaged_packs"]] == [zeroed]
     assert sorted(checked_whole) == sorted([first, zeroed])
     assert_clean(settings.hcm_path)
+    # a pack that cannot be synced (a volume forced read-only) opens, and is not recorded
+    (settings.hcm_path / ".git/arka-hcm/packs-checked").unlink()
+
+    def cannot_sync(pack_dir: Path, name: str) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(packs, "sync_pack", cannot_sync)
+    with HcmStore.open(settings) as reopened:
+        assert reopened.open_report["damaged_packs"] == []
+    assert not (settings.hcm_path / ".git/arka-hcm/packs-checked").exists()
 
 
 def test_a_durable_branch_move_syncs_the_new_ref_before_renaming_it(

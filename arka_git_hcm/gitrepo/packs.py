@@ -476,7 +476,10 @@ class CheckedPacks:
             reason = unreadable(pack_dir, name)
             size = int(identity.split(":", 1)[0]) if identity is not None else 0
             if reason is None and size >= self.MIN_INDEX_BYTES:
-                sync_pack(pack_dir, name)  # what was just checked is on the disk from now on
+                try:
+                    sync_pack(pack_dir, name)  # what was just checked is on the disk from now on
+                except OSError:  # a volume the kernel forced read-only: checked whole next time
+                    identity = None
             else:
                 identity = None
         if reason is None and identity is not None:
