@@ -193,14 +193,22 @@ def test_request_lookup_matches_the_walk(long_store: tuple[HcmStore, SettableClo
     assert store.find_request("never-sent") is None
 
 
-def test_a_branch_reset_by_hand_drops_the_rows_above_it(long_store: tuple[HcmStore, SettableClock]) -> None:
-    store, clock = long_store
-    store.history.catch_up(store.tip())
+def _reset_by_hand(store: HcmStore, back: int) -> str:
+    """Index the history, close the store, then move its branch (and work tree) ``back`` commits
+    with plain git, as a person would; the commit it now points at."""
+    store.history.catch_up(store.tip(), wait=True)
     hcm = store.settings.hcm_path
-    older = git(hcm, "rev-parse", "HEAD~10").strip()
+    older = git(hcm, "rev-parse", f"HEAD~{back}").strip()
     store.close()
     git(hcm, "update-ref", "refs/heads/main", older)
     git(hcm, "reset", "-q", "--hard", older)
+    return older
+
+
+def test_a_branch_reset_by_hand_drops_the_rows_above_it(long_store: tuple[HcmStore, SettableClock]) -> None:
+    store, clock = long_store
+    hcm = store.settings.hcm_path
+    _reset_by_hand(store, 10)
     counter = itertools.count(500)
     reopened = HcmStore.open(store.settings, clock=clock, id_token=lambda: f"{next(counter):04d}")
     try:
@@ -385,12 +393,7 @@ def test_a_rewind_is_still_seen_when_the_index_knows_both_ends(
     long_store: tuple[HcmStore, SettableClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, clock = long_store
-    hcm = store.settings.hcm_path
-    store.history.catch_up(store.tip(), wait=True)
-    older = git(hcm, "rev-parse", "HEAD~5").strip()
-    store.close()
-    git(hcm, "update-ref", "refs/heads/main", older)  # both ends are in the index
-    git(hcm, "reset", "-q", "--hard", older)
+    _reset_by_hand(store, 5)  # both ends are in the index
 
     def no_git_walk(self: GitRepo, ancestor: str, descendant: str) -> bool:
         raise AssertionError("the depths in the index answer this")

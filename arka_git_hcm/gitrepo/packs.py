@@ -458,31 +458,26 @@ class CheckedPacks:
                 self._known[name] = identity
         self._seen: dict[str, str] = {}
 
-    @staticmethod
-    def identity(pack_dir: Path, name: str) -> str | None:
+    def why_unreadable(self, pack_dir: Path, name: str) -> str | None:
+        """:func:`unreadable`, whole unless this very pack was checked whole and synced."""
         try:
             idx = os.stat(pack_dir / f"{name}.idx")
             pack = os.stat(pack_dir / f"{name}.pack")
         except FileNotFoundError:
-            return None
-        return f"{idx.st_size}:{idx.st_mtime_ns}:{idx.st_ino}:{pack.st_size}:{pack.st_mtime_ns}:{pack.st_ino}"
-
-    def why_unreadable(self, pack_dir: Path, name: str) -> str | None:
-        """:func:`unreadable`, whole unless this very pack was checked whole and synced."""
-        identity = self.identity(pack_dir, name)
-        if identity is not None and self._known.get(name) == identity:
+            return None  # folded away meanwhile
+        stamps = (idx.st_size, idx.st_mtime_ns, idx.st_ino, pack.st_size, pack.st_mtime_ns, pack.st_ino)
+        identity = ":".join(map(str, stamps))
+        if self._known.get(name) == identity:
             reason = unreadable(pack_dir, name, whole=False)
         else:
             reason = unreadable(pack_dir, name)
-            size = int(identity.split(":", 1)[0]) if identity is not None else 0
-            if reason is None and size >= self.MIN_INDEX_BYTES:
-                try:
-                    sync_pack(pack_dir, name)  # what was just checked is on the disk from now on
-                except OSError:  # a volume the kernel forced read-only: checked whole next time
-                    identity = None
-            else:
-                identity = None
-        if reason is None and identity is not None:
+            if reason is not None or idx.st_size < self.MIN_INDEX_BYTES:
+                return reason
+            try:
+                sync_pack(pack_dir, name)  # what was just checked is on the disk from now on
+            except OSError:  # a volume the kernel forced read-only: checked whole next time
+                return reason
+        if reason is None:
             self._seen[name] = identity
         return reason
 
