@@ -478,21 +478,69 @@ def test_large_blobs_are_compressed_in_packs(tmp_path: Path) -> None:
     repo.close()
 
 
-def test_the_background_repack_always_syncs_the_packs_it_writes(
+def test_the_background_repack_folds_small_packs_and_loose_objects_and_syncs_before_deleting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Folding deletes packs that may hold history acknowledged long ago: the new pack must be
-    durable first, whatever the store's durability."""
-    seen: list[tuple[str, ...]] = []
+    durable first, whatever the store's durability; a large pack is left alone, and every
+    object of the folded packs (reachable or not) is kept."""
+    repo = new_repo(tmp_path / "r")
+    pack_dir = repo.pack_dir
+    objects = blob_objects(73, seed=7)
+    big = packs.write_pack(pack_dir, objects[:64])
+    small = [packs.write_pack(pack_dir, objects[a:b]) for a, b in ((64, 66), (66, 69), (69, 73))]
+    (tmp_path / "by-hand.txt").write_text("loose by hand\n")
+    loose_id = git(tmp_path / "r", "hash-object", "-w", str(tmp_path / "by-hand.txt")).strip()
+    repo.close()
+    events: list[tuple[str, ...]] = []
+    real_git, real_sync, real_remove = gitbin._git, packs.sync_pack, packs.remove_pack
 
-    def fake_git(workdir: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-        seen.append(args)
-        return subprocess.CompletedProcess(args, 0, b"", b"")
+    def spy_git(workdir: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        events.append(("git", *args))
+        return real_git(workdir, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(gitbin, "_git", fake_git)
-    new_repo(tmp_path / "r")
+    monkeypatch.setattr(gitbin, "_git", spy_git)
+    monkeypatch.setattr(
+        packs, "sync_pack", lambda d, name: (events.append(("sync", name)), real_sync(d, name))
+    )
+    monkeypatch.setattr(
+        packs, "remove_pack", lambda d, name: (events.append(("rm", name)), real_remove(d, name))
+    )
     assert gitbin.repack_geometric(tmp_path / "r")
-    assert seen and "core.fsync=pack,pack-metadata" in seen[0] and "none" not in " ".join(seen[0])
+    left = packs.pack_names(pack_dir)
+    assert big in left and len(left) == 2 and not set(small) & set(left)
+    (new,) = set(left) - {big}
+    assert packs.index_object_count(pack_dir, new) == 9 + 1  # the small packs' objects and the loose one
+    kinds = [e[0] for e in events]
+    assert kinds.index("sync") < kinds.index("rm") and sorted(e[1] for e in events if e[0] == "rm") == sorted(
+        small
+    )
+    fold = next(e for e in events if e[0] == "git" and "pack-objects" in e)
+    assert "core.fsync=pack,pack-metadata" in fold and "repack" not in fold  # no history walk
+    assert git(tmp_path / "r", "count-objects", "-v").splitlines()[0] == "count: 0"  # loose one packed
+    for oid, *_ in objects:
+        git(tmp_path / "r", "cat-file", "-e", oid.hex())
+    git(tmp_path / "r", "cat-file", "-e", loose_id)
+    events.clear()
+    assert gitbin.repack_geometric(tmp_path / "r")  # a progression already: nothing to do
+    assert packs.pack_names(pack_dir) == left and not events
+
+
+@pytest.mark.parametrize(
+    ("weights", "folded"),
+    [
+        ({}, []),
+        ({"a": 5}, []),
+        ({"a": 1, "b": 2, "c": 4, "d": 8}, []),  # already a progression
+        ({"a": 3, "b": 3, "c": 3, "big": 1000}, ["a", "b", "c"]),
+        ({"a": 1, "b": 1, "c": 5, "big": 1000}, ["a", "b"]),  # c >= 2 x (a + b): in progression
+        ({"a": 2, "b": 2, "c": 5, "big": 1000}, ["a", "b", "c"]),  # c < 2 x (a + b): joins the fold
+        ({"a": 10, "b": 10, "c": 30, "d": 100}, ["a", "b", "c"]),  # 100 >= 2 x 50: d stays
+        ({"a": 10, "b": 10, "c": 30, "d": 90}, ["a", "b", "c", "d"]),  # d joins: 90 < 2 x 50
+    ],
+)
+def test_the_geometric_split_chooses_as_git_does(weights: dict[str, int], folded: list[str]) -> None:
+    assert packs.geometric_split(weights) == folded
 
 
 def test_verify_reads_a_repository_it_cannot_write(

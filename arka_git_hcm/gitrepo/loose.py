@@ -18,7 +18,7 @@ import re
 import zlib
 from pathlib import Path
 
-__all__ = ["damaged_loose_objects", "move_loose_object"]
+__all__ = ["damaged_loose_objects", "loose_object_ids", "move_loose_object"]
 
 _HEADER = re.compile(rb"(commit|tree|blob|tag) (\d{1,20})\x00")
 _FANOUT = re.compile(r"[0-9a-f]{2}")
@@ -48,8 +48,8 @@ def why_unreadable(path: Path, object_id: str) -> str | None:
     return None
 
 
-def damaged_loose_objects(objects_dir: Path) -> list[tuple[str, str]]:
-    """(object id, reason) of every loose object under ``objects_dir`` that cannot be read."""
+def loose_object_ids(objects_dir: Path) -> list[str]:
+    """The ids of every loose object under ``objects_dir`` (readable or not)."""
     found = []
     try:
         fanouts = [e for e in os.scandir(objects_dir) if _FANOUT.fullmatch(e.name) and e.is_dir()]
@@ -58,10 +58,17 @@ def damaged_loose_objects(objects_dir: Path) -> list[tuple[str, str]]:
     for fanout in fanouts:
         for entry in os.scandir(fanout.path):
             if _REST.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                object_id = fanout.name + entry.name
-                reason = why_unreadable(Path(entry.path), object_id)
-                if reason is not None:
-                    found.append((object_id, reason))
+                found.append(fanout.name + entry.name)
+    return found
+
+
+def damaged_loose_objects(objects_dir: Path) -> list[tuple[str, str]]:
+    """(object id, reason) of every loose object under ``objects_dir`` that cannot be read."""
+    found = []
+    for object_id in loose_object_ids(objects_dir):
+        reason = why_unreadable(objects_dir / object_id[:2] / object_id[2:], object_id)
+        if reason is not None:
+            found.append((object_id, reason))
     return found
 
 

@@ -115,14 +115,14 @@ class PackMaintenance(HistoryReads):
             self._own_bytes = sum(pack.weight for pack in self._own_packs)
 
     def repack(self) -> None:
-        """Fold the small packs (and any loose objects) with `git repack --geometric=2 -d`, then
-        tell every store process to reopen its libgit2 handle. Safe beside writers: git folds
-        only packs it listed when it started and keeps every object of them."""
+        """Fold the small packs (and any loose objects) into one (gitbin.repack_geometric), then
+        tell every store process to reopen its libgit2 handle. Safe beside writers: only the
+        packs listed when it starts are folded, and every object of them is kept."""
         try:
             if not gitbin.repack_geometric(self.workdir):
                 return  # another process is folding packs right now
         except subprocess.TimeoutExpired as exc:
-            raise IoError(f"git repack took too long: {exc}") from None
+            raise IoError(f"folding small packs took too long: {exc}") from None
         present = set(packs.pack_names(self.pack_dir))
         self._keep_own_packs(present.__contains__)
         self.announce_repack()

@@ -18,8 +18,8 @@ durability with its filesystem syncs.
 
 Small packs pile up: the store folds the packs it wrote from the objects it still holds,
 compressed (:class:`Held`; GitRepo.fold_own_packs, a geometric series in which each version
-becomes a delta of the previous one), and has `git repack --geometric=2` fold the rest
-(gitbin.repack_geometric).
+becomes a delta of the previous one), and has git fold the smallest of the rest, chosen as
+`git repack --geometric=2` would (gitbin.repack_geometric).
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ __all__ = [
     "Written",
     "compressed",
     "delta_of",
+    "geometric_split",
+    "index_object_count",
+    "index_object_ids",
     "whole_stream",
     "write_held",
     "KIND_CODES",
@@ -398,6 +401,45 @@ def pack_names(pack_dir: Path) -> list[str]:
 
 
 PACK_SUFFIXES = (".idx", ".pack", ".rev", ".bitmap", ".keep", ".promisor", ".mtimes")
+
+
+def index_object_count(pack_dir: Path, name: str) -> int:
+    """How many objects the pack ``name`` holds: the last entry of its index's fan-out table
+    (a version 2 index: 8 header bytes, then 256 big-endian counts)."""
+    with open(pack_dir / f"{name}.idx", "rb") as index:
+        head = index.read(8 + 256 * 4)
+    if len(head) < 8 + 256 * 4 or head[:8] != _IDX_V2:
+        raise OSError(f"{name}.idx is not a version 2 pack index")
+    return int.from_bytes(head[-4:], "big")
+
+
+def index_object_ids(pack_dir: Path, name: str) -> list[bytes]:
+    """The ids (binary, 20 bytes) of every object in the pack ``name``, from its index."""
+    data = (pack_dir / f"{name}.idx").read_bytes()
+    if len(data) < 8 + 256 * 4 or data[:8] != _IDX_V2:
+        raise OSError(f"{name}.idx is not a version 2 pack index")
+    count = int.from_bytes(data[8 + 255 * 4 : 8 + 256 * 4], "big")
+    start = 8 + 256 * 4
+    if len(data) < start + 20 * count:
+        raise OSError(f"{name}.idx is cut short")
+    return [data[at : at + 20] for at in range(start, start + 20 * count, 20)]
+
+
+def geometric_split(weights: dict[str, int], factor: int = 2) -> list[str]:
+    """The packs to fold into one so that, by object count, each pack left holds at least
+    ``factor`` times the objects of all smaller ones together (the packs folded counting as
+    one): `git repack --geometric` chooses the same way. Already a progression: none."""
+    ordered = sorted(weights, key=lambda name: (weights[name], name))
+    split = len(ordered) - 1
+    while split > 0 and weights[ordered[split]] >= factor * weights[ordered[split - 1]]:
+        split -= 1
+    if split:
+        split += 1  # the larger pack of the first pair out of progression is not in it
+    total = sum(weights[name] for name in ordered[:split])
+    while split < len(ordered) and weights[ordered[split]] < factor * total:
+        total += weights[ordered[split]]
+        split += 1
+    return ordered[:split]
 
 
 def unreadable(pack_dir: Path, name: str, *, whole: bool = True) -> str | None:

@@ -4,7 +4,7 @@ Each batch writes one pack. Every PACKS_BEFORE_REPACK of them, a background work
 process's newest packs into one from the objects it still holds, compressed (GitRepo.
 fold_own_packs: a geometric series, each version of a journal a delta of the previous one), and
 when more than GIT_REPACK_ABOVE packs pile up (other processes' packs, folds this process let go
-of) it has git fold them (`git repack --geometric`, see GitRepo.repack). Writers go on
+of) it has git fold the smallest of them (a geometric series, see GitRepo.repack). Writers go on
 meanwhile: every write of those batches is acknowledged already. When folding falls behind (a
 busy CPU: a long run once reached 673 packs and ran out of descriptors), the writer waits for it
 once PACKS_BACKPRESSURE packs are waiting, so packs stay bounded. At close, more than
