@@ -499,13 +499,17 @@ def test_the_background_repack_folds_small_packs_and_loose_objects_and_syncs_bef
         events.append(("git", *args))
         return real_git(workdir, *args, **kwargs)  # type: ignore[arg-type]
 
+    def spy_sync(pack_dir: Path, name: str) -> None:
+        events.append(("sync", name))
+        real_sync(pack_dir, name)
+
+    def spy_remove(pack_dir: Path, name: str) -> None:
+        events.append(("rm", name))
+        real_remove(pack_dir, name)
+
     monkeypatch.setattr(gitbin, "_git", spy_git)
-    monkeypatch.setattr(
-        packs, "sync_pack", lambda d, name: (events.append(("sync", name)), real_sync(d, name))
-    )
-    monkeypatch.setattr(
-        packs, "remove_pack", lambda d, name: (events.append(("rm", name)), real_remove(d, name))
-    )
+    monkeypatch.setattr(packs, "sync_pack", spy_sync)
+    monkeypatch.setattr(packs, "remove_pack", spy_remove)
     assert gitbin.repack_geometric(tmp_path / "r")
     left = packs.pack_names(pack_dir)
     assert big in left and len(left) == 2 and not set(small) & set(left)
