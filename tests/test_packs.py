@@ -530,6 +530,26 @@ def test_the_background_repack_folds_small_packs_and_loose_objects_and_syncs_bef
     assert packs.pack_names(pack_dir) == left and not events
 
 
+def test_a_pack_folded_away_by_a_hand_run_gc_meanwhile_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = new_repo(tmp_path / "r")
+    objects = blob_objects(9, seed=3)
+    names = [packs.write_pack(repo.pack_dir, objects[a : a + 3]) for a in (0, 3, 6)]
+    repo.close()
+    real_count = packs.index_object_count
+
+    def count(pack_dir: Path, name: str) -> int:
+        if name == names[0]:
+            git(tmp_path / "r", "repack", "-a", "-d", "-k", "-q")  # git folds everything first
+        return real_count(pack_dir, name)
+
+    monkeypatch.setattr(packs, "index_object_count", count)
+    assert gitbin.repack_geometric(tmp_path / "r")
+    for oid, *_ in objects:
+        git(tmp_path / "r", "cat-file", "-e", oid.hex())
+
+
 @pytest.mark.parametrize(
     ("weights", "folded"),
     [

@@ -168,18 +168,19 @@ def repack_geometric(workdir: Path, *, timeout: float = 600) -> bool:
     with maintenance_lock(workdir, exclusive=True, wait=False) as fd:
         if fd is None:
             return False
-        names = packs.pack_names(pack_dir)
-        kept = {n for n in names if (pack_dir / f"{n}.keep").exists()}
-        folding = packs.geometric_split(
-            {n: packs.index_object_count(pack_dir, n) for n in names if n not in kept}
-        )
+        weights = {}
+        for name in packs.pack_names(pack_dir):
+            if not (pack_dir / f"{name}.keep").exists():
+                with contextlib.suppress(FileNotFoundError):  # folded meanwhile (a hand-run git gc)
+                    weights[name] = packs.index_object_count(pack_dir, name)
+        folding = packs.geometric_split(weights)
         loose_ids = loose.loose_object_ids(git_dir / "objects")
         if len(folding) < 2 and not loose_ids:
             return True
-        listed = [
-            oid.hex().encode() + b"\n" for name in folding for oid in packs.index_object_ids(pack_dir, name)
-        ]
-        listed += [oid.encode() + b"\n" for oid in loose_ids]
+        listed = [oid.encode() + b"\n" for oid in loose_ids]
+        for name in folding:
+            with contextlib.suppress(FileNotFoundError):
+                listed += [oid.hex().encode() + b"\n" for oid in packs.index_object_ids(pack_dir, name)]
         proc = _git(
             workdir,
             *("-c", "core.fsync=pack,pack-metadata", "-c", "pack.window=0"),
