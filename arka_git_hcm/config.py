@@ -42,7 +42,7 @@ Environment = Literal["development", "staging", "production"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class CommitterConfig(_Strict):
@@ -187,7 +187,7 @@ class FileConfig(_Strict):
 class Settings(BaseModel):
     """Everything the program needs to run, resolved once at start."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     hcm_path: Path
     config_path: Path

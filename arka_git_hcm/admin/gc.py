@@ -1,10 +1,11 @@
 """Repository maintenance: folding every pack into one.
 
 Each batch of writes lands as one small pack, and the engine folds small packs in the background
-(a geometric series, as `git repack --geometric` keeps), so packs stay few; `git gc` goes further, one pack for everything
-(delta-compressed: the successive missions trees differ by one entry), and packs any loose
-objects (a plain `git commit` by hand, libgit2's tags). It runs under the store's write lock and
-git's maintenance lock, so no write lands and no repack runs while objects move.
+(a geometric series, as `git repack --geometric` keeps), so packs stay few; `git gc` goes
+further, one pack for everything (delta-compressed: the successive missions trees differ by one
+entry), and packs any loose objects (a plain `git commit` by hand, libgit2's tags). It runs under
+the store's write lock and git's maintenance lock, so no write lands and no repack runs while
+objects move.
 """
 
 from __future__ import annotations

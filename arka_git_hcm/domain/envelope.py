@@ -47,7 +47,7 @@ MAX_REPORTED_ERRORS = 20  # problems listed in one INVALID_PAYLOAD; the rest are
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_max_length=1_000_000)
+    model_config = ConfigDict(extra="forbid", str_max_length=1_000_000, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

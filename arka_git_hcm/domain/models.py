@@ -50,7 +50,7 @@ OPEN_ACTION_STATUSES = frozenset({"todo", "in_progress", "blocked"})
 
 
 class FileModel(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=False)
