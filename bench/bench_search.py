@@ -59,7 +59,7 @@ from _common import (  # noqa: E402
 from bench_http import Server, run_phase, run_phase_wrk, writer_token  # noqa: E402
 
 from arka_git_hcm.config import load_settings  # noqa: E402
-from arka_git_hcm.search import attach_search  # noqa: E402
+from arka_git_hcm.search import SERVER_ROUND_GAP_S, attach_search  # noqa: E402
 from arka_git_hcm.search.ranking import Ranker  # noqa: E402
 from arka_git_hcm.search.schema import IndexFiles  # noqa: E402
 from arka_git_hcm.services.store import HcmStore  # noqa: E402
@@ -158,14 +158,16 @@ def write_ab(
     store: HcmStore, service: Any, missions: list[str], args: argparse.Namespace, log: Any
 ) -> dict[str, Any]:
     """Sequential writes, in blocks that alternate: the index following them as in the server
-    (its follower woken by each landed batch, rounds at least 0.1 s apart, updates in a child
+    (its follower woken by each landed batch, rounds SERVER_ROUND_GAP_S apart, updates in a child
     process) or not. A block of writes first, not counted: the first write after the store
     opens pays once for what later writes find ready (0.9 s measured at 100,000 files), and it
     fell in the first measured block, always a "with" one."""
     rng = random.Random(5)
     following = {"on": True}
     service.close()
-    service = attach_search(store, interval_s=None, follow_writes=False, updater_process=True, min_gap_s=0.1)
+    service = attach_search(
+        store, interval_s=None, follow_writes=False, updater_process=True, min_gap_s=SERVER_ROUND_GAP_S
+    )
     store.add_landing_listener(lambda tip, paths: service.follower.wake() if following["on"] else None)
     service.catch_up()
     for n in range(args.write_block):

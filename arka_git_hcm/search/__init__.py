@@ -8,7 +8,7 @@ stale, corrupt or of another schema, and followed off the write path.
 """
 
 from .schema import SCHEMA_VERSION
-from .service import SearchService, attach_search
+from .service import SERVER_ROUND_GAP_S, SearchService, attach_search
 from .updater import UpdateReport
 
-__all__ = ["SCHEMA_VERSION", "SearchService", "UpdateReport", "attach_search"]
+__all__ = ["SCHEMA_VERSION", "SERVER_ROUND_GAP_S", "SearchService", "UpdateReport", "attach_search"]

@@ -15,7 +15,7 @@ from ..config import Settings, TokenRecord
 from ..custody.service import CustodyService
 from ..domain.envelope import Caller
 from ..errors import HcmError, ReadOnly
-from ..search import attach_search
+from ..search import SERVER_ROUND_GAP_S, attach_search
 from ..services.store import HcmStore
 from ..worker import BackgroundWorker
 from .git_routes import presented_token
@@ -70,7 +70,7 @@ class ServiceState:
         try:
             store = HcmStore.open(self.settings, clock=self.clock)
             # follows the writes, updating in a child process (off this process's CPU and GIL)
-            attach_search(store, updater_process=True, min_gap_s=0.1)
+            attach_search(store, updater_process=True, min_gap_s=SERVER_ROUND_GAP_S)
         except Exception as exc:  # anything else: still serve /health and say why not ready
             if store is not None:  # opened, but search could not follow it: not half open
                 with contextlib.suppress(Exception):
