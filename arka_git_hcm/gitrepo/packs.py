@@ -403,26 +403,29 @@ def pack_names(pack_dir: Path) -> list[str]:
 PACK_SUFFIXES = (".idx", ".pack", ".rev", ".bitmap", ".keep", ".promisor", ".mtimes")
 
 
-def index_object_count(pack_dir: Path, name: str) -> int:
-    """How many objects the pack ``name`` holds: the last entry of its index's fan-out table
-    (a version 2 index: 8 header bytes, then 256 big-endian counts)."""
-    with open(pack_dir / f"{name}.idx", "rb") as index:
-        head = index.read(8 + 256 * 4)
-    if len(head) < 8 + 256 * 4 or head[:8] != _IDX_V2:
+_FANOUT_END = 8 + 256 * 4  # a version 2 index: 8 header bytes, then 256 big-endian counts
+
+
+def _indexed_count(head: bytes, name: str) -> int:
+    """The object count of a version 2 index starting with ``head`` (at least its fan-out)."""
+    if len(head) < _FANOUT_END or head[:8] != _IDX_V2:
         raise OSError(f"{name}.idx is not a version 2 pack index")
-    return int.from_bytes(head[-4:], "big")
+    return int.from_bytes(head[_FANOUT_END - 4 : _FANOUT_END], "big")
+
+
+def index_object_count(pack_dir: Path, name: str) -> int:
+    """How many objects the pack ``name`` holds: the last entry of its index's fan-out table."""
+    with open(pack_dir / f"{name}.idx", "rb") as index:
+        return _indexed_count(index.read(_FANOUT_END), name)
 
 
 def index_object_ids(pack_dir: Path, name: str) -> list[bytes]:
     """The ids (binary, 20 bytes) of every object in the pack ``name``, from its index."""
     data = (pack_dir / f"{name}.idx").read_bytes()
-    if len(data) < 8 + 256 * 4 or data[:8] != _IDX_V2:
-        raise OSError(f"{name}.idx is not a version 2 pack index")
-    count = int.from_bytes(data[8 + 255 * 4 : 8 + 256 * 4], "big")
-    start = 8 + 256 * 4
-    if len(data) < start + 20 * count:
+    end = _FANOUT_END + 20 * _indexed_count(data, name)
+    if len(data) < end:
         raise OSError(f"{name}.idx is cut short")
-    return [data[at : at + 20] for at in range(start, start + 20 * count, 20)]
+    return [data[at : at + 20] for at in range(_FANOUT_END, end, 20)]
 
 
 def geometric_split(weights: dict[str, int], factor: int = 2) -> list[str]:
