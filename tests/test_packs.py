@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from arka_git_hcm import durable
 from arka_git_hcm.config import Settings
 from arka_git_hcm.errors import HcmError
-from arka_git_hcm.gitrepo import GitRepo, Signature, gitbin, packs
+from arka_git_hcm.gitrepo import GitRepo, Signature, appended, gitbin, packs
 from arka_git_hcm.services.store import HcmStore
 from arka_git_hcm.writepath import pack_folding
 
@@ -712,3 +713,102 @@ def test_a_ref_in_a_folder_that_does_not_exist_yet_is_created_with_its_reflog(tm
     assert not (tmp_path / "r" / ".git" / f"{ref}.lock").exists()
     # the same move again is refused: the ref is no longer where the caller thought
     assert not repo.compare_and_swap_ref(ref, None, commit, who=who, message="again", durable=False)
+
+
+def journal_lines(count: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [
+        b'{"author_id":"agent-%d","entry_type":"note","message":"step %d: %s"}\n'
+        % (rng.randint(1, 40), rng.randint(1, 10**6), rng.choice([b"nothing blocking", b"two anomalies"]))
+        for _ in range(count)
+    ]
+
+
+def test_an_appended_version_is_deflated_from_what_it_adds_and_git_reads_every_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each append of a journal held in its own pack is stored whole; its stream is made by the
+    compressor that made the previous version's, fed only the new line (never the whole file
+    again), and every version reads back byte for byte through git and libgit2."""
+    repo = new_repo(tmp_path / "r")
+    fed: list[int] = []
+    real = appended._Growing.extend
+
+    def counting(self: appended._Growing, more: bytes | memoryview) -> bytes:
+        fed.append(len(more))
+        return real(self, more)
+
+    monkeypatch.setattr(appended._Growing, "extend", counting)
+    lines = journal_lines(400, seed=3)
+    data, previous, ids = b"", None, []
+    for line in lines:  # one pack per version, as sequential writes make them
+        data += line
+        previous = repo.write_blob(data, previous)
+        ids.append(previous)
+        repo.flush_objects()
+    first = next(i for i, n in enumerate(fed) if n < 1000)  # appends start past DELTA_MIN
+    assert first == 1
+    assert fed[first - 1] > packs.DELTA_MIN  # the first append seen: deflated whole, once
+    assert fed[first:] == [len(line) for line in lines[len(lines) - len(fed) + first :]]
+    whole = len(zlib.compress(data, 1))
+    streams = [h.stream for p in repo._own_packs for h in p.objects if h.oid == bytes.fromhex(ids[-1])]
+    assert streams and streams[0] is not None and len(streams[0]) < whole * 1.1
+    assert zlib.decompress(streams[0]) == data
+    repo.close()
+    hcm = tmp_path / "r"
+    assert git(hcm, "fsck", "--strict", "--no-dangling").strip() == ""
+    for n in (0, 50, 399):
+        assert git(hcm, "cat-file", "blob", ids[n]).encode() == b"".join(lines[: n + 1])
+
+
+def test_appended_streams_follow_only_appends_and_stay_bounded() -> None:
+    streams = appended.AppendedStreams(max_bytes=3 * appended.STATE_BYTES)
+    base = b"".join(journal_lines(50, seed=4))
+    base_id = packs.object_id(b"blob", base)
+    rewritten = base[:-10] + b"changed!!\n"
+    assert streams.stream(base_id, base, b"x" * 20, rewritten) is None  # not an append
+    assert streams.stream(base_id, base, b"x" * 20, base) is None  # nothing added
+    data = base
+    for i in range(6):  # six files followed: the least recently extended are let go
+        grown = data + b'{"n":%d}\n' % i
+        made = streams.stream(packs.object_id(b"blob", data), data, packs.object_id(b"blob", grown), grown)
+        assert made is not None and zlib.decompress(made[0]) == grown
+        data = b"".join(journal_lines(50, seed=10 + i))
+    assert len(streams) <= 2
+
+
+def test_folds_of_appended_versions_never_read_a_journal_back(tmp_path: Path) -> None:
+    """One version in MAX_DELTA_DEPTH of a growing file is an anchor, stored whole in every
+    pack with its stream kept; the versions between are deltas. However the folds group the
+    packs, none needs a version whole that it no longer holds (no read back, no deflate of
+    the whole journal), and git reads every version."""
+    repo = new_repo(tmp_path / "r")
+    lines = journal_lines(300, seed=6)
+    data, previous, ids = b"", None, []
+    for n, line in enumerate(lines):
+        data += line
+        previous = repo.write_blob(data, previous)
+        ids.append(previous)
+        if n % 7 == 3:  # now and then two versions in one pack: the second is a delta there
+            continue
+        repo.flush_objects()
+        if n % 5 == 0:
+            repo.fold_own_packs()
+    repo.flush_objects()
+    while repo.fold_own_packs():
+        pass
+    assert repo.objects_read_back == 0
+    anchors = [h for p in repo._own_packs for h in p.objects if h.anchor]
+    assert anchors and all(h.stream is not None for h in anchors)
+    repo.close()
+    hcm = tmp_path / "r"
+    depths = [
+        int(line.split()[5])
+        for pack in (hcm / ".git" / "objects" / "pack").glob("*.idx")
+        for line in git(hcm, "verify-pack", "-v", str(pack)).splitlines()
+        if " blob " in line and len(line.split()) == 7
+    ]
+    assert depths and max(depths) < packs.MAX_DELTA_DEPTH
+    assert git(hcm, "fsck", "--strict", "--no-dangling").strip() == ""
+    for n in (0, 17, 150, 299):
+        assert git(hcm, "cat-file", "blob", ids[n]).encode() == b"".join(lines[: n + 1])

@@ -15,6 +15,7 @@ from pygit2.enums import ObjectType
 
 from ..errors import IoError
 from . import packs
+from .appended import AppendedStreams
 from .lru import ObjectCache
 from .rawtree import raw_tree_cache
 
@@ -117,6 +118,8 @@ class RepoBase:
         # id -> (type, data, base id, delta from base): see ObjectStore._put
         self._pending: dict[bytes, tuple[int, bytes, bytes | None, bytes | None]] = {}
         self._pending_bytes = 0
+        self._made_streams: dict[bytes, tuple[bytes, bool]] = {}  # id -> (zlib stream, anchor): appended.py
+        self._appended = AppendedStreams()
         self._pack_lock = threading.RLock()
         self._signatures: dict[tuple[str, str], bytes] = {}
         # The tip is read on every operation, and it is usually a commit of the newest pack,

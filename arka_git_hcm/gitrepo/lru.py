@@ -32,6 +32,13 @@ class ObjectCache(Generic[V]):
                 self._items.move_to_end(oid)
             return value
 
+    def drop(self, oid: bytes) -> None:
+        """Forget ``oid`` (it will not be asked for again: a version a write superseded)."""
+        with self._lock:
+            value = self._items.pop(oid, None)
+            if value is not None:
+                self._bytes -= self._size_of(value) + ENTRY_OVERHEAD
+
     def put(self, oid: bytes, value: V) -> None:
         size = self._size_of(value) + ENTRY_OVERHEAD
         if size > self.max_bytes:

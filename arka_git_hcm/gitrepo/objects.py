@@ -31,11 +31,14 @@ class ObjectStore(RepoBase):
         base: bytes | None = None,
         oid: bytes | None = None,
         base_data: bytes | bytearray | None = None,
+        stream: tuple[bytes, bool] | None = None,
     ) -> bytes:
         """Keep a new object pending (written by the next flush); returns its id. ``base``: its
         previous version, whose bytes ``base_data`` are (the delta from it is made now, while
         both are in memory; a pack stores the object as that delta when the base is in the
-        same pack: the batch's, or a fold's). ``oid``: the id when the caller has hashed it."""
+        same pack: the batch's, or a fold's). ``oid``: the id when the caller has hashed it;
+        ``stream``: its zlib stream when the caller has made it, and whether it is an anchor
+        (an appended journal, see appended.py)."""
         if oid is None:
             oid = packs.object_id(kind, data)
         delta = packs.delta_of(base_data, data) if base is not None else None
@@ -43,6 +46,8 @@ class ObjectStore(RepoBase):
             if oid not in self._pending:
                 self._pending[oid] = (code, data, base, delta)
                 self._pending_bytes += len(data)
+                if stream is not None:
+                    self._made_streams[oid] = stream
             full = self._pending_bytes > PENDING_LIMIT
         if full:
             self.flush_objects()
@@ -54,20 +59,26 @@ class ObjectStore(RepoBase):
         if not self._pending:
             return None
         with self._pack_lock:  # _put takes it too: every pending object goes in this pack
-            pending = self._pending
+            pending, made = self._pending, self._made_streams
             if not pending:
                 return None
             held = [
                 packs.Held.new(oid, code, len(data), base, delta)
                 for oid, (code, data, base, delta) in pending.items()
             ]
+            for item in held:
+                if item.oid in made:
+                    item.anchor = made[item.oid][1]
+
+            def whole(item: packs.Held) -> list[bytes | memoryview]:
+                given = made.get(item.oid)
+                return item.whole_from(pending[item.oid][1]) if given is None else item.whole_given(given[0])
+
             try:
-                written = packs.write_held(
-                    self.pack_dir, held, lambda item: item.whole_from(pending[item.oid][1])
-                )
+                written = packs.write_held(self.pack_dir, held, whole)
             except OSError as exc:
                 raise from_os_error(exc, "writing a pack of new objects") from None
-            self._pending = {}
+            self._pending, self._made_streams = {}, {}
             self._pending_bytes = 0
             self.packs_written += 1
             own = packs.OwnPack.of(written.name, held, written.size)
@@ -82,7 +93,7 @@ class ObjectStore(RepoBase):
         """Forget the pending objects. Only for the thread that wrote them, once the commit that
         needed them failed before its ref moved (nothing else may name them)."""
         with self._pack_lock:
-            self._pending = {}
+            self._pending, self._made_streams = {}, {}
             self._pending_bytes = 0
         self._commit_trees.clear()  # it may name the dropped commits
 
@@ -100,7 +111,14 @@ class ObjectStore(RepoBase):
         base = bytes.fromhex(previous) if previous else None
         small = len(data) < packs.DELTA_MIN  # no delta pays below that: no base looked up
         base_data = self.recent_blob(base) if base is not None and not small else None
-        oid = self._put(_BLOB, b"blob", data, base if base_data is not None else None, base_data=base_data)
+        if base is None or base_data is None:
+            oid = self._put(_BLOB, b"blob", data)
+        else:
+            oid = packs.object_id(b"blob", data)
+            # an append (a journal) is deflated from what it adds, not whole (appended.py)
+            stream = self._appended.stream(base, base_data, oid, data)
+            oid = self._put(_BLOB, b"blob", data, base, oid=oid, base_data=base_data, stream=stream)
+            self._blobs.drop(base)  # superseded: room for the versions still read
         self._blobs.put(oid, data)
         return oid.hex()
 

@@ -203,6 +203,7 @@ class Held:
     base: bytes | None = None
     delta: bytes | None = None
     delta_size: int = 0
+    anchor: bool = False  # always stored whole, stream kept: a chain of deltas starts here (appended.py)
 
     @classmethod
     def new(cls, oid: bytes, code: int, size: int, base: bytes | None, delta: bytes | None) -> Held:
@@ -218,6 +219,12 @@ class Held:
         if len(stream) == 1 and len(stream[0]) <= HELD_STREAM_MAX:
             self.stream = bytes(stream[0])
         return stream
+
+    def whole_given(self, stream: bytes) -> list[bytes | memoryview]:
+        """Its whole stream ``stream``, made by the caller, kept as :meth:`whole_from` keeps one."""
+        if len(stream) <= HELD_STREAM_MAX:
+            self.stream = stream
+        return [stream]
 
     def weight(self) -> int:
         """Bytes it keeps in memory."""
@@ -294,7 +301,7 @@ def write_held(
         delta = item.delta
         base = placed.get(item.base) if delta is not None else None
         body: Sequence[bytes | memoryview]
-        if base is not None and delta is not None and base[1] < MAX_DELTA_DEPTH:
+        if base is not None and delta is not None and base[1] < MAX_DELTA_DEPTH and not item.anchor:
             header = _entry_header(_OFS_DELTA, item.delta_size) + _negative_offset(start - base[0])
             body, depth = (delta,), base[1] + 1
         else:

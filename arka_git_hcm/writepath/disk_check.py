@@ -64,6 +64,19 @@ class DiskCheck:
             return NOT_A_FILE
         return None if data is None else blob_id(data)
 
+    def holds(self, path: str, expected: str | None) -> bool:
+        """Whether the work-tree file at ``path`` holds blob ``expected`` (None: no file). Its
+        bytes are compared with the blob's when those are in memory (an append just read them:
+        a compare instead of hashing the whole journal again), else hashed."""
+        try:
+            data = self.resolver.read_bytes(path)
+        except HcmError:
+            return False  # a folder, a link, a path refused: never what a blob id names
+        if data is None or expected is None:
+            return data is None and expected is None
+        known = self.repo.recent_blob(bytes.fromhex(expected))
+        return data == known if known is not None else blob_id(data) == expected
+
     def read(self, path: str) -> bytes | None:
         """The work-tree file's bytes, read without following a link (None: no file there)."""
         return self.resolver.read_bytes(path)
@@ -81,7 +94,7 @@ class DiskCheck:
             key = None if info is None else stat_key(info)
             if key is not None and expected is not None and self.trusted_stat(path) == key:
                 continue  # unchanged since this process wrote or checked it: no hashing
-            if self.blob_id(path) != expected:
+            if not self.holds(path, expected):
                 edited.append(path)
             elif key is not None:
                 self.remember(path, key)
