@@ -57,6 +57,7 @@ class Sample:
     packs: int
     rss_mb: float
     load: str
+    cpu_ms: float = 0.0  # CPU of the writing process (all its threads) per write in the window
 
 
 def process_state(pid: int) -> tuple[int, int, float]:
@@ -78,9 +79,18 @@ def process_state(pid: int) -> tuple[int, int, float]:
     return fds, deleted, rss
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) a process has used: unlike writes/s, it barely
+    moves with the load of the rest of the machine."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def report(phase: str, s: Sample) -> None:
     print(
-        f"  {phase:<5} {s.writes:>7} writes  {s.rate:6.0f} w/s  fds {s.fds} ({s.fds_deleted} deleted)  "
+        f"  {phase:<5} {s.writes:>7} writes  {s.rate:6.0f} w/s  cpu {s.cpu_ms:.2f} ms/write  "
+        f"fds {s.fds} ({s.fds_deleted} deleted)  "
         f"packs {s.packs}  rss {s.rss_mb:.0f} MB  load {s.load}",
         flush=True,
     )
@@ -121,6 +131,7 @@ def soak_store(client: Path, ops: int, window: int, missions: list[str]) -> list
     samples: list[Sample] = []
     with HcmStore.open(settings) as store:
         started = last = time.perf_counter()
+        cpu_last = cpu_seconds(os.getpid())
         for n in range(1, ops + 1):
             answer = store.execute(journal_envelope(f"soak-{n}", rng.choice(missions), n))
             if answer["status"] != "ok":
@@ -128,6 +139,7 @@ def soak_store(client: Path, ops: int, window: int, missions: list[str]) -> list
             if n % window == 0:
                 now = time.perf_counter()
                 fds, deleted, rss = process_state(os.getpid())
+                cpu = cpu_seconds(os.getpid())
                 samples.append(
                     Sample(
                         n,
@@ -138,9 +150,10 @@ def soak_store(client: Path, ops: int, window: int, missions: list[str]) -> list
                         packs_on_disk(client / "hcm"),
                         rss,
                         loadavg(),
+                        (cpu - cpu_last) * 1000 / window,
                     )
                 )
-                last = now
+                last, cpu_last = now, cpu
                 report("store", samples[-1])
     return samples
 
@@ -181,6 +194,7 @@ def soak_http(
     samples: list[Sample] = []
     started = time.perf_counter()
     last = [started]
+    cpu_last = [cpu_seconds(server.pid)]
     failures: list[str] = []
 
     def client_loop(seed: int) -> None:
@@ -202,6 +216,7 @@ def soak_http(
                     if done[0] % window == 0:
                         now = time.perf_counter()
                         fds, deleted, rss = process_state(server.pid)
+                        cpu = cpu_seconds(server.pid)
                         samples.append(
                             Sample(
                                 done[0],
@@ -212,9 +227,10 @@ def soak_http(
                                 packs_on_disk(client / "hcm"),
                                 rss,
                                 loadavg(),
+                                (cpu - cpu_last[0]) * 1000 / window,
                             )
                         )
-                        last[0] = now
+                        last[0], cpu_last[0] = now, cpu
                         report("http", samples[-1])
 
     threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
@@ -241,14 +257,18 @@ def _free_port() -> int:
 
 def summary(name: str, samples: list[Sample]) -> list[Any]:
     if not samples:
-        return [name, "-", "-", "-", "-", "-", "-", "-"]
-    rates = [s.rate for s in samples]
-    third = max(1, len(rates) // 3)
-    first, last = sum(rates[:third]) / third, sum(rates[-third:]) / third
+        return [name, "-", "-", "-", "-", "-", "-", "-", "-"]
+    third = max(1, len(samples) // 3)
+
+    def thirds(values: list[float], digits: int) -> str:
+        first, last = sum(values[:third]) / third, sum(values[-third:]) / third
+        return f"{fmt(first, digits)} -> {fmt(last, digits)}"
+
     return [
         name,
         samples[-1].writes,
-        f"{fmt(first, 0)} -> {fmt(last, 0)}",
+        thirds([s.rate for s in samples], 0),
+        thirds([s.cpu_ms for s in samples], 2),
         max(s.fds for s in samples),
         max(s.fds_deleted for s in samples),
         max(s.packs for s in samples),
@@ -301,6 +321,7 @@ def main() -> None:
                 "phase",
                 "writes",
                 "w/s first third -> last third",
+                "CPU ms/write, same thirds",
                 "peak fds",
                 "peak fds to deleted files",
                 "peak packs on disk",

@@ -66,6 +66,9 @@ def run(args: argparse.Namespace, report: Report) -> None:
             report.figures[f"{phase}: w/s first window -> last"] = (
                 f"{samples[0]['rate']:.0f} -> {samples[-1]['rate']:.0f}"
             )
+            report.figures[f"{phase}: CPU ms per write, first window -> last"] = (
+                f"{samples[0]['cpu_ms']:.2f} -> {samples[-1]['cpu_ms']:.2f}"
+            )
             report.figures[f"{phase}: peak fds (to deleted files)"] = (
                 f"{max(s['fds'] for s in samples)} ({deleted})"
             )
