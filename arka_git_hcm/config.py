@@ -1,27 +1,30 @@
-"""Configuration: the ``ARKA_*`` environment variables and ``arka-os.config.json``.
+"""Configuration: ``arka-os.config.json`` and the roots resolved from the environment.
 
-This is the only module that reads ``os.environ``. Everything else receives a :class:`Settings`
-object, so tests build one explicitly and nothing reads files or the environment at import time.
-An invalid configuration stops the program with a message naming the field (contract section 1).
+Everything else receives a :class:`Settings` object, so tests build one explicitly and nothing
+reads files or the environment at import time. The ``ARKA_*`` variables are read by one module,
+environment.py (standard library only, for commands that must start fast); the file's models are
+pydantic's, here. An invalid configuration stops the program with a message naming the field
+(contract section 1).
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import re
 import secrets
 import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .config_shape import check_anonymize_patterns, check_anonymize_terms, custody_problem
 from .durable import flocked, write_atomic
+from .environment import CONFIG_FILE_NAME, Environment, Roots, cli_identity, export_roots, resolve_roots
 from .errors import ConfigError
-from .ids import CALLER_TYPES, CallerType, Role
+from .ids import CallerType, Role
 from .jsonio import canonical_bytes, parse_json
 
 __all__ = [
@@ -36,9 +39,7 @@ __all__ = [
     "load_settings",
 ]
 
-CONFIG_FILE_NAME = "arka-os.config.json"
 ANONYMIZE_KEY_FILE = "anonymize.key"
-Environment = Literal["development", "staging", "production"]
 
 
 class _Strict(BaseModel):
@@ -135,23 +136,13 @@ class AnonymizeConfig(_Strict):
     @field_validator("terms")
     @classmethod
     def _terms(cls, terms: list[str]) -> list[str]:
-        for term in terms:
-            if not 3 <= len(term.strip()) <= 200:
-                raise ValueError(f"term {term[:40]!r} must be 3 to 200 characters")
+        check_anonymize_terms(terms)
         return terms
 
     @field_validator("patterns")
     @classmethod
     def _patterns(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                compiled = re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(
-                    f"pattern {pattern[:60]!r} is not a valid regular expression: {exc}"
-                ) from None
-            if compiled.fullmatch(""):
-                raise ValueError(f"pattern {pattern[:60]!r} matches the empty string")
+        check_anonymize_patterns(patterns)
         return patterns
 
 
@@ -172,15 +163,15 @@ class FileConfig(_Strict):
 
     @model_validator(mode="after")
     def _custody_settings_agree(self) -> FileConfig:
-        names = [remote.name for remote in self.remotes]
-        if len(set(names)) != len(names):
-            raise ValueError("remotes: two remotes have the same name")
-        if self.mirror.enabled and self.mirror.remote not in names:
-            raise ValueError(
-                f"mirror.remote: {self.mirror.remote!r} is not a remote (add it with `arka-hcm remote add`)"
-            )
-        if self.backup.enabled and not self.backup.folder:
-            raise ValueError("backup.folder: scheduled backups need a folder")
+        problem = custody_problem(
+            [remote.name for remote in self.remotes],
+            self.mirror.enabled,
+            self.mirror.remote,
+            self.backup.enabled,
+            self.backup.folder,
+        )
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
@@ -289,34 +280,7 @@ def ensure_anonymize_key(config_path: Path) -> bytes:
 def export_to_environment(settings: Settings) -> None:
     """Put the resolved roots in ``ARKA_*`` variables so worker processes started by uvicorn
     (which re-import the app) load the same settings as the command that started them."""
-    os.environ["ARKA_HCM_PATH"] = str(settings.hcm_path)
-    os.environ["ARKA_CONFIG_PATH"] = str(settings.config_path)
-    os.environ["ARKA_LOG_PATH"] = str(settings.log_path)
-    os.environ["ARKA_ENV"] = settings.env
-
-
-_CALLER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-
-
-def cli_identity(given: str | None = None, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """Who runs a command of the command line, as (type, id), for the history's author: ``given``
-    (``--as TYPE/ID``), else ``ARKA_CALLER``, else ``human/<the OS user>``. ConfigError when a
-    given identity is malformed; an OS user name that is not a valid id falls back to ``cli``."""
-    env = os.environ if environ is None else environ
-    text = given or env.get("ARKA_CALLER")
-    if text:
-        kind, _, ident = text.partition("/")
-        if kind not in CALLER_TYPES or not _CALLER_ID.fullmatch(ident):
-            raise ConfigError(
-                f"--as / ARKA_CALLER {text[:80]!r} is not TYPE/ID: TYPE is human, agent or system, "
-                "ID 1-128 of letters, digits, . _ @ - (e.g. --as human/alice)"
-            )
-        return kind, ident
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no user name for this uid (a container's arbitrary uid)
-        user = ""
-    return "human", user if _CALLER_ID.fullmatch(user) else "cli"
+    export_roots(Roots(settings.hcm_path, settings.config_path, settings.log_path, settings.env))
 
 
 def load_settings(
@@ -329,23 +293,11 @@ def load_settings(
 ) -> Settings:
     """Build Settings from explicit values (or a client folder), else ``ARKA_*`` variables, else the
     container defaults (/hcm, /config, /logs)."""
-    env = os.environ if environ is None else environ
-    if client is not None:
-        # a client folder as laid out by `arka-hcm init DIR`: DIR/hcm, DIR/config, DIR/logs
-        hcm = hcm or Path(client) / "hcm"
-        config = config or Path(client) / "config"
-        logs = logs or Path(client) / "logs"
-    hcm_path = Path(hcm or env.get("ARKA_HCM_PATH") or "/hcm")
-    config_path = Path(config or env.get("ARKA_CONFIG_PATH") or "/config")
-    log_path = Path(logs or env.get("ARKA_LOG_PATH") or "/logs")
-    mode: Any = env.get("ARKA_ENV") or "production"
-    if mode not in ("development", "staging", "production"):
-        raise ConfigError(f"ARKA_ENV={mode!r} is invalid: use development, staging or production")
-    file = read_file_config(config_path / CONFIG_FILE_NAME)
+    roots = resolve_roots(client=client, hcm=hcm, config=config, logs=logs, environ=environ)
     return Settings(
-        hcm_path=hcm_path.absolute(),
-        config_path=config_path.absolute(),
-        log_path=log_path.absolute(),
-        env=mode,
-        file=file,
+        hcm_path=roots.hcm_path,
+        config_path=roots.config_path,
+        log_path=roots.log_path,
+        env=roots.env,
+        file=read_file_config(roots.config_file),
     )

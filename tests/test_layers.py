@@ -1,6 +1,7 @@
 """The architecture, enforced: imports only go downward, and a few doors have one key.
 
-0  foundation  errors, ids, paths, jsonio, clock, config, durable/, worker
+0  foundation  errors, ids, paths, jsonio, clock, environment, config, config_shape, durable/,
+               worker
 1  domain/     layout, models, payloads, commit messages, file checks
 1  gitrepo/    the git adapter (the only code importing pygit2)
 2  history/    the index of commits (per mission, per day, request ids), rebuildable from git
@@ -27,7 +28,9 @@ FOUNDATION = {
     "jsonio",
     "clock",
     "config",
+    "config_shape",
     "durable",
+    "environment",
     "worker",
     "__init__",
 }
@@ -132,10 +135,10 @@ def test_only_the_git_adapter_imports_pygit2_or_dulwich() -> None:
             assert target.split(".")[0] not in ("pygit2", "dulwich"), f"{path} imports {target}"
 
 
-def test_only_the_config_module_reads_the_environment() -> None:
+def test_only_the_environment_module_reads_the_environment() -> None:
     for path in all_modules():
         if module_name(path) in (
-            "arka_git_hcm.config",
+            "arka_git_hcm.environment",
             "arka_git_hcm.gitrepo.gitbin",
             "arka_git_hcm.gitrepo.gitcli",
         ):
