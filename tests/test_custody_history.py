@@ -427,3 +427,58 @@ def test_a_large_write_ahead_log_is_folded_back_after_indexing(
     assert wal.stat().st_size == 0
     stamp = store.history.stamp()
     assert stamp is not None and stamp.id == store.tip()  # the rows are in the database
+
+
+# The index as schema 1 wrote it (before each row held what HCM_HISTORY shows of its commit).
+SCHEMA_1 = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE names(id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE commits(
+  seq INTEGER PRIMARY KEY, id BLOB NOT NULL, time INTEGER NOT NULL, sufmin INTEGER NOT NULL,
+  op INTEGER, caller INTEGER);
+CREATE INDEX commits_id ON commits(id);
+CREATE TABLE touches(mission INTEGER NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY(mission, seq)) WITHOUT ROWID;
+CREATE TABLE requests(request_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+def test_an_index_of_the_previous_schema_is_ignored_then_rebuilt(
+    long_store: tuple[HcmStore, SettableClock],
+) -> None:
+    """After an upgrade, readers take the old file for no index (they walk); a one-shot CLI
+    store leaves it alone; the next build (the service's start, `history reindex`) replaces it
+    instead of failing on its old columns."""
+    store, _ = long_store
+    store.history.folder.mkdir(parents=True, exist_ok=True)
+    tip = store.tip()
+    assert tip is not None
+    conn = sqlite3.connect(store.history.path)
+    conn.executescript(SCHEMA_1)
+    conn.execute("INSERT INTO commits VALUES (0, ?, 0, 0, NULL, NULL)", (bytes.fromhex(tip),))
+    conn.executemany(
+        "INSERT INTO meta VALUES (?, ?)", [("schema", "1"), ("stamp_seq", "0"), ("stamp_id", tip)]
+    )
+    conn.commit()
+    conn.close()
+    assert store.history.stamp() is None and store.history.seq_of(tip) is None
+    assert store.history.catch_up(tip, build=False) == 0
+    assert store.history.stamp() is None
+    added = store.history.catch_up(tip, build=True, wait=True)
+    stamp = store.history.stamp()
+    assert stamp is not None and stamp.id == tip and added == stamp.seq + 1
+    check = sqlite3.connect(store.history.path)
+    tables = {row[0] for row in check.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    check.close()
+    assert "requests" not in tables
+    for flt in (HistoryFilters(mission="m1"), HistoryFilters(caller="agent/arka-pmo-01")):
+        assert all_pages(store, flt, use_index=True) == all_pages(store, flt, use_index=False)
+    line = git(
+        store.settings.hcm_path,
+        "log",
+        "-1",
+        "--skip=3",
+        "--format=%H %(trailers:key=Hcm-Request-Id,valueonly)",
+    )
+    commit, _, request_id = line.strip().partition(" ")
+    assert request_id and store.find_request(request_id) == commit

@@ -37,6 +37,7 @@ __all__ = [
     "parse_result",
     "parse_trailers",
     "subject_of",
+    "summary_of",
 ]
 
 _SUBJECT_MAX = 200
@@ -177,3 +178,11 @@ def parse_result(trailers: dict[str, str]) -> dict[str, Any] | None:
 
 def subject_of(message: str) -> str:
     return message.split("\n", 1)[0]
+
+
+def summary_of(message: str) -> str:
+    """What a history listing shows of a commit: its subject after ``<OP> <target>: ``, or the
+    whole subject of a commit that has no such prefix (a hand-made one)."""
+    subject = subject_of(message)
+    _, _, summary = subject.partition(": ")
+    return summary or subject

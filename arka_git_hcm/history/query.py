@@ -14,35 +14,17 @@ it; ``until`` skips commits newer than it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..domain.commit_message import parse_trailers
 from ..errors import InvalidPayload
 from ..gitrepo import CommitInfo, GitRepo
-from .index import MISSIONS_PREFIX, HistoryIndex, caller_of
+from .index import caller_of
+from .reader import MISSIONS_PREFIX, HistoryFilters, HistoryPage, HistoryReader, indexed_page
 
 __all__ = ["WALK_BUDGET", "HistoryFilters", "HistoryPage", "commit_at", "find_request", "history_page"]
 
 WALK_BUDGET = 100_000
-
-
-@dataclass(frozen=True)
-class HistoryFilters:
-    mission: str | None = None
-    path: str | None = None
-    caller: str | None = None
-    op: str | None = None
-    since: float | None = None
-    until: float | None = None
-
-
-@dataclass
-class HistoryPage:
-    commits: list[str] = field(default_factory=list)
-    next_cursor: str | None = None
-    partial: bool = False  # the walk budget ran out before the page filled: go on with the cursor
-    indexed: bool = False  # the index answered (part of) the page
 
 
 def _touches(repo: GitRepo, info: CommitInfo, prefix: str) -> bool:
@@ -74,7 +56,7 @@ def _check_cursor(repo: GitRepo, cursor: str) -> str:
 
 def history_page(
     repo: GitRepo,
-    index: HistoryIndex | None,
+    index: HistoryReader | None,
     start: str,
     flt: HistoryFilters,
     limit: int,
@@ -88,7 +70,7 @@ def history_page(
         seq = usable.seq_of(current) if usable is not None else None
         if seq is not None:
             assert usable is not None
-            return _indexed_part(usable, seq, flt, limit, page)
+            return indexed_page(usable, seq, flt, limit, page)
         info = repo.commit_info(current)
         if flt.since is not None and info.commit_time < flt.since:
             return page
@@ -105,30 +87,7 @@ def history_page(
     return page
 
 
-def _indexed_part(
-    index: HistoryIndex, seq: int, flt: HistoryFilters, limit: int, page: HistoryPage
-) -> HistoryPage:
-    page.indexed = True
-    lo, hi = -1, seq
-    if flt.since is not None:
-        older = index.newest_at_or_before(flt.since, seq, strict=True)
-        lo = older.seq if older is not None else -1
-    if flt.until is not None:
-        last = index.newest_at_or_before(flt.until, seq)
-        if last is None:
-            return page
-        hi = last.seq
-    need = limit - len(page.commits)
-    rows = index.rows(
-        hi, lo, mission=flt.mission, caller=flt.caller, op=flt.op, until=flt.until, limit=need + 1
-    )
-    page.commits.extend(row.id for row in rows[:need])
-    if len(rows) > need:
-        page.next_cursor = rows[need].id
-    return page
-
-
-def commit_at(repo: GitRepo, index: HistoryIndex | None, tip: str | None, moment: datetime) -> str | None:
+def commit_at(repo: GitRepo, index: HistoryReader | None, tip: str | None, moment: datetime) -> str | None:
     """The newest first-parent commit from ``tip`` whose commit time is at or before ``moment``."""
     limit = moment.timestamp()
     current = tip
@@ -145,7 +104,7 @@ def commit_at(repo: GitRepo, index: HistoryIndex | None, tip: str | None, moment
     return None
 
 
-def find_request(repo: GitRepo, index: HistoryIndex | None, tip: str | None, request_id: str) -> str | None:
+def find_request(repo: GitRepo, index: HistoryReader | None, tip: str | None, request_id: str) -> str | None:
     """The oldest commit on the branch's first-parent line carrying ``request_id``."""
     found: str | None = None
     current = tip

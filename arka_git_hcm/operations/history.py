@@ -6,11 +6,13 @@ from typing import Any
 
 from ..clock import OutOfRange, parse_iso
 from ..domain import envelope as p
-from ..domain.commit_message import parse_trailers, subject_of
+from ..domain.commit_message import parse_trailers, summary_of
 from ..domain.layout import MissionPaths
 from ..errors import InvalidPayload, NotFound
 from ..gitrepo import GitRepo
+from ..history.index import caller_of
 from ..history.query import HistoryFilters, history_page
+from ..history.reader import commit_time_iso
 from ..paths import check_relative
 from .base import OpContext, OpSpec
 from .views import TreeView
@@ -19,25 +21,20 @@ __all__ = ["HISTORY_OPS", "commit_summary"]
 
 
 def commit_summary(repo: GitRepo, commit_id: str) -> dict[str, Any]:
+    """What HCM_HISTORY shows of one commit, read from the commit itself. The history index
+    stores the same fields when it indexes a commit (history/index.py), and the command line's
+    quick ``log`` answers from those (tests/test_quick_history.py holds the two together)."""
     info = repo.commit_info(commit_id)
     trailers = parse_trailers(info.message)
-    subject = subject_of(info.message)
-    _, _, summary = subject.partition(": ")
     return {
         "revision": info.id,
-        "time": _iso(info.commit_time),
+        "time": commit_time_iso(info.commit_time),
         "op": trailers.get("Hcm-Op"),
-        "caller": trailers.get("Hcm-Caller") or f"{info.author_name} <{info.author_email}>",
+        "caller": caller_of(trailers, info.author_name, info.author_email),
         "request_id": trailers.get("Hcm-Request-Id"),
         "mission_id": trailers.get("Hcm-Mission"),
-        "summary": summary or subject,
+        "summary": summary_of(info.message),
     }
-
-
-def _iso(seconds: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _moment(value: str | None, field: str) -> float | None:
