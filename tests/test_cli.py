@@ -361,6 +361,8 @@ import click
 from arka_git_hcm.cli import COMMAND_MODULES, main
 loaded = lambda: sorted(m for m in sys.modules if m.startswith("arka_git_hcm.cli."))
 assert loaded() == [], loaded()  # nothing but the root group at start
+heavy = [m for m in ("pydantic", "pygit2", "arka_git_hcm.config") if m in sys.modules]
+assert heavy == [], heavy  # `log` can answer without them (tests/test_quick_history.py)
 ctx = click.Context(main)
 assert main.get_command(ctx, "log").name == "log"
 assert "arka_git_hcm.cli.custody_cmds" not in sys.modules and "arka_git_hcm.anonymize" not in sys.modules

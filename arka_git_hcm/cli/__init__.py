@@ -9,13 +9,16 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..config import Settings, cli_identity, load_settings
+from ..environment import Roots, cli_identity, resolve_roots
 from ..errors import HcmError
 from ..ids import ROLES
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 __all__ = ["main"]
 
@@ -32,6 +35,8 @@ Examples:
 # Each command's module, imported only when the command runs (or --help lists them all): a
 # command does not pay for the others' imports (`log` once spent most of its 1.5 s importing
 # backup, anonymize and search code). tests/test_cli.py checks this map against the modules.
+# This module itself imports neither pydantic nor pygit2 (config.py loads with the settings):
+# `log` answers without them when it can (log_cmds.py).
 COMMAND_MODULES = {
     "accept-rewind": "store_cmds",
     "adopt": "store_cmds",
@@ -45,7 +50,7 @@ COMMAND_MODULES = {
     "hooks": "guard_cmds",
     "index": "search_cmds",
     "init": "store_cmds",
-    "log": "history_cmds",
+    "log": "log_cmds",
     "missions": "store_cmds",
     "push": "custody_cmds",
     "remote": "custody_cmds",
@@ -95,8 +100,15 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from ..config import load_settings  # pydantic: only for the commands that need it
+
             self._settings = load_settings(**self._args)
         return self._settings
+
+    def roots(self) -> Roots:
+        """The folders the global options and ``ARKA_*`` name, without reading the config file
+        (ConfigError for a bad ``ARKA_ENV``, as :attr:`settings` would raise)."""
+        return resolve_roots(**self._args)
 
     @property
     def caller(self) -> dict[str, Any]:

@@ -142,9 +142,14 @@ def exec_(obj: Context, file_: Any) -> None:
 
 
 def run_operation(
-    obj: Context, op: str, payload: dict[str, Any], caller: dict[str, Any] | None = None
+    obj: Context,
+    op: str,
+    payload: dict[str, Any],
+    caller: dict[str, Any] | None = None,
+    *,
+    scan_hand_edits: bool = True,
 ) -> dict[str, Any]:
-    with HcmStore.open(obj.settings) as store:
+    with HcmStore.open(obj.settings, scan_hand_edits=scan_hand_edits) as store:
         response = store.execute(
             {
                 "op": op,

@@ -14,13 +14,40 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..durable import folder_flocked
 from ..jsonio import compact_dumps
 
-__all__ = ["JsonLinesLog"]
+__all__ = ["JsonLinesLog", "operation_record"]
+
+
+def operation_record(
+    *,
+    op: str | None,
+    request_id: str | None,
+    caller: str | None,
+    status: str,
+    error_code: str | None,
+    replayed: bool,
+    started: float,
+    revision: str | None,
+) -> dict[str, Any]:
+    """One line of ``operations.jsonl``: ``started`` is the ``time.perf_counter()`` at which the
+    operation began. Every path that answers an operation logs through this one shape."""
+    return {
+        "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+        "op": op,
+        "request_id": request_id,
+        "caller": caller,
+        "status": status,
+        "error_code": error_code,
+        "replayed": replayed,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "revision": revision,
+    }
 
 
 class JsonLinesLog:
@@ -60,6 +87,8 @@ class JsonLinesLog:
         return self._fd
 
     def _rotate(self, fd: int, incoming: int) -> int:
+        from ..durable import folder_flocked  # rare; durable's imports cost a quick command ~25 ms
+
         with folder_flocked(self.path.parent):  # no lock file among the logs
             fd = self._current_fd()  # another process may have rotated while we waited
             if os.fstat(fd).st_size + incoming > self.max_bytes:

@@ -43,7 +43,7 @@ from ..writepath.guard import install_hooks
 from ..writepath.hand_edits import problems_of
 from ..writepath.requests import WriteRequest, WriteResult, payload_digest
 from .opening import init_hint, move_damaged_loose_objects, probe_writable, read_branch, refuse_other_owner
-from .oplog import JsonLinesLog
+from .oplog import JsonLinesLog, operation_record
 from .responses import error_response, ok_response
 from .revisions import Revisions
 
@@ -400,17 +400,16 @@ class HcmStore:
         response = job.response
         assert response is not None
         self.oplog.write(
-            {
-                "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
-                "op": response.get("op"),
-                "request_id": response.get("request_id"),
-                "caller": job.caller,
-                "status": response["status"],
-                "error_code": (response.get("error") or {}).get("code"),
-                "replayed": bool(response.get("replayed")),
-                "duration_ms": round((time.perf_counter() - job.started) * 1000, 3),
-                "revision": response.get("revision"),
-            }
+            operation_record(
+                op=response.get("op"),
+                request_id=response.get("request_id"),
+                caller=job.caller,
+                status=response["status"],
+                error_code=(response.get("error") or {}).get("code"),
+                replayed=bool(response.get("replayed")),
+                started=job.started,
+                revision=response.get("revision"),
+            )
         )
 
     # --- reading at a point in history ----------------------------------------------------
