@@ -280,7 +280,9 @@ def ensure_anonymize_key(config_path: Path) -> bytes:
 def export_to_environment(settings: Settings) -> None:
     """Put the resolved roots in ``ARKA_*`` variables so worker processes started by uvicorn
     (which re-import the app) load the same settings as the command that started them."""
-    export_roots(Roots(settings.hcm_path, settings.config_path, settings.log_path, settings.env))
+    export_roots(
+        Roots(str(settings.hcm_path), str(settings.config_path), str(settings.log_path), settings.env)
+    )
 
 
 def load_settings(
@@ -294,10 +296,11 @@ def load_settings(
     """Build Settings from explicit values (or a client folder), else ``ARKA_*`` variables, else the
     container defaults (/hcm, /config, /logs)."""
     roots = resolve_roots(client=client, hcm=hcm, config=config, logs=logs, environ=environ)
+    config_path = Path(roots.config_path).absolute()
     return Settings(
-        hcm_path=roots.hcm_path,
-        config_path=roots.config_path,
-        log_path=roots.log_path,
+        hcm_path=Path(roots.hcm_path).absolute(),
+        config_path=config_path,
+        log_path=Path(roots.log_path).absolute(),
         env=roots.env,
-        file=read_file_config(roots.config_file),
+        file=read_file_config(config_path / CONFIG_FILE_NAME),
     )

@@ -14,7 +14,6 @@ import getpass
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 from .errors import ConfigError
@@ -37,17 +36,20 @@ ENVIRONMENTS: tuple[Environment, ...] = ("development", "staging", "production")
 _CALLER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 
-class Roots(NamedTuple):  # not a dataclass: creating one costs every process ~1 ms of start
-    """The three folders, absolute, and the deployment mode."""
+class Roots(NamedTuple):
+    """The three folders as named (absolute, or relative to the working directory) and the
+    deployment mode. Strings in a NamedTuple, not Paths in a dataclass: importing pathlib and
+    creating a dataclass would cost `arka-hcm log` ~8 ms of its start; load_settings makes
+    them absolute Paths."""
 
-    hcm_path: Path
-    config_path: Path
-    log_path: Path
+    hcm_path: str
+    config_path: str
+    log_path: str
     env: Environment
 
     @property
-    def config_file(self) -> Path:
-        return self.config_path / CONFIG_FILE_NAME
+    def config_file(self) -> str:
+        return os.path.join(self.config_path, CONFIG_FILE_NAME)
 
 
 def resolve_roots(
@@ -63,16 +65,16 @@ def resolve_roots(
     env = os.environ if environ is None else environ
     if client is not None:
         # a client folder as laid out by `arka-hcm init DIR`: DIR/hcm, DIR/config, DIR/logs
-        hcm = hcm or Path(client) / "hcm"
-        config = config or Path(client) / "config"
-        logs = logs or Path(client) / "logs"
+        hcm = hcm or os.path.join(client, "hcm")
+        config = config or os.path.join(client, "config")
+        logs = logs or os.path.join(client, "logs")
     mode = env.get("ARKA_ENV") or "production"
     if mode not in ENVIRONMENTS:
         raise ConfigError(f"ARKA_ENV={mode!r} is invalid: use development, staging or production")
     return Roots(
-        hcm_path=Path(hcm or env.get("ARKA_HCM_PATH") or "/hcm").absolute(),
-        config_path=Path(config or env.get("ARKA_CONFIG_PATH") or "/config").absolute(),
-        log_path=Path(logs or env.get("ARKA_LOG_PATH") or "/logs").absolute(),
+        hcm_path=os.fspath(hcm or env.get("ARKA_HCM_PATH") or "/hcm"),
+        config_path=os.fspath(config or env.get("ARKA_CONFIG_PATH") or "/config"),
+        log_path=os.fspath(logs or env.get("ARKA_LOG_PATH") or "/logs"),
         env=mode,
     )
 

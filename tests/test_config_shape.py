@@ -214,4 +214,6 @@ def test_the_loaded_settings_use_the_same_roots(tmp_path: Path) -> None:
     env = {"ARKA_HCM_PATH": str(tmp_path / "h"), "ARKA_ENV": "staging"}
     roots = resolve_roots(config=tmp_path / "c", environ=env)
     settings = load_settings(config=tmp_path / "c", environ=env)
-    assert (settings.hcm_path, settings.config_path, settings.log_path, settings.env) == tuple(roots)
+    assert settings.hcm_path == Path(roots.hcm_path).absolute() == tmp_path / "h"
+    assert settings.config_path == Path(roots.config_path).absolute()
+    assert settings.log_path == Path(roots.log_path).absolute() and settings.env == roots.env == "staging"

@@ -60,6 +60,8 @@ class HistoryIndex(HistoryReader):
     def __init__(self, workdir: Path, state_dir: Path) -> None:
         super().__init__(state_dir)
         self.workdir = Path(workdir)
+        self.folder = Path(state_dir) / "history"
+        self.path = self.folder / "index.sqlite"
 
     # --- maintenance ----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -14,11 +14,11 @@ is replaced (a rebuild); an index of another schema reads as no index at all.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -54,8 +54,9 @@ MISSIONS_PREFIX = "state/missions/"
 _SUMMARY_BATCH = 500  # ids per `IN (...)`: under SQLite's oldest limit on bound parameters
 
 
-# NamedTuples and a plain class rather than dataclasses: creating a dataclass costs ~1 ms of
-# every process's start, and `arka-hcm log` counts its milliseconds.
+# NamedTuples and a plain class rather than dataclasses, and os.path rather than pathlib:
+# creating a dataclass costs ~1 ms of a process's start, importing pathlib ~7 ms, and
+# `arka-hcm log` counts its milliseconds.
 class IndexedRow(NamedTuple):
     seq: int
     id: str
@@ -97,15 +98,16 @@ def one(conn: sqlite3.Connection, sql: str, args: tuple[object, ...] | list[obje
 
 
 class HistoryReader:
-    def __init__(self, state_dir: Path) -> None:
-        self.folder = Path(state_dir) / "history"
-        self.path = self.folder / "index.sqlite"
+    """Read-only access to the index under ``state_dir`` (``.git/arka-hcm``)."""
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self._file = os.path.join(state_dir, "history", "index.sqlite")
         self._local = threading.local()
 
     def _reader(self) -> sqlite3.Connection | None:
         """This thread's read-only connection, or None while no index (of this schema) exists."""
         try:
-            inode = self.path.stat().st_ino
+            inode = os.stat(self._file).st_ino
         except FileNotFoundError:
             self.close_reader()
             return None
@@ -114,7 +116,7 @@ class HistoryReader:
             return conn
         self.close_reader()  # none yet, or the file was replaced (deleted and rebuilt)
         try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=True)
+            conn = sqlite3.connect(f"file:{self._file}?mode=ro", uri=True, check_same_thread=True)
             conn.execute("PRAGMA busy_timeout = 5000")
             row = one(conn, "SELECT value FROM meta WHERE key = 'schema'")
         except sqlite3.Error:
