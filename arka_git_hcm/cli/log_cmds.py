@@ -71,7 +71,8 @@ def log_(
 ) -> None:
     """Show the HCM's history (HCM_HISTORY): one line per write operation, newest first.
 
-    Files edited by hand show up once adopted (`arka-hcm adopt`, or any write).
+    The committed history: a file edited by hand shows up once adopted (`arka-hcm adopt`,
+    or any other command that opens the store).
 
     \b
     Examples:
