@@ -20,7 +20,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .config_shape import check_anonymize_patterns, check_anonymize_terms, custody_problem
 from .durable import flocked, write_atomic
 from .environment import CONFIG_FILE_NAME, Environment, Roots, cli_identity, export_roots, resolve_roots
 from .errors import ConfigError
@@ -40,6 +39,39 @@ __all__ = [
 ]
 
 ANONYMIZE_KEY_FILE = "anonymize.key"
+
+
+def check_anonymize_terms(terms: list[str]) -> None:
+    for term in terms:
+        if not 3 <= len(term.strip()) <= 200:
+            raise ValueError(f"term {term[:40]!r} must be 3 to 200 characters")
+
+
+def check_anonymize_patterns(patterns: list[str]) -> None:
+    for pattern in patterns:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern {pattern[:60]!r} is not a valid regular expression: {exc}") from None
+        if compiled.fullmatch(""):
+            raise ValueError(f"pattern {pattern[:60]!r} matches the empty string")
+
+
+def custody_problem(
+    remote_names: list[str],
+    mirror_enabled: bool,
+    mirror_remote: str,
+    backup_enabled: bool,
+    backup_folder: str,
+) -> str | None:
+    """What the remotes, the mirror and the scheduled backups disagree on (FileConfig's check)."""
+    if len(set(remote_names)) != len(remote_names):
+        return "remotes: two remotes have the same name"
+    if mirror_enabled and mirror_remote not in remote_names:
+        return f"mirror.remote: {mirror_remote!r} is not a remote (add it with `arka-hcm remote add`)"
+    if backup_enabled and not backup_folder:
+        return "backup.folder: scheduled backups need a folder"
+    return None
 
 
 class _Strict(BaseModel):

@@ -1,6 +1,6 @@
 """The architecture, enforced: imports only go downward, and a few doors have one key.
 
-0  foundation  errors, ids, paths, jsonio, clock, environment, config, config_shape, durable/,
+0  foundation  errors, ids, paths, jsonio, clock, environment, config, durable/,
                worker
 1  domain/     layout, models, payloads, commit messages, file checks
 1  gitrepo/    the git adapter (the only code importing pygit2)
@@ -28,7 +28,6 @@ FOUNDATION = {
     "jsonio",
     "clock",
     "config",
-    "config_shape",
     "durable",
     "environment",
     "worker",

@@ -22,7 +22,7 @@ from arka_git_hcm.cli import log_cmds, main
 from arka_git_hcm.config import load_settings
 from arka_git_hcm.environment import Roots, resolve_roots
 from arka_git_hcm.errors import ConfigError
-from arka_git_hcm.services.quick_history import quick_history
+from arka_git_hcm.services.quick_history import CHECKED_CONFIG, quick_history, remember_config
 from arka_git_hcm.services.store import HcmStore
 
 from .conftest import git, new_hcm
@@ -359,13 +359,44 @@ def test_an_invalid_config_gives_the_usual_error(client: Path, paths: Paths) -> 
     assert result.exit_code == 2 and result.output == f"error: {usual.value.message}\n"
 
 
-def test_a_config_only_the_models_can_read(client: Path, paths: Paths) -> None:
-    """A port written as a string: pydantic reads it (lax), the quick path is not sure."""
+def test_a_config_edited_is_checked_by_the_models_once_then_answered_quickly(
+    client: Path, paths: Paths
+) -> None:
+    """The quick path never judges a config file itself: one the models have not seen since it
+    changed goes the store's way, whose open records that the models accept it; the next run
+    answers quickly. (A port written as a string: pydantic reads it, lax.)"""
     config = client / "config" / "arka-os.config.json"
     data = json.loads(config.read_text())
     data["server"]["port"] = "8080"
+    data["store"]["branch"] = "main"
     config.write_text(json.dumps(data))
-    falls_back(client, paths, "--mission", "m1")
+    checked = client / "hcm" / ".git" / "arka-hcm" / CHECKED_CONFIG
+    before = checked.read_bytes()
+    assert quick_history(roots(client), CALLER, {"limit": 20}) is None
+    expected = falls_back(client, paths, "--mission", "m1")
+    assert checked.read_bytes() != before
+    paths.quick.clear()
+    paths.spy()
+    assert log(client, "--mission", "m1", "--json").output == expected
+    assert paths.quick == [True]
+
+
+def test_the_models_decide_and_no_record_of_a_refused_config_is_kept(client: Path) -> None:
+    checked = client / "hcm" / ".git" / "arka-hcm" / CHECKED_CONFIG
+    config = client / "config" / "arka-os.config.json"
+    data = json.loads(config.read_text())
+    settings = load_settings(client=client, environ={})
+    before = checked.read_bytes()
+    data["limits"]["max_json_depth"] = 3  # below the model's bound
+    config.write_text(json.dumps(data))
+    remember_config(settings)
+    assert checked.read_bytes() == before
+    assert quick_history(roots(client), CALLER, {"limit": 20}) is None
+    checked.unlink()
+    config.unlink()  # no file: every default, which the models accept
+    remember_config(load_settings(client=client, environ={}))
+    assert json.loads(checked.read_text())["store"] == {"branch": "main"}
+    assert quick_history(roots(client), CALLER, {"limit": 20}) is not None
 
 
 def test_a_bad_caller_or_environment_gives_the_usual_error(client: Path, paths: Paths) -> None:

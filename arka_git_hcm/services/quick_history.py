@@ -8,8 +8,11 @@ imports the standard library and the pydantic-free, pygit2-free modules only. Ev
 returns None, and the caller runs the operation the normal way, which also gives every error
 its usual message. It answers only when:
 
-- the configuration certainly loads (config_shape.py): paths and ``ARKA_*`` as load_settings
-  resolves them, the file valid, the branch and the log settings read from it;
+- the configuration certainly loads: paths and ``ARKA_*`` as load_settings resolves them, and
+  the config file byte for byte the one the models of config.py last accepted, for this
+  version of the program (``config-checked.json``, written by :func:`remember_config` each
+  time the store opens; it holds the few settings this path needs). No second copy of the
+  rules: a file edited since is "not sure", and the next store open checks it;
 - the payload is one the models certainly accept: no ``path`` (not indexed) or ``at``, ids,
   sizes and dates within their rules, a cursor that is an indexed commit;
 - the store would open without changing anything the answer is drawn from, nor refuse to open:
@@ -31,23 +34,29 @@ operation is logged to ``operations.jsonl`` as the store logs it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sqlite3
 import stat
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .. import __version__
 from ..clock import parse_iso
-from ..config_shape import plain_file_config
-from ..environment import Roots
+from ..environment import CONFIG_FILE_NAME, Roots
 from ..errors import HcmError
 from ..history.reader import HistoryFilters, HistoryPage, HistoryReader, indexed_page
 from ..ids import CALLER_TYPES, ROLES, is_valid_id
 from ..jsonio import compact_dumps, parse_json
 from .oplog import JsonLinesLog, operation_record
 
-__all__ = ["quick_history"]
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["CHECKED_CONFIG", "quick_history", "remember_config"]
+
+CHECKED_CONFIG = "config-checked.json"  # in .git/arka-hcm/
 
 OP = "HCM_HISTORY"
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}")
@@ -162,16 +171,59 @@ def _caller_label(caller: dict[str, Any]) -> str:
     return f"{kind}/{ident}"
 
 
-def _file_config(roots: Roots) -> dict[str, Any]:
+def _config_digest(config_file: str) -> str:
+    """What identifies a config file's content for this program: its sha256 (or "missing":
+    every default), this version, and config.py's size and time (a rule changed in a working
+    copy changes them)."""
     try:
-        with open(roots.config_file, "rb") as file:
-            raw = file.read()
+        with open(config_file, "rb") as file:
+            content = hashlib.sha256(file.read()).hexdigest()
     except FileNotFoundError:
-        raw = b"{}"  # a missing file means every default
-    config = plain_file_config(parse_json(raw, what=roots.config_file))
-    if config is None:
+        content = "missing"
+    rules = os.stat(os.path.join(os.path.dirname(os.path.dirname(__file__)), "config.py"))
+    return f"{content} {__version__} {rules.st_size}:{rules.st_mtime_ns}"
+
+
+def _file_config(roots: Roots) -> dict[str, Any]:
+    """The settings this path needs, as the models read them from the config file as it is
+    now; _FullPath when the file changed since they last did."""
+    state = os.path.join(roots.hcm_path, ".git", "arka-hcm")
+    with open(os.path.join(state, CHECKED_CONFIG), "rb") as file:
+        checked = parse_json(file.read(4096), what=CHECKED_CONFIG)
+    if type(checked) is not dict or checked.get("digest") != _config_digest(roots.config_file):
         raise _FullPath
-    return config
+    return checked
+
+
+def remember_config(settings: Settings) -> None:
+    """Record that the models accept the config file as it is now, with the settings
+    :func:`quick_history` needs (skipped when already recorded, or when the file changed since
+    ``settings`` were read). Best effort: a store opens whether this can be written or not."""
+    from ..config import read_file_config  # the models: only on the store's path
+    from ..durable import write_atomic
+
+    config_file = os.fspath(settings.config_path / CONFIG_FILE_NAME)
+    state = settings.hcm_path / ".git" / "arka-hcm"
+    try:
+        digest = _config_digest(config_file)
+        try:
+            with open(state / CHECKED_CONFIG, "rb") as file:
+                if parse_json(file.read(4096), what=CHECKED_CONFIG).get("digest") == digest:
+                    return
+        except (OSError, ValueError, HcmError, AttributeError):
+            pass
+        config = read_file_config(settings.config_path / CONFIG_FILE_NAME)
+        if _config_digest(config_file) != digest:
+            return  # edited while it was read: the next open records it
+        record = {
+            "digest": digest,
+            "store": {"branch": config.store.branch},
+            "limits": {"max_envelope_bytes": config.limits.max_envelope_bytes},
+            "logging": {"max_bytes": config.logging.max_bytes, "backups": config.logging.backups},
+        }
+        write_atomic(state / CHECKED_CONFIG, compact_dumps(record).encode("utf-8") + b"\n", root=state.parent)
+    except (OSError, HcmError):
+        return
 
 
 def _read_small(*path: str) -> str:

@@ -44,6 +44,7 @@ from ..writepath.hand_edits import problems_of
 from ..writepath.requests import WriteRequest, WriteResult, payload_digest
 from .opening import init_hint, move_damaged_loose_objects, probe_writable, read_branch, refuse_other_owner
 from .oplog import JsonLinesLog, operation_record
+from .quick_history import remember_config
 from .responses import error_response, ok_response
 from .revisions import Revisions
 
@@ -149,6 +150,7 @@ class HcmStore:
         store.open_report["stray_asides"] = store.engine.check_stray_asides()
         store.open_report["index_repaired"] = store.engine.repair_index()
         store.engine.check_history()
+        remember_config(settings)  # `arka-hcm log` may then answer without the models (quick_history)
         if scan_hand_edits:
             store.open_report["hand_edits"] = store.scan_hand_edits(
                 adopt=settings.file.store.external_edits == "adopt"
