@@ -395,8 +395,28 @@ def test_the_models_decide_and_no_record_of_a_refused_config_is_kept(client: Pat
     checked.unlink()
     config.unlink()  # no file: every default, which the models accept
     remember_config(load_settings(client=client, environ={}))
-    assert json.loads(checked.read_text())["store"] == {"branch": "main"}
+    assert [e["store"] for e in json.loads(checked.read_text())["entries"]] == [{"branch": "main"}]
     assert quick_history(roots(client), CALLER, {"limit": 20}) is not None
+
+
+def test_two_installations_of_the_program_keep_their_own_record(
+    client: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's installation and an admin's command line (another copy of the program)
+    open the same HCM in turn: each keeps its record, neither sends the other the slow way."""
+    from arka_git_hcm.services import quick_history as quick
+
+    settings = load_settings(client=client, environ={})
+    real = quick._config_digest
+    for other in ("other-install", "a-third"):
+        monkeypatch.setattr(quick, "_config_digest", lambda path, tag=other: f"{real(path)} {tag}")
+        assert quick_history(roots(client), CALLER, {"limit": 20}) is None
+        remember_config(settings)
+        assert quick_history(roots(client), CALLER, {"limit": 20}) is not None
+    monkeypatch.setattr(quick, "_config_digest", real)
+    assert quick_history(roots(client), CALLER, {"limit": 20}) is not None  # the first one's stays
+    checked = client / "hcm" / ".git" / "arka-hcm" / CHECKED_CONFIG
+    assert len(json.loads(checked.read_text())["entries"]) == 3
 
 
 def test_a_bad_caller_or_environment_gives_the_usual_error(client: Path, paths: Paths) -> None:

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["CHECKED_CONFIG", "quick_history", "remember_config"]
 
 CHECKED_CONFIG = "config-checked.json"  # in .git/arka-hcm/
+CHECKED_KEPT = 4  # installations remembered (the service's, an admin's command line, ...)
 
 OP = "HCM_HISTORY"
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}")
@@ -188,11 +189,23 @@ def _file_config(roots: Roots) -> dict[str, Any]:
     """The settings this path needs, as the models read them from the config file as it is
     now; _FullPath when the file changed since they last did."""
     state = os.path.join(roots.hcm_path, ".git", "arka-hcm")
-    with open(os.path.join(state, CHECKED_CONFIG), "rb") as file:
-        checked = parse_json(file.read(4096), what=CHECKED_CONFIG)
-    if type(checked) is not dict or checked.get("digest") != _config_digest(roots.config_file):
-        raise _FullPath
-    return checked
+    digest = _config_digest(roots.config_file)
+    for entry in _checked_entries(os.path.join(state, CHECKED_CONFIG)):
+        if entry.get("digest") == digest:
+            return entry
+    raise _FullPath
+
+
+def _checked_entries(path: str) -> list[dict[str, Any]]:
+    """The records of config-checked.json, newest last (one per installation of the program
+    that opened the store: the service's and an admin's command line each keep theirs)."""
+    try:
+        with open(path, "rb") as file:
+            checked = parse_json(file.read(16384), what=CHECKED_CONFIG)
+    except (OSError, ValueError, HcmError):
+        return []
+    entries = checked.get("entries") if type(checked) is dict else None
+    return [e for e in entries if type(e) is dict] if type(entries) is list else []
 
 
 def remember_config(settings: Settings) -> None:
@@ -206,12 +219,9 @@ def remember_config(settings: Settings) -> None:
     state = settings.hcm_path / ".git" / "arka-hcm"
     try:
         digest = _config_digest(config_file)
-        try:
-            with open(state / CHECKED_CONFIG, "rb") as file:
-                if parse_json(file.read(4096), what=CHECKED_CONFIG).get("digest") == digest:
-                    return
-        except (OSError, ValueError, HcmError, AttributeError):
-            pass
+        entries = _checked_entries(os.fspath(state / CHECKED_CONFIG))
+        if any(entry.get("digest") == digest for entry in entries):
+            return
         config = read_file_config(settings.config_path / CONFIG_FILE_NAME)
         if _config_digest(config_file) != digest:
             return  # edited while it was read: the next open records it
@@ -221,7 +231,11 @@ def remember_config(settings: Settings) -> None:
             "limits": {"max_envelope_bytes": config.limits.max_envelope_bytes},
             "logging": {"max_bytes": config.logging.max_bytes, "backups": config.logging.backups},
         }
-        write_atomic(state / CHECKED_CONFIG, compact_dumps(record).encode("utf-8") + b"\n", root=state.parent)
+        content = digest.split(" ")[0]  # other installations' records of this same file stay
+        kept = [e for e in entries if str(e.get("digest", "")).split(" ")[0] == content]
+        kept = (kept + [record])[-CHECKED_KEPT:]
+        data = compact_dumps({"entries": kept}).encode("utf-8") + b"\n"
+        write_atomic(state / CHECKED_CONFIG, data, root=state.parent)
     except (OSError, HcmError):
         return
 
