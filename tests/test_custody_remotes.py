@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -164,11 +165,22 @@ def test_the_cli_adds_a_remote_with_a_password_from_stdin(settings: Settings, tm
     )
 
 
-def _wait(predicate: object, what: str, timeout: float = 60) -> None:
+def _wait(predicate: object, what: str | Callable[[], str], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, what if isinstance(what, str) else what()
         time.sleep(0.05)
+
+
+def _worker_state(worker: MirrorWorker, remote: Path, store: HcmStore, settings: Settings) -> str:
+    """What a failure needs to be understood: the worker's thread and rounds, both tips, the state."""
+    thread = worker._thread
+    return (
+        f"rounds={worker.rounds} pushes={worker.pushes} running={worker.running()} "
+        f"thread_alive={thread is not None and thread.is_alive()} last_error={worker.last_error!r} "
+        f"remote={git(remote, 'rev-parse', '-q', '--verify', 'main', check=False).strip()} "
+        f"local={store.tip()} state={mirror_report(settings)}"
+    )
 
 
 def test_the_mirror_follows_writes_and_never_fails_one(
@@ -188,7 +200,7 @@ def test_the_mirror_follows_writes_and_never_fails_one(
             journal(store, f"n{n}")
         _wait(
             lambda: git(remote, "rev-parse", "-q", "--verify", "main", check=False).strip() == store.tip(),
-            "the mirror did not catch up",
+            lambda: f"the mirror did not catch up: {_worker_state(worker, remote, store, mirrored)}",
         )
         assert worker.pushes <= 6  # batched: wakes during a push fold into one more
         _wait(lambda: mirror_report(mirrored)["lag_commits"] == 0, "lag not 0")
