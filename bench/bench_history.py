@@ -25,6 +25,7 @@ store commits, 500 missions, one rarely touched), then times, each as the median
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -117,7 +118,7 @@ def bench_index(
         rows.append(("history index: size", f"{size / 1e6:.0f} MB ({size / max(indexed, 1):.0f} B/commit)"))
         for mission, label in (("rare-mission", "rarely touched"), ("mission-0000", "busiest")):
             ms = median_ms(
-                lambda m=mission: execute(store, "HCM_HISTORY", {"mission_id": m, "limit": 20}), runs
+                functools.partial(execute, store, "HCM_HISTORY", {"mission_id": mission, "limit": 20}), runs
             )
             results[f"history_{label}_ms"] = round(ms, 2)
             rows.append((f"HCM_HISTORY, last 20 of the {label} mission", f"{ms:.2f} ms"))
