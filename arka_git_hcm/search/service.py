@@ -272,9 +272,10 @@ def _visible_context(
 
 
 # A server's follower: rounds at least this far apart (from the end of one to the start of the
-# next) under a stream of writes. Each round costs the writers CPU and disk (a durable write's
-# syncfs also flushes the index's WAL), so fewer, larger rounds cost them less, and the index
-# lags more. Measured (docs/search.md): one sequential writer at 100,000 files, 0.1 s: -4% to
+# next) under a stream of writes. Each round costs the writers CPU (mostly the child's, on the
+# cores they share: the index on a tmpfs, out of the store's syncfs, cost about as much) and
+# some disk, so fewer, larger rounds cost them less, and the index lags more. Measured
+# (docs/search.md): one sequential writer at 100,000 files, 0.1 s: -4% to
 # -15% (median -8.2%), 0.2 s: -1.1% to -6.6% (median -4.0%); HTTP durable writes, 8 clients at
 # 10,000 files, 0.1 s: +2.5% and +4.2%, 0.2 s: -13.0% and -6.7%; lag p99 157-186 ms at 0.1 s,
 # 286-299 ms at 0.2 s. The targets: at most 5% slower, at most 300 ms behind. 0.1 s keeps the
