@@ -47,6 +47,12 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def iso_seconds(seconds: float) -> str:
+    """A POSIX time as ISO-8601 UTC to the second with a Z: commit times in HCM_HISTORY, the
+    times in the custody state files and snapshot lists."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def parse_iso(text: str) -> datetime:
     """Parse an ISO date or date-time (a bare date is midnight UTC) as an aware UTC datetime;
     raises ValueError when it cannot be read, OutOfRange (a ValueError) outside the HCM's span."""

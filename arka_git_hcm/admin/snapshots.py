@@ -6,9 +6,9 @@ name as ``at``; ``HCM_ROLLBACK`` accepts it as a target.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from ..clock import iso_seconds
 from ..errors import ConflictingUpdate, NotFound
 from ..gitrepo import Signature
 from ..ids import validate_id
@@ -43,7 +43,7 @@ def list_snapshots(store: HcmStore) -> list[dict[str, Any]]:
         {
             "name": name,
             "revision": commit,
-            "time": datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": iso_seconds(when),
             "message": message,
         }
         for name, commit, when, message in store.repo.list_tags("snapshot/")

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..clock import iso_seconds
 from ..config import Settings
 from ..errors import HcmError
 from ..gitrepo.gitcli import run_git
@@ -34,10 +34,6 @@ MIN_GAP_S = 1.0  # at most one push a second: commits landing meanwhile go in th
 
 def _state_path(settings: Settings) -> Path:
     return custody_dir(settings.hcm_path) / "mirror.json"
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class MirrorWorker(BackgroundWorker):
@@ -76,7 +72,7 @@ class MirrorWorker(BackgroundWorker):
             now = self.clock()
             state.setdefault("behind_since", now)
             state["behind_since"] = state["behind_since"] or now
-            state["last_attempt_at"] = _iso(now)
+            state["last_attempt_at"] = iso_seconds(now)
             try:
                 push_to_remote(self.settings, self.settings.file.mirror.remote)
             except HcmError as exc:
@@ -88,7 +84,7 @@ class MirrorWorker(BackgroundWorker):
             self.pushes += 1
             state |= {
                 "pushed_tip": tip,
-                "last_push_at": _iso(self.clock()),
+                "last_push_at": iso_seconds(self.clock()),
                 "last_error": None,
                 "failures": 0,
             }

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..clock import iso_seconds
 from ..config import Settings
 from ..errors import HcmError, NotFound
 from ..worker import BackgroundWorker
@@ -88,16 +89,16 @@ class BackupScheduler(BackgroundWorker):
             try:
                 result = self._take_one(now)
             except HcmError as exc:
-                state |= {"status": "failed", "last_error": exc.message[:500], "failed_at": _iso(now)}
+                state |= {"status": "failed", "last_error": exc.message[:500], "failed_at": iso_seconds(now)}
                 save_state(path, state)
                 log.error("scheduled backup failed: %s", exc.message)
                 raise
             except Exception as exc:
-                state |= {"status": "failed", "last_error": str(exc)[:500], "failed_at": _iso(now)}
+                state |= {"status": "failed", "last_error": str(exc)[:500], "failed_at": iso_seconds(now)}
                 save_state(path, state)
                 log.error("scheduled backup failed unexpectedly", exc_info=True)
                 raise
-            state |= {"status": "ok", "last_error": None, "last_backup_at": _iso(now)} | result
+            state |= {"status": "ok", "last_error": None, "last_backup_at": iso_seconds(now)} | result
             save_state(path, state)
             self.backups += 1
             log.info("scheduled backup: %s", result.get("last_file") or result.get("note"))
@@ -148,10 +149,6 @@ class BackupScheduler(BackgroundWorker):
             Path(f"{bundle}{SUFFIX}").unlink(missing_ok=True)
             removed.append(bundle.name)
         return removed
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def backup_report(settings: Settings) -> dict[str, Any]:

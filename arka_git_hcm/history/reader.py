@@ -18,8 +18,9 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
+
+from ..clock import iso_seconds
 
 __all__ = [
     "MISSIONS_PREFIX",
@@ -28,7 +29,6 @@ __all__ = [
     "HistoryPage",
     "HistoryReader",
     "IndexedRow",
-    "commit_time_iso",
     "indexed_page",
 ]
 
@@ -80,11 +80,6 @@ class HistoryPage:
         self.next_cursor: str | None = None
         self.partial = False  # the walk budget ran out before the page filled: go on with the cursor
         self.indexed = False  # the index answered (part of) the page
-
-
-def commit_time_iso(seconds: int) -> str:
-    """A commit time as HCM_HISTORY shows it (UTC, to the second)."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def one(conn: sqlite3.Connection, sql: str, args: tuple[object, ...] | list[object] = ()) -> Any:
@@ -284,7 +279,7 @@ class HistoryReader:
             for oid, when, op, caller, request, mission, summary in conn.execute(sql, batch).fetchall():
                 found[oid] = {
                     "revision": oid.hex(),
-                    "time": commit_time_iso(when),
+                    "time": iso_seconds(when),
                     "op": op,
                     "caller": caller,
                     "request_id": request,

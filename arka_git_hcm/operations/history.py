@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..clock import OutOfRange, parse_iso
+from ..clock import OutOfRange, iso_seconds, parse_iso
 from ..domain import envelope as p
 from ..domain.commit_message import parse_trailers, summary_of
 from ..domain.layout import MissionPaths
@@ -12,7 +12,6 @@ from ..errors import InvalidPayload, NotFound
 from ..gitrepo import GitRepo
 from ..history.index import caller_of
 from ..history.query import HistoryFilters, history_page
-from ..history.reader import commit_time_iso
 from ..paths import check_relative
 from .base import OpContext, OpSpec
 from .views import TreeView
@@ -28,7 +27,7 @@ def commit_summary(repo: GitRepo, commit_id: str) -> dict[str, Any]:
     trailers = parse_trailers(info.message)
     return {
         "revision": info.id,
-        "time": commit_time_iso(info.commit_time),
+        "time": iso_seconds(info.commit_time),
         "op": trailers.get("Hcm-Op"),
         "caller": caller_of(trailers, info.author_name, info.author_email),
         "request_id": trailers.get("Hcm-Request-Id"),
